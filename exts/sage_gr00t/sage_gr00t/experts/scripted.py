@@ -1,0 +1,174 @@
+"""Scripted experts: IK to end-effector waypoints plus hand open/close, for any embodiment.
+
+The expert reads privileged simulator state (object poses) -- it generates demonstrations and
+is never a sensor. Each `Subtask` becomes a list of timed waypoint segments; segments are
+built lazily when they start, so they use where objects actually are at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sage_gr00t.experts.ik import ArmIK, quat_mul, yaw_quat
+from sage_gr00t.skills import Subtask
+
+
+@dataclass
+class Segment:
+    """Move the end effector from its current target to `pos`/`quat` over `steps` control steps."""
+
+    pos: np.ndarray
+    quat: np.ndarray
+    steps: int
+    hand_closed: bool
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    speed: float = 0.45  # m/s of end-effector travel in free space
+    approach_height: float = 0.10  # above the grasp pose
+    min_steps: int = 6
+
+
+def _smoothstep(s: float) -> float:
+    return s * s * (3 - 2 * s)
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
+    dot = float(np.dot(q0, q1))
+    if dot < 0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + s * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(dot)
+    return (np.sin((1 - s) * theta) * q0 + np.sin(s * theta) * q1) / np.sin(theta)
+
+
+class ScriptedExpert:
+    """Closed-loop scripted expert; call `act(env)` once per control step."""
+
+    def __init__(self, env, config: ExpertConfig | None = None) -> None:
+        self.env = env
+        self.config = config or ExpertConfig()
+        self.ik = ArmIK(env.embodiment)
+        self.reset()
+
+    def reset(self) -> None:
+        env = self.env
+        self.ik.reset({side: env.state()[f"state.{side}_arm"] for side in ("left", "right")})
+        self.plan: list[Subtask] = list(env.expert_plan())
+        self._builders: list[Callable[[], Segment]] = []
+        self._segment: Segment | None = None
+        self._segment_step = 0
+        self._start_pos = np.zeros(3)
+        self._start_quat = np.array([1.0, 0, 0, 0])
+        self.side = ""  # no arm chosen yet; the first subtask picks one
+        self.action = env.home_action()
+        self.done = False
+
+    # ------------------------------------------------------------------ plan -> segments
+    def _choose_side(self, obj: np.ndarray, target: np.ndarray) -> str:
+        return "left" if (obj[1] + target[1]) / 2 >= 0 else "right"
+
+    def _steps_for(self, a: np.ndarray, b: np.ndarray) -> int:
+        dt = 1.0 / self.env.config.control_hz
+        return max(self.config.min_steps, int(np.ceil(np.linalg.norm(b - a) / (self.config.speed * dt))))
+
+    def _queue_subtask(self, subtask: Subtask) -> None:
+        env, cfg = self.env, self.config
+        obj_name, target_name = subtask.object_name, subtask.target_name
+        grasp = env.grasp_spec(obj_name)
+        side = self._choose_side(env.body_pos(obj_name), env.body_pos(target_name))
+        if side != self.side:
+            self.side = side
+            self._start_pos, self._start_quat = self.ik.site_pose(side)
+        grasp_quat = quat_mul(yaw_quat(grasp.yaw), np.array(env.embodiment.grasp_quat))
+
+        def grasp_pos() -> np.ndarray:
+            return env.body_pos(obj_name) + np.array([0, 0, grasp.height])
+
+        def seg(pos_fn: Callable[[], np.ndarray], closed: bool, steps: int | None = None,
+                quat: np.ndarray = grasp_quat) -> Callable[[], Segment]:
+            def build() -> Segment:
+                pos = pos_fn()
+                n = steps if steps is not None else self._steps_for(self._start_pos, pos)
+                return Segment(pos, quat, n, closed)
+            return build
+
+        above = np.array([0, 0, cfg.approach_height])
+        lift = np.array([0, 0, grasp.lift])
+        self._builders += [
+            seg(lambda: grasp_pos() + above, closed=False),
+            seg(grasp_pos, closed=False, steps=12),
+            seg(lambda: self._start_pos, closed=True, steps=8),
+            seg(lambda: self._start_pos + lift, closed=True, steps=12),
+        ]
+        if subtask.skill == "pick_place":
+            place_h = env.place_height(obj_name, target_name)
+
+            def over_target() -> np.ndarray:
+                # Keep the object's offset from the hand: aim the object, not the hand, at the target.
+                offset = self._start_pos - env.body_pos(obj_name)
+                goal = env.body_pos(target_name) + offset
+                goal[2] = env.table_height + place_h + offset[2] + 0.06
+                return goal
+
+            self._builders += [
+                seg(over_target, closed=True),
+                seg(lambda: self._start_pos - np.array([0, 0, 0.06]), closed=True, steps=10),
+                seg(lambda: self._start_pos, closed=False, steps=8),
+                seg(lambda: self._start_pos + np.array([0, 0, 0.10]), closed=False, steps=10),
+            ]
+        elif subtask.skill == "pour":
+            pour = env.pour_spec()
+
+            def over_cup() -> np.ndarray:
+                offset = self._start_pos - env.body_pos(obj_name)
+                goal = env.body_pos(target_name) + offset + np.asarray(pour.container_offset)
+                goal[2] = env.table_height + pour.pour_height + offset[2]
+                return goal
+
+            tilt = np.zeros(4)
+            import mujoco  # local: only pouring needs axis-angle conversion
+
+            mujoco.mju_axisAngle2Quat(tilt, np.asarray(pour.tilt_axis, float), pour.tilt_angle)
+            tilted = quat_mul(tilt, grasp_quat)
+            self._builders += [
+                seg(over_cup, closed=True),
+                seg(lambda: self._start_pos + np.asarray(pour.tilt_shift), closed=True, steps=pour.tilt_steps,
+                    quat=tilted),
+                seg(lambda: self._start_pos, closed=True, steps=pour.hold_steps, quat=tilted),
+                seg(lambda: self._start_pos - np.asarray(pour.tilt_shift), closed=True, steps=pour.tilt_steps),
+            ]
+
+    # ------------------------------------------------------------------ control
+    def act(self, _obs: dict | None = None) -> dict[str, np.ndarray]:
+        """Next action (joint targets) for the environment's current state."""
+        if self._segment is None or self._segment_step >= self._segment.steps:
+            if self._segment is not None:
+                self._start_pos, self._start_quat = self._segment.pos, self._segment.quat
+            self._segment = None
+            while not self._builders and self.plan:
+                self._queue_subtask(self.plan.pop(0))
+            if self._builders:
+                self._segment = self._builders.pop(0)()
+                self._segment_step = 0
+            else:
+                self.done = True
+                return {k: v.copy() for k, v in self.action.items()}
+        seg = self._segment
+        self._segment_step += 1
+        s = _smoothstep(self._segment_step / seg.steps)
+        pos = self._start_pos + s * (seg.pos - self._start_pos)
+        quat = _slerp(self._start_quat, seg.quat, s)
+        arm_q = self.ik.solve(self.side, pos, quat)
+        arm = self.env.embodiment.arm(self.side)
+        ranges = self.env.action_ranges()
+        self.action[f"action.{self.side}_arm"] = np.clip(arm_q, *ranges[f"action.{self.side}_arm"].T).astype(np.float32)
+        hand = arm.hand_closed if seg.hand_closed else arm.hand_open
+        self.action[f"action.{self.side}_hand"] = np.array(hand, np.float32)
+        return {k: v.copy() for k, v in self.action.items()}
