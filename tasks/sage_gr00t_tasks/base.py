@@ -50,6 +50,19 @@ class GraspSpec:
     close_fraction: float = 1.0
 
 
+@dataclass(frozen=True)
+class PourSpec:
+    """How to pour: where the end effector goes relative to the target, and the tilt."""
+
+    container_offset: tuple[float, float, float]  # ee target minus target body origin (x, y; z ignored)
+    pour_height: float  # ee height above the table while pouring
+    tilt_axis: tuple[float, float, float]  # world axis of the tilt
+    tilt_angle: float
+    tilt_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ee motion during the tilt
+    tilt_steps: int = 20
+    hold_steps: int = 30
+
+
 class InvalidActionError(ValueError):
     """An action dict that must not reach the simulator."""
 

@@ -6,9 +6,13 @@ import gymnasium as gym
 
 from sage_gr00t_tasks.base import TabletopTaskEnv, TaskConfig
 from sage_gr00t_tasks.pick_apple import PickAppleEnv
+from sage_gr00t_tasks.pour_water import PourWaterEnv
+from sage_gr00t_tasks.sort_blocks import SortBlocksEnv
 
 TASKS: dict[str, type[TabletopTaskEnv]] = {
     "pick_apple": PickAppleEnv,
+    "sort_blocks": SortBlocksEnv,
+    "pour_water": PourWaterEnv,
 }
 
 GYM_IDS = {name: "SageGr00t/" + "".join(p.title() for p in name.split("_")) + "-v0" for name in TASKS}
