@@ -15,7 +15,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from sage_gr00t.sim.embodiment import EmbodimentSpec, get_embodiment
+from sage_gr00t.sim.embodiment import ROBOT_COLLISION_BIT, EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.randomization import DomainRandomizationConfig, DomainRandomizer
 from sage_gr00t.sim.scene import PhysicsConfig, TableConfig, new_scene
 from sage_gr00t.skills import Subtask
@@ -184,6 +184,17 @@ class TabletopTaskEnv(gym.Env, ABC):
 
     def body_quat(self, name: str) -> np.ndarray:
         return self.data.xquat[self.body_id(name)].copy()
+
+    def touching_robot(self, name: str) -> bool:
+        """Whether any robot geom is in contact with body `name` (e.g. it is still held)."""
+        bid = self.body_id(name)
+        robot = self.model.geom_conaffinity == ROBOT_COLLISION_BIT
+        for contact in self.data.contact[: self.data.ncon]:
+            g1, g2 = contact.geom1, contact.geom2
+            bodies = (self.model.geom_bodyid[g1], self.model.geom_bodyid[g2])
+            if bid in bodies and (robot[g1] or robot[g2]):
+                return True
+        return False
 
     def ee_pos(self, side: str) -> np.ndarray:
         return self.data.site_xpos[self._ee_site[side]].copy()

@@ -49,15 +49,18 @@ class PickAppleEnv(TabletopTaskEnv):
             if abs(apple[1] - plate[1]) <= 0.26:  # both within one arm's reach
                 break
         z = self.table_height
-        fruit_half_height = 0.040 if self.config.variant == "novel" else self.FRUIT_RADIUS
-        self.set_free_body_pose("apple", np.array([*apple, z + fruit_half_height + 0.002]), yaw=rng.uniform(-np.pi, np.pi))
+        self.set_free_body_pose("apple", np.array([*apple, z + self._fruit_half_height() + 0.002]),
+                                yaw=rng.uniform(-np.pi, np.pi))
         self.set_fixed_body_pos("plate", np.array([*plate, z]))
 
     def is_success(self) -> bool:
         apple, plate = self.body_pos("apple"), self.body_pos("plate")
         on_plate = np.linalg.norm(apple[:2] - plate[:2]) < 0.085
-        resting = apple[2] < self.table_height + 0.07
-        return bool(on_plate and resting)
+        resting = apple[2] < self.table_height + 0.012 + self._fruit_half_height() + 0.01
+        return bool(on_plate and resting and not self.touching_robot("apple"))
+
+    def _fruit_half_height(self) -> float:
+        return 0.040 if self.config.variant == "novel" else self.FRUIT_RADIUS
 
     def _names(self) -> tuple[str, str]:
         return ("pear", "tray") if self.config.variant == "novel" else ("apple", "plate")

@@ -64,9 +64,9 @@ class SortBlocksEnv(TabletopTaskEnv):
         left_color = SORTED_COLORS[int(rng.integers(2))]
         for color in SORTED_COLORS:
             side = 1.0 if color == left_color else -1.0
-            x, y = rng.uniform(0.37, 0.45), side * rng.uniform(0.19, 0.23)
+            x, y = rng.uniform(0.37, 0.45), side * rng.uniform(0.22, 0.25)
             self.set_fixed_body_pos(f"{color}_bin", np.array([x, y, z]))
-        blocks = self.sample_positions(rng, [((0.30, 0.46), (-0.09, 0.09))] * 3, min_distance=0.075)
+        blocks = self.sample_positions(rng, [((0.31, 0.47), (-0.06, 0.06))] * 3, min_distance=0.085)
         for color, xy in zip((*SORTED_COLORS, self._distractor_color()), blocks, strict=True):
             self.set_free_body_pose(f"{color}_block", np.array([*xy, z + self.BLOCK_HALF + 0.001]),
                                     yaw=rng.uniform(-np.pi, np.pi))
@@ -74,7 +74,8 @@ class SortBlocksEnv(TabletopTaskEnv):
     def block_in_bin(self, color: str) -> bool:
         block, bin_pos = self.body_pos(f"{color}_block"), self.body_pos(f"{color}_bin")
         inside = np.all(np.abs(block[:2] - bin_pos[:2]) < self.BIN_INNER_HALF)
-        return bool(inside and block[2] < self.table_height + 0.06)
+        released = not self.touching_robot(f"{color}_block")
+        return bool(inside and released and block[2] < self.table_height + 0.06)
 
     def is_success(self) -> bool:
         return all(self.block_in_bin(c) for c in SORTED_COLORS)
@@ -103,7 +104,7 @@ class SortBlocksEnv(TabletopTaskEnv):
         yaw = np.arctan2(2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2))
         yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
         if self.config.variant == "novel":
-            yaw = 0.0  # cylinders: any yaw works
+            yaw = 0.0  # cylinders: any yaw grips
         return GraspSpec(height=0.0, yaw=float(yaw), lift=0.12)
 
     def place_height(self, object_name: str, target_name: str) -> float:
