@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from tqdm import tqdm
+
 from sage_gr00t.data.collect import CollectionState, EpisodeOutcome, collect_episodes
 from sage_gr00t.data.lerobot_dataset import DatasetLayout, GrootDatasetWriter
 from sage_gr00t.experts.scripted import ScriptedExpert
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks import make_env
-from tqdm import tqdm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

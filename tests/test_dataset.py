@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from sage_gr00t.data.collect import CollectionState, collect_episodes, run_expert_episode
 from sage_gr00t.data.lerobot_dataset import (
     IMAGE_KEY,

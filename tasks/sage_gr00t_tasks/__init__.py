@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sage_gr00t  # noqa: F401  (first: selects headless rendering before mujoco loads)
-
 from sage_gr00t_tasks.base import TabletopTaskEnv, TaskConfig
 from sage_gr00t_tasks.registry import TASKS, make_env
 

@@ -8,6 +8,7 @@ Observations and actions use GR00T's modality names:
 from __future__ import annotations
 
 import collections
+import string
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -357,7 +358,7 @@ class TabletopTaskEnv(gym.Env, ABC):
         }
         for group, adr in self._qpos_adr.items():
             spaces[f"state.{group}"] = gym.spaces.Box(-np.inf, np.inf, (len(adr),), np.float32)
-        spaces[LANGUAGE_KEY] = gym.spaces.Text(max_length=256)
+        spaces[LANGUAGE_KEY] = gym.spaces.Text(max_length=256, min_length=0, charset=string.printable)
         return gym.spaces.Dict(spaces)
 
     def _make_action_space(self) -> gym.spaces.Dict:

@@ -27,8 +27,8 @@ class PickAppleEnv(TabletopTaskEnv):
                     rgba=[0.35, 0.22, 0.1, 1], contype=0, conaffinity=0, group=1)
         if novel:
             # Unseen shape and colour: a yellow-green pear-like ellipsoid on a square blue tray.
-            fruit = dict(type=_ELLIPSOID, size=[0.030, 0.030, 0.040], rgba=[0.75, 0.8, 0.2, 1])
-            stem["pos"] = [0, 0, 0.046]
+            fruit = dict(type=_ELLIPSOID, size=[0.033, 0.033, 0.038], rgba=[0.75, 0.8, 0.2, 1])
+            stem["pos"] = [0, 0, 0.044]
             plate = [dict(type=_BOX, size=[0.085, 0.085, 0.006], pos=[0, 0, 0.006], rgba=[0.2, 0.35, 0.8, 1])]
         else:
             fruit = dict(type=_SPHERE, size=[self.FRUIT_RADIUS, 0, 0], rgba=[0.8, 0.08, 0.06, 1])
@@ -60,7 +60,7 @@ class PickAppleEnv(TabletopTaskEnv):
         return bool(on_plate and resting and not self.touching_robot("apple"))
 
     def _fruit_half_height(self) -> float:
-        return 0.040 if self.config.variant == "novel" else self.FRUIT_RADIUS
+        return 0.038 if self.config.variant == "novel" else self.FRUIT_RADIUS
 
     def _names(self) -> tuple[str, str]:
         return ("pear", "tray") if self.config.variant == "novel" else ("apple", "plate")

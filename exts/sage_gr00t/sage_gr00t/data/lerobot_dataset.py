@@ -28,6 +28,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+
 from sage_gr00t_tasks.base import LANGUAGE_KEY, STATE_GROUPS
 
 logger = logging.getLogger(__name__)

@@ -71,7 +71,8 @@ class ArmIK:
     def solve(self, side: str, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
         """Move the arm's site toward (pos, quat); returns the arm's joint targets."""
         task = self.frame_tasks[side]
-        task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(np.asarray(quat, float)), np.asarray(pos, float)))
+        rotation = mink.SO3(np.asarray(quat, float))
+        task.set_target(mink.SE3.from_rotation_and_translation(rotation, np.asarray(pos, float)))
         other = "right" if side == "left" else "left"
         frozen = self.configuration.q[self._qadr[other]].copy()
         for _ in range(self.iterations):

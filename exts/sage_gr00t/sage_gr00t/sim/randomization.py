@@ -101,7 +101,8 @@ class DomainRandomizer:
             m.geom_rgba[ids, :3] = np.clip(n.geom_rgba[ids, :3] + jitter, 0.0, 1.0)
         m.light_diffuse[:] = n.light_diffuse * rng.uniform(*c.light_intensity)
         if c.light_direction_jitter > 0:
-            m.light_dir[:] = n.light_dir + rng.uniform(-c.light_direction_jitter, c.light_direction_jitter, n.light_dir.shape)
+            jitter = c.light_direction_jitter
+            m.light_dir[:] = n.light_dir + rng.uniform(-jitter, jitter, n.light_dir.shape)
         if c.camera_position_jitter > 0:
             m.cam_pos[:] = n.cam_pos + rng.uniform(-c.camera_position_jitter, c.camera_position_jitter, n.cam_pos.shape)
         if c.camera_fovy_jitter > 0:

@@ -1,0 +1,41 @@
+"""The `Policy` protocol shared by the scripted expert, the native GR00T model and remote servers.
+
+Like upstream `Gr00tPolicy.get_action`, a policy takes one observation dict in GR00T's modality
+format (`video.*`, `state.*`, `annotation.human.task_description`) and returns an action chunk:
+`action.<group>` arrays of shape (horizon, dim).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sage_gr00t.experts.scripted import ScriptedExpert
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def reset(self) -> None:
+        """Forget per-episode state (called after every env.reset)."""
+
+    def get_action(self, observation: dict) -> dict[str, np.ndarray]:
+        """Action chunk: `action.<group>` arrays of shape (horizon, dim)."""
+        ...
+
+
+class ExpertPolicy:
+    """The scripted expert behind the `Policy` interface (privileged: it reads simulator state)."""
+
+    def __init__(self, env) -> None:
+        self.expert = ScriptedExpert(env)
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    @property
+    def done(self) -> bool:
+        return self.expert.done
+
+    def get_action(self, observation: dict) -> dict[str, np.ndarray]:
+        return {k: v[None] for k, v in self.expert.act(observation).items()}

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Evaluate a policy closed loop on the embedded MuJoCo tasks and print a success table.
+
+    python scripts/eval.py --policy expert --task all --episodes 50 --video outputs/eval/expert.mp4
+
+`--policy expert` runs the scripted experts (privileged state). Seeds start at `--seed-start`
+(default 1000: demonstrations are collected from seed 0 up, so these are held out).
+Results are also written as JSON next to the video (or to outputs/eval/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from sage_gr00t.evaluation import EpisodeResult, run_episode, summarize
+from sage_gr00t.policy import ExpertPolicy
+from sage_gr00t.sim.randomization import DomainRandomizationConfig
+from sage_gr00t_tasks import TASKS, make_env
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policy", default="expert", help="'expert' or a policy checkpoint folder")
+    p.add_argument("--task", nargs="+", default=["all"], help=f"task names or 'all' ({', '.join(TASKS)})")
+    p.add_argument("--embodiment", default="sage_humanoid")
+    p.add_argument("--variant", default="train", choices=("train", "novel"))
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed-start", type=int, default=1000)
+    p.add_argument("--randomization", default="none", choices=("none", "train", "strong"))
+    p.add_argument("--max-steps", type=int, default=None, help="per episode (default: the task's limit)")
+    p.add_argument("--video", type=Path, default=None, help="mp4 of the first episode of each task")
+    p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="folder for the JSON results")
+    return p.parse_args(argv)
+
+
+def make_policy(spec: str, env):
+    if spec == "expert":
+        return ExpertPolicy(env)
+    raise SystemExit(
+        f"Unknown policy {spec!r}: use 'expert' or a trained checkpoint folder "
+        "(learned policies arrive with the GR00T policy module)."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tasks = list(TASKS) if args.task == ["all"] else args.task
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        print(f"Unknown task(s) {unknown}. Available: {sorted(TASKS)} or 'all'.", file=sys.stderr)
+        return 2
+    randomization = DomainRandomizationConfig.from_yaml(profile=args.randomization)
+    args.out.mkdir(parents=True, exist_ok=True)
+    console = Console(width=120)
+    table = Table(title=f"SAGE-GR00T evaluation: policy={args.policy}, embodiment={args.embodiment}, "
+                        f"variant={args.variant}, seeds {args.seed_start}..{args.seed_start + args.episodes - 1}")
+    for column in ("task", "episodes", "success", "mean steps", "env steps/s"):
+        table.add_column(column, justify="right" if column != "task" else "left")
+
+    all_results: list[EpisodeResult] = []
+    for task in tasks:
+        env = make_env(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization)
+        if args.max_steps:
+            env.config.max_steps = args.max_steps
+        policy = make_policy(args.policy, env)
+        results = []
+        for i, seed in enumerate(tqdm(range(args.seed_start, args.seed_start + args.episodes), desc=task)):
+            frames: list[np.ndarray] = []
+            record = args.video is not None and i == 0
+
+            def grab(env_, obs, frames=frames, record=record) -> None:
+                if record and env_.step_count % 2 == 0:
+                    ego = obs["video.ego_view"]
+                    front = env_.render()  # front view with the ego camera as an inset
+                    h, w = min(ego.shape[0], front.shape[0]), min(ego.shape[1], front.shape[1])
+                    front[:h, :w] = ego[:h, :w]
+                    frames.append(front)
+
+            results.append(run_episode(env, policy, seed, on_frame=grab))
+            if record and frames:
+                import imageio
+
+                path = args.video.with_name(f"{args.video.stem}_{task}{args.video.suffix}")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                imageio.mimsave(path, frames, fps=10)
+                console.print(f"video: {path}")
+        env.close()
+        summary = summarize(results)
+        table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
+                      f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}")
+        all_results += results
+
+    console.print(table)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out / f"eval_{args.policy.replace('/', '_')}_{args.embodiment}_{stamp}.json"
+    out.write_text(json.dumps([r.to_dict() for r in all_results], indent=1))
+    console.print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
