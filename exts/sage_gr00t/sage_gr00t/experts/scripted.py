@@ -67,6 +67,7 @@ class ScriptedExpert:
         self._start_pos = np.zeros(3)
         self._start_quat = np.array([1.0, 0, 0, 0])
         self.side = ""  # no arm chosen yet; the first subtask picks one
+        self._hand_closure = {side: 0.0 for side in ("left", "right")}  # 0 open .. 1 closed
         self.action = env.home_action()
         self.done = False
 
@@ -169,6 +170,15 @@ class ScriptedExpert:
         arm = self.env.embodiment.arm(self.side)
         ranges = self.env.action_ranges()
         self.action[f"action.{self.side}_arm"] = np.clip(arm_q, *ranges[f"action.{self.side}_arm"].T).astype(np.float32)
-        hand = arm.hand_closed if seg.hand_closed else arm.hand_open
-        self.action[f"action.{self.side}_hand"] = np.array(hand, np.float32)
+        # Move the hand's closure toward the segment's goal, at once or ramped (ArmSpec).
+        goal = 1.0 if seg.hand_closed else 0.0
+        rate = 1.0 / arm.hand_ramp_steps if arm.hand_ramp_steps > 0 else 1.0
+        c = self._hand_closure[self.side]
+        c = float(np.clip(goal, c - rate, c + rate))
+        self._hand_closure[self.side] = c
+        if c in (0.0, 1.0):  # exact end poses (unramped hands never interpolate)
+            hand = np.asarray(arm.hand_closed if c == 1.0 else arm.hand_open, float)
+        else:
+            hand = np.asarray(arm.hand_open) + c * (np.asarray(arm.hand_closed) - np.asarray(arm.hand_open))
+        self.action[f"action.{self.side}_hand"] = hand.astype(np.float32)
         return {k: v.copy() for k, v in self.action.items()}

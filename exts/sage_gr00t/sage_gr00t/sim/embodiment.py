@@ -31,6 +31,10 @@ class ArmSpec:
     hand_open: tuple[float, ...]
     hand_closed: tuple[float, ...]
     arm_home: tuple[float, ...]
+    # Control steps over which the expert ramps the hand command between open and closed
+    # (0: switch at once). Multi-finger hands release more evenly when ramped: a thumb that is
+    # still squeezing while the fingers snap open flicks the object away.
+    hand_ramp_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class ActuatorGains:
     kp: float
     kv: float
     force_limit: float
+    # Reflected rotor inertia added to the joint: light finger links under a stiff servo are
+    # otherwise unstable at a 2 ms step (the position gain is integrated explicitly).
+    armature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -166,16 +173,55 @@ _G1_HAND = (
 )
 
 
+# Fixed-base G1 stands 0.14 m behind the table edge, lowered so its shoulders are ~0.2 m above
+# the table top: every object position is reachable with the forearm roughly level.
+# Dex3 geometry (wrist_yaw_link frame): fingers extend along +x from x = 0.12, the palm's inner
+# face is at y = -0.02 (left; +0.02 right) and fingers curl toward it, the thumb sticks out of
+# the palm side at x = 0.065 and curls toward +x. The grasp point is in front of the palm,
+# between the thumb and the finger roots. Joints about z have mirrored signs on the right hand.
+_G1_GRASP_POINT = (0.125, 0.058, 0.0)  # (x, |y|, z) of the grasp point in wrist_yaw_link
+# Palm-inward side grasp, rolled so the palm also faces down by this angle: keeps the palm's
+# lower edge and the thumb clear of the table while the fingers cup a small object.
+_G1_GRASP_ROLL = 0.5
+# (thumb_0, thumb_1, thumb_2, middle_0, middle_1, index_0, index_1) for the left hand; the right
+# hand uses the same values with the z-axis joints (all but thumb_0) negated.
+_G1_HAND_OPEN = (0.0, -0.2, 0.2, 0.0, 0.0, 0.0, 0.0)
+_G1_HAND_CLOSED = (0.0, 0.7, 1.2, -1.2, -1.3, -1.2, -1.3)
+_G1_MIRROR = (1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0)
+# Left arm home: hand above the table's near edge, in front of the shoulder, palm inward.
+_G1_HOME = (0.2, 0.2, 0.0, -0.9, 0.0, 0.4, 0.0)
+
+
 def _g1_arm(side: str) -> ArmSpec:
     sign = 1.0 if side == "left" else -1.0
+
+    def mirror(pose: tuple[float, ...]) -> tuple[float, ...]:
+        return pose if side == "left" else tuple(m * v for m, v in zip(_G1_MIRROR, pose, strict=True))
+
+    # Mirror the left arm's home: joints about x or z (shoulder roll/yaw, wrist roll/yaw) flip sign.
+    home = [v * (sign if i in (1, 2, 4, 6) else 1.0) for i, v in enumerate(_G1_HOME)]
     return ArmSpec(
         arm_joints=tuple(f"{side}_{j}" for j in _G1_ARM),
         hand_joints=tuple(f"{side}_{j}" for j in _G1_HAND),
         ee_site=f"{side}_grasp",
-        hand_open=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
-        hand_closed=(0.0, sign * 0.7, sign * 1.2, -sign * 1.2, -sign * 1.3, -sign * 1.2, -sign * 1.3),
-        arm_home=(-0.3, sign * 0.2, 0.0, 0.9, 0.0, 0.0, 0.0),
+        hand_open=mirror(_G1_HAND_OPEN),
+        hand_closed=mirror(_G1_HAND_CLOSED),
+        arm_home=tuple(home),
+        hand_ramp_steps=6,
     )
+
+
+def _g1_site(side: str) -> SiteMount:
+    """Grasp site whose frame is world-aligned (grasp_quat = identity) in the rolled side grasp.
+
+    The hand's world orientation in the grasp is a roll about x of +roll (left) / -roll (right)
+    (mirror images), so the site is mounted with the inverse roll.
+    """
+    sign = 1.0 if side == "left" else -1.0
+    x, y, z = _G1_GRASP_POINT
+    half = -sign * _G1_GRASP_ROLL / 2
+    return SiteMount(f"{side}_grasp", f"{side}_wrist_yaw_link", (x, -sign * y, z),
+                     (float(np.cos(half)), float(np.sin(half)), 0.0, 0.0))
 
 
 UNITREE_G1 = EmbodimentSpec(
@@ -186,7 +232,7 @@ UNITREE_G1 = EmbodimentSpec(
     left=_g1_arm("left"),
     right=_g1_arm("right"),
     ego_camera=CameraMount(body="torso_link", pos=(0.08, 0.0, 0.45), look_at=(0.62, 0.0, -0.25), fovy=72.0),
-    base_pos=(-0.05, 0.0, 0.78),
+    base_pos=(0.08, 0.0, 0.70),
     grasp_quat=(1.0, 0.0, 0.0, 0.0),
     remove_bodies=(
         "left_hip_pitch_link",
@@ -195,15 +241,12 @@ UNITREE_G1 = EmbodimentSpec(
     lock_joints=("waist_yaw_joint", "waist_roll_joint", "waist_pitch_joint"),
     remove_free_joint=True,
     replace_actuators=(
-        ActuatorGains(r"_shoulder_", kp=400.0, kv=30.0, force_limit=88.0),
-        ActuatorGains(r"_elbow_", kp=300.0, kv=20.0, force_limit=88.0),
-        ActuatorGains(r"_wrist_", kp=80.0, kv=4.0, force_limit=25.0),
-        ActuatorGains(r"_hand_", kp=20.0, kv=0.5, force_limit=5.0),
+        ActuatorGains(r"_shoulder_", kp=400.0, kv=30.0, force_limit=88.0, armature=0.03),
+        ActuatorGains(r"_elbow_", kp=300.0, kv=20.0, force_limit=88.0, armature=0.03),
+        ActuatorGains(r"_wrist_", kp=80.0, kv=4.0, force_limit=25.0, armature=0.01),
+        ActuatorGains(r"_hand_", kp=5.0, kv=0.1, force_limit=5.0, armature=0.001),
     ),
-    add_sites=(
-        SiteMount("left_grasp", "left_wrist_yaw_link", (0.13, 0.0, 0.0)),
-        SiteMount("right_grasp", "right_wrist_yaw_link", (0.13, 0.0, 0.0)),
-    ),
+    add_sites=(_g1_site("left"), _g1_site("right")),
 )
 
 EMBODIMENTS: dict[str, EmbodimentSpec] = {e.name: e for e in (SAGE_HUMANOID, UNITREE_G1)}
@@ -261,6 +304,11 @@ def load_robot_spec(emb: EmbodimentSpec) -> mujoco.MjSpec:
     spec.meshdir = str((path.parent / (spec.meshdir or "")).resolve())
     spec.texturedir = str((path.parent / (spec.texturedir or "")).resolve())
 
+    # Robot files may ship their own floor and lights (Menagerie scenes do); the scene builder
+    # supplies those, so keep only bodies from the robot file.
+    for item in [*spec.worldbody.geoms, *spec.worldbody.lights]:
+        spec.delete(item)
+
     for body_name in emb.remove_bodies:
         spec.delete(spec.body(body_name))
     root = spec.body(emb.root_body)
@@ -286,6 +334,8 @@ def load_robot_spec(emb: EmbodimentSpec) -> mujoco.MjSpec:
             act.ctrlrange = list(joint.range)
             act.forcelimited = True
             act.forcerange = [-gains.force_limit, gains.force_limit]
+            if gains.armature > 0:
+                joint.armature = gains.armature
 
     for site in emb.add_sites:
         spec.body(site.body).add_site(name=site.name, pos=list(site.pos), quat=list(site.quat), size=[0.006, 0, 0])
