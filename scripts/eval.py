@@ -22,7 +22,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from sage_gr00t.evaluation import EpisodeResult, run_episode, summarize
-from sage_gr00t.policy import ExpertPolicy
+from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks import TASKS, make_env
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sage_gr00t.evaluation import run_episode
-from sage_gr00t.policy import ExpertPolicy
+from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks import TASKS, make_env
 from sage_gr00t_tasks.base import ACTION_KEYS, LANGUAGE_KEY, InvalidActionError

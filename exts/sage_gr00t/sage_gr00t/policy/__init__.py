@@ -1,5 +1,9 @@
-"""Policies: the GR00T-style `get_action(observation) -> action chunk` interface and its implementations."""
+"""Policies: the GR00T-style `get_action(observation) -> action chunk` protocol and its implementations.
 
-from sage_gr00t.policy.base import ExpertPolicy, Policy
+`sage_gr00t.policy.gr00t` holds the native GR00T N1.5-architecture model; the scripted expert's
+adapter lives in `sage_gr00t.experts.policy` (it needs the simulator).
+"""
 
-__all__ = ["ExpertPolicy", "Policy"]
+from sage_gr00t.policy.base import Policy
+
+__all__ = ["Policy"]

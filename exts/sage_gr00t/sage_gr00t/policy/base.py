@@ -11,8 +11,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from sage_gr00t.experts.scripted import ScriptedExpert
-
 
 @runtime_checkable
 class Policy(Protocol):
@@ -22,20 +20,3 @@ class Policy(Protocol):
     def get_action(self, observation: dict) -> dict[str, np.ndarray]:
         """Action chunk: `action.<group>` arrays of shape (horizon, dim)."""
         ...
-
-
-class ExpertPolicy:
-    """The scripted expert behind the `Policy` interface (privileged: it reads simulator state)."""
-
-    def __init__(self, env) -> None:
-        self.expert = ScriptedExpert(env)
-
-    def reset(self) -> None:
-        self.expert.reset()
-
-    @property
-    def done(self) -> bool:
-        return self.expert.done
-
-    def get_action(self, observation: dict) -> dict[str, np.ndarray]:
-        return {k: v[None] for k, v in self.expert.act(observation).items()}

@@ -1,0 +1,99 @@
+"""GR00T N1.5's flow-matching action head.
+
+Tokens = [state (1)] + [learned future tokens (32)] + [noisy action tokens (16)], processed by a
+DiT conditioned on the VL tokens (after LayerNorm + self-attention) and on the flow time via AdaLN.
+Training: t ~ Beta(1.5, 1) mapped to (noise_s - t) / noise_s, x_t = (1 - t) noise + t action, target
+velocity = action - noise, loss = masked MSE. Inference: Euler steps at t = 0, 1/4, 2/4, 3/4.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sage_gr00t.policy.gr00t.config import ActionHeadConfig
+from sage_gr00t.policy.gr00t.layers import (
+    CategorySpecificMLP,
+    DiT,
+    MultiEmbodimentActionEncoder,
+    SelfAttentionTransformer,
+)
+
+
+class FlowMatchingActionHead(nn.Module):
+    def __init__(self, cfg: ActionHeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.diffusion_model_cfg.output_dim != cfg.hidden_size:
+            raise ValueError("diffusion_model_cfg.output_dim must equal hidden_size (the decoder's input).")
+        self.model = DiT(cfg.diffusion_model_cfg)
+        self.state_encoder = CategorySpecificMLP(
+            cfg.max_num_embodiments, cfg.max_state_dim, cfg.hidden_size, cfg.input_embedding_dim
+        )
+        self.action_encoder = MultiEmbodimentActionEncoder(
+            cfg.action_dim, cfg.input_embedding_dim, cfg.max_num_embodiments
+        )
+        self.action_decoder = CategorySpecificMLP(
+            cfg.max_num_embodiments, cfg.hidden_size, cfg.hidden_size, cfg.action_dim
+        )
+        self.future_tokens = nn.Embedding(cfg.num_target_vision_tokens, cfg.input_embedding_dim)
+        nn.init.normal_(self.future_tokens.weight, mean=0.0, std=0.02)
+        self.vlln = nn.LayerNorm(cfg.backbone_embedding_dim) if cfg.use_vlln else nn.Identity()
+        self.vl_self_attention = SelfAttentionTransformer(cfg.vl_self_attention_cfg) if cfg.use_vlln else nn.Identity()
+        if cfg.add_pos_embed:
+            self.position_embedding = nn.Embedding(cfg.max_seq_len, cfg.input_embedding_dim)
+            nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)
+
+    def sample_time(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Flow time in (0, 1], weighted toward 1 (clean actions): (s - Beta(1.5, 1)) / s."""
+        # Built per call, not in __init__: a Beta module attribute breaks meta-device construction.
+        beta = torch.distributions.Beta(torch.tensor(self.cfg.noise_beta_alpha), torch.tensor(self.cfg.noise_beta_beta))
+        sample = beta.sample((batch,)).to(device)
+        return (self.cfg.noise_s - sample) / self.cfg.noise_s
+
+    def process_backbone_output(self, features: torch.Tensor) -> torch.Tensor:
+        return self.vl_self_attention(self.vlln(features))
+
+    def _velocity(self, vl: torch.Tensor, vl_mask: torch.Tensor | None, state_features: torch.Tensor,
+                  noisy: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
+        action_features = self.action_encoder(noisy, t_bucket, embodiment_id)
+        if self.cfg.add_pos_embed:
+            pos = torch.arange(action_features.shape[1], device=noisy.device)
+            action_features = action_features + self.position_embedding(pos).unsqueeze(0)
+        future = self.future_tokens.weight.unsqueeze(0).expand(noisy.shape[0], -1, -1)
+        tokens = torch.cat([state_features, future, action_features], dim=1)
+        out = self.model(tokens, vl, t_bucket, vl_mask)
+        return self.action_decoder(out, embodiment_id)[:, -noisy.shape[1]:]
+
+    def forward(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
+                action: torch.Tensor, action_mask: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
+        """Flow-matching training loss. state (B, 1, 64), action (B, 16, 32), action_mask like action."""
+        vl = self.process_backbone_output(vl_features)
+        state_features = self.state_encoder(state, embodiment_id)
+        noise = torch.randn_like(action)
+        t = self.sample_time(action.shape[0], action.device).to(action.dtype)[:, None, None]
+        noisy = (1 - t) * noise + t * action
+        velocity = action - noise
+        t_bucket = (t[:, 0, 0] * self.cfg.num_timestep_buckets).long()
+        pred = self._velocity(vl, vl_mask, state_features, noisy, t_bucket, embodiment_id)
+        loss = F.mse_loss(pred, velocity, reduction="none") * action_mask
+        return loss.sum() / action_mask.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def get_action(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
+                   embodiment_id: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise an action chunk (B, horizon, action_dim) with `num_inference_timesteps` Euler steps."""
+        vl = self.process_backbone_output(vl_features)
+        state_features = self.state_encoder(state, embodiment_id)
+        batch = vl.shape[0]
+        shape = (batch, self.cfg.action_horizon, self.cfg.action_dim)
+        actions = torch.randn(shape, device=vl.device, dtype=vl.dtype) if noise is None else noise.to(vl)
+        if actions.shape != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(actions.shape)}.")
+        steps = self.cfg.num_inference_timesteps
+        for i in range(steps):
+            bucket = int(i / steps * self.cfg.num_timestep_buckets)
+            t_bucket = torch.full((batch,), bucket, device=vl.device, dtype=torch.long)
+            actions = actions + self._velocity(vl, vl_mask, state_features, actions, t_bucket, embodiment_id) / steps
+        return actions

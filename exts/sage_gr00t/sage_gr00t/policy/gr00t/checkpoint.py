@@ -1,0 +1,148 @@
+"""Checkpoints: safetensors weights + config.json + experiment_cfg/metadata.json (normalization stats).
+
+The layout and tensor names (`backbone.*`, `action_head.*`) follow upstream GR00T N1.5, including
+sharded weights (`model.safetensors.index.json`) and upstream's `backbone_cfg`/`action_head_cfg`
+config, so a real N1.5 checkpoint maps onto `Gr00tModel`. Loading checks every key and shape and
+refuses corrupted or mismatched files with a message that lists what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sage_gr00t.policy.gr00t.config import (
+    ActionHeadConfig,
+    BackboneConfig,
+    Gr00tConfig,
+    TransformerConfig,
+)
+from sage_gr00t.policy.gr00t.model import Gr00tModel
+from sage_gr00t.policy.gr00t.processor import EmbodimentMetadata
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+METADATA_FILE = "experiment_cfg/metadata.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded as asked (missing files, corrupted or mismatched tensors)."""
+
+
+def save_checkpoint(path: str | Path, model: Gr00tModel, embodiments: dict[str, EmbodimentMetadata],
+                    dtype: torch.dtype = torch.float32) -> Path:
+    path = Path(path)
+    (path / "experiment_cfg").mkdir(parents=True, exist_ok=True)
+    model.config.save(path / CONFIG_FILE)
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "producer": "sage_gr00t"})
+    tmp.replace(path / WEIGHTS_FILE)  # atomic: an interrupted save never leaves a half-written file
+    (path / METADATA_FILE).write_text(json.dumps({t: m.to_json() for t, m in embodiments.items()}, indent=1))
+    return path
+
+
+def _config_from_upstream(data: dict) -> Gr00tConfig:
+    """Map upstream N1.5 `backbone_cfg` / `action_head_cfg` onto our dataclasses."""
+    head = dict(data["action_head_cfg"])
+
+    def transformer(cfg: dict, interleave_default: bool) -> TransformerConfig:
+        known = {f for f in TransformerConfig.__dataclass_fields__}
+        kwargs = {k: v for k, v in cfg.items() if k in known}
+        kwargs.setdefault("interleave_self_attention", interleave_default)
+        kwargs.setdefault("cross_attention_dim", None)
+        return TransformerConfig(**kwargs)
+
+    known_head = set(ActionHeadConfig.__dataclass_fields__) - {"diffusion_model_cfg", "vl_self_attention_cfg"}
+    head_kwargs = {k: v for k, v in head.items() if k in known_head}
+    if "max_action_dim" in head:
+        head_kwargs["action_dim"] = head["max_action_dim"]
+    action_head = ActionHeadConfig(
+        **head_kwargs,
+        diffusion_model_cfg=transformer(head["diffusion_model_cfg"], True),
+        vl_self_attention_cfg=transformer(head.get("vl_self_attention_cfg", {}), False),
+    )
+    bb = data.get("backbone_cfg", {})
+    backbone = BackboneConfig(kind="eagle", select_layer=bb.get("select_layer", 12),
+                              project_to_dim=bb.get("project_to_dim"), tokenizer_path=bb.get("tokenizer_path"))
+    return Gr00tConfig(backbone=backbone, action_head=action_head, preset="upstream")
+
+
+def read_config(path: Path) -> Gr00tConfig:
+    file = path / CONFIG_FILE
+    if not file.is_file():
+        raise CheckpointError(f"No {CONFIG_FILE} in {path}: is this a GR00T checkpoint folder?")
+    data = json.loads(file.read_text())
+    return _config_from_upstream(data) if "action_head_cfg" in data else Gr00tConfig.from_dict(data)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    files = [path / WEIGHTS_FILE]
+    if (path / INDEX_FILE).is_file():  # upstream's sharded layout
+        index = json.loads((path / INDEX_FILE).read_text())
+        files = [path / name for name in sorted(set(index["weight_map"].values()))]
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise CheckpointError(f"Missing weights file {file}. Re-download or re-export the checkpoint.")
+        try:
+            state.update(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"Corrupted weights file {file}: {exc}. Re-download or re-export it.") from exc
+    return state
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Missing keys, unexpected keys and shape mismatches between a model and a state dict."""
+    expected = model.state_dict()
+    return {
+        "missing": sorted(set(expected) - set(state)),
+        "unexpected": sorted(set(state) - set(expected)),
+        "shape_mismatch": sorted(
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)
+        ),
+    }
+
+
+def _describe(report: dict[str, list[str]], limit: int = 8) -> str:
+    parts = []
+    for name, items in report.items():
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{len(items)} {name.replace('_', ' ')}: {items[:limit]}{more}")
+    return "; ".join(parts)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    strict: bool = True) -> tuple[Gr00tModel, dict[str, EmbodimentMetadata], dict[str, list[str]]]:
+    """Build the model from config.json, load weights, return (model, embodiment metadata, key report).
+
+    With strict=True any missing/unexpected key or shape mismatch raises CheckpointError; with
+    strict=False shape mismatches still raise but missing/unexpected keys are only reported
+    (e.g. to load a real N1.5 checkpoint whose backbone is kept elsewhere).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"Checkpoint folder {path} does not exist. Train one with scripts/train_policy.py "
+                              "or pass the folder of a GR00T N1.5 checkpoint.")
+    config = read_config(path)
+    model = Gr00tModel(config)
+    state = read_state_dict(path)
+    report = check_state_dict(model, state)
+    if report["shape_mismatch"] or (strict and (report["missing"] or report["unexpected"])):
+        raise CheckpointError(f"Checkpoint {path} does not match its config: {_describe(report)}.")
+    expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
+    model.load_state_dict(state, strict=False)
+    metadata_file = path / METADATA_FILE
+    embodiments = {}
+    if metadata_file.is_file():
+        embodiments = {t: EmbodimentMetadata.from_json(t, d) for t, d in json.loads(metadata_file.read_text()).items()}
+    return model.to(device).eval(), embodiments, report

@@ -1,0 +1,155 @@
+"""GR00T N1.5 model configuration: the published sizes (`n1.5`) and a CPU-trainable `compact` preset.
+
+Field names follow upstream's `backbone_cfg` / `action_head_cfg` so a real checkpoint's config
+maps onto these dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TransformerConfig:
+    """A diffusers-style transformer stack (DiT or the VL self-attention)."""
+
+    num_attention_heads: int = 32
+    attention_head_dim: int = 48
+    num_layers: int = 16
+    output_dim: int = 1024
+    dropout: float = 0.2
+    final_dropout: bool = True
+    interleave_self_attention: bool = True  # DiT: odd blocks self-attend, even blocks cross-attend
+    cross_attention_dim: int | None = 2048
+    positional_embeddings: str | None = None
+    max_num_positional_embeddings: int = 512
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+
+@dataclass
+class ActionHeadConfig:
+    hidden_size: int = 1024
+    input_embedding_dim: int = 1536
+    backbone_embedding_dim: int = 2048
+    max_state_dim: int = 64
+    action_dim: int = 32  # padded action dimension
+    action_horizon: int = 16
+    max_num_embodiments: int = 32
+    num_target_vision_tokens: int = 32  # learned "future" tokens
+    max_seq_len: int = 1024
+    add_pos_embed: bool = True
+    use_vlln: bool = True
+    noise_beta_alpha: float = 1.5
+    noise_beta_beta: float = 1.0
+    noise_s: float = 0.999
+    num_timestep_buckets: int = 1000
+    num_inference_timesteps: int = 4
+    diffusion_model_cfg: TransformerConfig = field(default_factory=TransformerConfig)
+    vl_self_attention_cfg: TransformerConfig = field(
+        default_factory=lambda: TransformerConfig(
+            num_attention_heads=32, attention_head_dim=64, num_layers=4, dropout=0.2,
+            interleave_self_attention=False, cross_attention_dim=None,
+        )
+    )
+
+
+@dataclass
+class BackboneConfig:
+    """`eagle`: Eagle 2.5 (SigLIP2 + pixel shuffle + MLP + Qwen3 to layer 12); `compact`: small CNN + text encoder."""
+
+    kind: str = "eagle"
+    select_layer: int = 12
+    project_to_dim: int | None = None
+    image_size: int = 224
+    # eagle
+    vision_hidden_size: int = 1152
+    vision_layers: int = 27
+    vision_heads: int = 16
+    vision_intermediate_size: int = 4304
+    patch_size: int = 14
+    downsample_ratio: float = 0.5
+    llm_hidden_size: int = 2048
+    llm_total_layers: int = 28
+    llm_heads: int = 16
+    llm_kv_heads: int = 8
+    llm_intermediate_size: int = 6144
+    vocab_size: int = 151680
+    tokenizer_path: str | None = None  # local Qwen3 tokenizer folder for real checkpoints
+    # compact
+    width: int = 128
+    text_layers: int = 2
+    fusion_layers: int = 2
+    max_text_tokens: int = 64
+
+
+@dataclass
+class Gr00tConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)
+    preset: str = "n1.5"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Gr00tConfig:
+        head = dict(data["action_head"])
+        head["diffusion_model_cfg"] = _build(TransformerConfig, head["diffusion_model_cfg"])
+        head["vl_self_attention_cfg"] = _build(TransformerConfig, head["vl_self_attention_cfg"])
+        return cls(
+            backbone=_build(BackboneConfig, data["backbone"]),
+            action_head=_build(ActionHeadConfig, head),
+            preset=data.get("preset", "custom"),
+        )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Gr00tConfig:
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def _build(kind, data: dict):
+    known = {f.name for f in fields(kind)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"Unknown {kind.__name__} fields in checkpoint config: {sorted(unknown)}.")
+    return kind(**data)
+
+
+def n15_config() -> Gr00tConfig:
+    """GR00T N1.5's published sizes (action head ~1.07B parameters, DiT ~550M)."""
+    return Gr00tConfig(preset="n1.5")
+
+
+def compact_config(width: int = 128) -> Gr00tConfig:
+    """A small model with the same structure that trains and runs on a CPU."""
+    heads = max(2, width // 32)
+    return Gr00tConfig(
+        preset="compact",
+        backbone=BackboneConfig(kind="compact", image_size=128, width=width, project_to_dim=None),
+        action_head=ActionHeadConfig(
+            hidden_size=width,
+            input_embedding_dim=width,
+            backbone_embedding_dim=width,
+            num_target_vision_tokens=8,
+            max_seq_len=64,
+            diffusion_model_cfg=TransformerConfig(
+                num_attention_heads=heads, attention_head_dim=32, num_layers=6, output_dim=width, dropout=0.1,
+                cross_attention_dim=width,
+            ),
+            vl_self_attention_cfg=TransformerConfig(
+                num_attention_heads=heads, attention_head_dim=32, num_layers=1, dropout=0.1,
+                interleave_self_attention=False, cross_attention_dim=None,
+            ),
+        ),
+    )
+
+
+PRESETS = {"n1.5": n15_config, "compact": compact_config}

@@ -1,0 +1,45 @@
+"""GR00T N1.5-architecture model: VL backbone + flow-matching action head (`backbone.*`, `action_head.*`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sage_gr00t.policy.gr00t.action_head import FlowMatchingActionHead
+from sage_gr00t.policy.gr00t.backbone import build_backbone
+from sage_gr00t.policy.gr00t.config import Gr00tConfig
+
+
+class Gr00tModel(nn.Module):
+    """Batch keys: pixel_values (B,3,S,S) in [-1,1], input_ids / attention_mask (B,L), state (B,1,64),
+    embodiment_id (B,), and for training action (B,16,32) + action_mask (B,16,32)."""
+
+    def __init__(self, config: Gr00tConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config.backbone)
+        if self.backbone.output_dim != config.action_head.backbone_embedding_dim:
+            raise ValueError(
+                f"Backbone output dim {self.backbone.output_dim} != action_head.backbone_embedding_dim "
+                f"{config.action_head.backbone_embedding_dim}."
+            )
+        self.action_head = FlowMatchingActionHead(config.action_head)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss."""
+        features, mask = self.encode(batch)
+        return self.action_head(features, mask, batch["state"], batch["action"], batch["action_mask"],
+                                batch["embodiment_id"])
+
+    @torch.no_grad()
+    def get_action(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized action chunk (B, horizon, action_dim)."""
+        features, mask = self.encode(batch)
+        return self.action_head.get_action(features, mask, batch["state"], batch["embodiment_id"], noise)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
