@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
 from sage_gr00t.evaluation import EpisodeResult, run_episode, summarize
 from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
@@ -39,16 +40,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, help="per episode (default: the task's limit)")
     p.add_argument("--video", type=Path, default=None, help="mp4 of the first episode of each task")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="folder for the JSON results")
+    p.add_argument("--chunk-mode", default="blend", choices=MODES, help="action-chunk execution (smoothing)")
+    p.add_argument("--execute-steps", type=int, default=8, help="steps executed per chunk before re-querying")
+    p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
 
-def make_policy(spec: str, env):
+def make_policy(spec: str, env, device: str):
     if spec == "expert":
         return ExpertPolicy(env)
-    raise SystemExit(
-        f"Unknown policy {spec!r}: use 'expert' or a trained checkpoint folder "
-        "(learned policies arrive with the GR00T policy module)."
-    )
+    if not Path(spec).is_dir():
+        raise SystemExit(f"Policy {spec!r} is neither 'expert' nor a checkpoint folder. Train one with "
+                         "scripts/train_policy.py or use the shipped assets/policies/gr00t_compact.")
+    from sage_gr00t.policy.gr00t import load_policy
+
+    return load_policy(spec, embodiment=env.embodiment.name, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=120)
     table = Table(title=f"SAGE-GR00T evaluation: policy={args.policy}, embodiment={args.embodiment}, "
                         f"variant={args.variant}, seeds {args.seed_start}..{args.seed_start + args.episodes - 1}")
-    for column in ("task", "episodes", "success", "mean steps", "env steps/s"):
+    for column in ("task", "episodes", "success", "mean steps", "env steps/s", "arm jerk"):
         table.add_column(column, justify="right" if column != "task" else "left")
 
     all_results: list[EpisodeResult] = []
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         env = make_env(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization)
         if args.max_steps:
             env.config.max_steps = args.max_steps
-        policy = make_policy(args.policy, env)
+        policy = make_policy(args.policy, env, args.device)
+        chunking = ChunkExecutorConfig(mode=args.chunk_mode, execute_steps=args.execute_steps)
         results = []
         for i, seed in enumerate(tqdm(range(args.seed_start, args.seed_start + args.episodes), desc=task)):
             frames: list[np.ndarray] = []
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     front[:h, :w] = ego[:h, :w]
                     frames.append(front)
 
-            results.append(run_episode(env, policy, seed, on_frame=grab))
+            results.append(run_episode(env, policy, seed, on_frame=grab, chunking=chunking))
             if record and frames:
                 import imageio
 
@@ -96,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
         summary = summarize(results)
         table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
-                      f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}")
+                      f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}",
+                      f"{summary['arm_jerk']:.1f}")
         all_results += results
 
     console.print(table)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
 from sage_gr00t.policy.base import Policy
 
 
@@ -21,6 +22,8 @@ class EpisodeResult:
     steps: int
     wall_s: float
     instruction: str
+    arm_jerk: float = 0.0  # mean squared jerk of the commanded arm joint targets (rad^2/s^6)
+    policy_queries: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,21 +36,20 @@ def run_episode(
     max_steps: int | None = None,
     on_frame: Callable[[object, dict], None] | None = None,
     stop_on_success: bool = True,
+    chunking: ChunkExecutorConfig | None = None,
 ) -> EpisodeResult:
-    """One episode; action chunks are executed step by step and re-queried when used up."""
+    """One closed-loop episode; action chunks go through a `ChunkExecutor` (smoothing at boundaries)."""
+    executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
-    policy.reset()
+    executor.reset()
     limit = max_steps or env.config.max_steps
     start = time.perf_counter()
-    chunk: dict[str, np.ndarray] = {}
-    cursor = 0
     success = bool(info["success"])
+    arm_targets = []
     steps = 0
     while steps < limit:
-        if not chunk or cursor >= len(next(iter(chunk.values()))):
-            chunk, cursor = policy.get_action(obs), 0
-        action = {k: v[cursor] for k, v in chunk.items()}
-        cursor += 1
+        action = executor.act(obs)
+        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         if on_frame is not None:
@@ -58,6 +60,8 @@ def run_episode(
     return EpisodeResult(
         task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
         success=success, steps=steps, wall_s=time.perf_counter() - start, instruction=env.instruction,
+        arm_jerk=mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz),
+        policy_queries=executor.queries,
     )
 
 
@@ -69,4 +73,5 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
         "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
         "mean_steps": float(np.mean([r.steps for r in results])) if results else 0.0,
         "env_steps_per_s": steps / wall if wall > 0 else 0.0,
+        "arm_jerk": float(np.mean([r.arm_jerk for r in results])) if results else 0.0,
     }

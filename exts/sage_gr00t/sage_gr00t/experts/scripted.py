@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mujoco
 import numpy as np
 
 from sage_gr00t.experts.ik import ArmIK, quat_mul, yaw_quat
@@ -35,6 +36,12 @@ class ExpertConfig:
 
 def _smoothstep(s: float) -> float:
     return s * s * (3 - 2 * s)
+
+
+def _rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    out = np.zeros(3)
+    mujoco.mju_rotVecQuat(out, vec, quat)
+    return out
 
 
 def _slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
@@ -87,7 +94,9 @@ class ScriptedExpert:
         if side != self.side:
             self.side = side
             self._start_pos, self._start_quat = self.ik.site_pose(side)
-        grasp_quat = quat_mul(yaw_quat(grasp.yaw), np.array(env.embodiment.grasp_quat))
+        arm = env.embodiment.arm(side)
+        yaw = yaw_quat(grasp.yaw)
+        grasp_quat = quat_mul(yaw, np.array(env.embodiment.grasp_quat))
 
         def grasp_pos() -> np.ndarray:
             return env.body_pos(obj_name) + np.array([0, 0, grasp.height])
@@ -130,14 +139,17 @@ class ScriptedExpert:
             def over_cup() -> np.ndarray:
                 offset = self._start_pos - env.body_pos(obj_name)
                 goal = env.body_pos(target_name) + offset + np.asarray(pour.container_offset)
+                goal += _rotate(yaw, np.asarray(arm.pour_offset, float))
                 goal[2] = env.table_height + pour.pour_height + offset[2]
                 return goal
 
             tilt = np.zeros(4)
-            import mujoco  # local: only pouring needs axis-angle conversion
-
-            mujoco.mju_axisAngle2Quat(tilt, np.asarray(pour.tilt_axis, float), pour.tilt_angle)
-            tilted = quat_mul(tilt, grasp_quat)
+            if arm.pour_axis is None:  # the task's world axis
+                mujoco.mju_axisAngle2Quat(tilt, np.asarray(pour.tilt_axis, float), pour.tilt_angle)
+                tilted = quat_mul(tilt, grasp_quat)
+            else:  # the hand's own axis (ee-site frame at the grasp)
+                mujoco.mju_axisAngle2Quat(tilt, np.asarray(arm.pour_axis, float), pour.tilt_angle)
+                tilted = quat_mul(grasp_quat, tilt)
             self._builders += [
                 seg(over_cup, closed=True),
                 seg(lambda: self._start_pos + np.asarray(pour.tilt_shift), closed=True, steps=pour.tilt_steps,

@@ -6,7 +6,6 @@ environments and the experts read only these fields, never branch on a robot's n
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,12 @@ class ArmSpec:
     # (0: switch at once). Multi-finger hands release more evenly when ramped: a thumb that is
     # still squeezing while the fingers snap open flicks the object away.
     hand_ramp_steps: int = 0
+    # Axis (in the ee-site frame at the grasp) about which the hand tilts to pour; None uses the
+    # task's world tilt axis. A side grasp pours by turning the forearm, so the axis is mirrored.
+    pour_axis: tuple[float, float, float] | None = None
+    # Extra ee offset (yawed world frame of the grasp) over the container while pouring: where the
+    # hand holds the vessel decides where its mouth ends up once tilted.
+    pour_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,6 @@ class EmbodimentSpec:
     # World orientation (w, x, y, z) of the end-effector site for a top-down grasp whose
     # closing direction is the world y axis; the expert yaws it about world z.
     grasp_quat: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
-    # Axis (in the ee-site frame) about which the expert tilts the hand to pour.
-    pour_axis: tuple[float, float, float] = (1.0, 0.0, 0.0)
     # Preparation recipe for third-party models.
     remove_bodies: tuple[str, ...] = ()
     lock_joints: tuple[str, ...] = ()
@@ -208,6 +211,11 @@ def _g1_arm(side: str) -> ArmSpec:
         hand_closed=mirror(_G1_HAND_CLOSED),
         arm_home=tuple(home),
         hand_ramp_steps=6,
+        # The side grasp holds a pitcher by its rim wall, palm outward of it: turning the forearm
+        # (about the hand's forward axis) tips the mouth inward, past the palm, so the hand stands
+        # 5 cm outward of the container's centre for the stream to land inside it.
+        pour_axis=(sign, 0.0, 0.0),
+        pour_offset=(0.0, sign * 0.05, 0.0),
     )
 
 
@@ -268,17 +276,12 @@ def _model_path(emb: EmbodimentSpec) -> Path:
     if emb.source == "menagerie":
         import mujoco_menagerie
 
-        if "MENAGERIE_ROOT" not in os.environ:
-            # Without a local root the package would download from the internet.
-            local = Path(__file__).resolve().parents[4].parent / "shared" / "menagerie"
-            if local.is_dir():
-                os.environ.setdefault("MENAGERIE_ROOT", str(local))
         try:
             return Path(mujoco_menagerie.get(emb.model).xml(emb.variant))
         except Exception as exc:
             raise FileNotFoundError(
                 f"Could not resolve Menagerie model {emb.model}/{emb.variant}: {exc}. "
-                "Set MENAGERIE_ROOT to a local Menagerie folder (tests use ../shared/menagerie)."
+                "Set the MENAGERIE_ROOT environment variable to a local MuJoCo Menagerie checkout."
             ) from exc
     raise ValueError(f"Unknown model source {emb.source!r} for embodiment {emb.name}.")
 

@@ -53,6 +53,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
+    max_minutes: float | None = None  # stop early (and save) when the wall-clock budget runs out
+    final_dtype: str = "float32"  # "float16" halves the shipped checkpoint
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -145,6 +147,29 @@ class DemoData:
         return cls(torch.from_numpy(images), arrays["state"].astype(np.float32), arrays["action"].astype(np.float32),
                    arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"])
 
+    @classmethod
+    def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
+        """In-memory episodes {images (T,H,W,3) uint8, state.<g> (T,d), action.<g> (T,d), task str}."""
+        def layout(prefix: str) -> dict:
+            spec, start = {}, 0
+            for g in GROUPS:
+                dim = episodes[0][f"{prefix}.{g}"].shape[1]
+                spec[g] = {"start": start, "end": start + dim}
+                start += dim
+            return spec
+
+        tasks = sorted({e["task"] for e in episodes})
+        images = [((resize_images(e["images"], image_size) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+                  for e in episodes]
+        return cls(
+            images=torch.cat(images),
+            state=np.concatenate([np.concatenate([e[f"state.{g}"] for g in GROUPS], 1) for e in episodes]),
+            action=np.concatenate([np.concatenate([e[f"action.{g}"] for g in GROUPS], 1) for e in episodes]),
+            episode=np.concatenate([np.full(len(e["images"]), i) for i, e in enumerate(episodes)]),
+            task=np.concatenate([np.full(len(e["images"]), tasks.index(e["task"])) for e in episodes]),
+            tasks=tasks, modality={"state": layout("state"), "action": layout("action")}, robot_type=robot_type,
+        )
+
     def groups(self, kind: str) -> dict[str, int]:
         return {g: r["end"] - r["start"] for g, r in self.modality[kind].items()}
 
@@ -197,7 +222,11 @@ class BatchSampler:
             padded = torch.nn.functional.pad(images, [self.shift] * 4, mode="replicate")
             ox = torch.randint(0, 2 * self.shift + 1, (batch_size,), generator=generator)
             oy = torch.randint(0, 2 * self.shift + 1, (batch_size,), generator=generator)
-            images = torch.stack([padded[i, :, oy[i] : oy[i] + s, ox[i] : ox[i] + s] for i in range(batch_size)])
+            span = torch.arange(s, device=self.device)
+            rows = (oy.to(self.device)[:, None] + span)[:, :, None]  # (B, s, 1)
+            cols = (ox.to(self.device)[:, None] + span)[:, None, :]  # (B, 1, s)
+            batch_index = torch.arange(batch_size, device=self.device)[:, None, None]
+            images = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)
         task = self.task[idx]
         return {
             "pixel_values": images,
@@ -306,6 +335,9 @@ def train(cfg: TrainConfig) -> Path:
     progress = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
     try:
         while step < cfg.steps:
+            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
+                print(f"time budget of {cfg.max_minutes} min reached at step {step}")
+                break
             batch = sampler(cfg.batch_size, generator)
             loss = model(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -332,7 +364,8 @@ def train(cfg: TrainConfig) -> Path:
     finally:
         progress.close()
         log.close()
-    final = save_checkpoint(out / "final", ema.module, {meta.tag: meta})
+    final = save_checkpoint(out / "final", ema.module, {meta.tag: meta}, dtype=getattr(torch, cfg.final_dtype))
     plot_loss(loss_csv, out / "loss.png")
-    print(f"done: {step} steps in {time.time() - start:.0f} s -> {final}")
+    elapsed = time.time() - start
+    print(f"done: {step} steps in {elapsed:.0f} s ({step / max(elapsed, 1e-9):.1f} steps/s on {device}) -> {final}")
     return final
