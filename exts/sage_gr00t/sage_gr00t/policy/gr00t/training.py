@@ -41,7 +41,7 @@ class TrainConfig:
     cache: str | None = None  # training-cache folder (built from `datasets` if missing)
     preset: str = "compact"
     max_episodes: int = 100  # per dataset
-    steps: int = 20000
+    steps: int = 20000  # 0 with max_minutes: fit as many steps as the time budget allows
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 1e-4
@@ -332,6 +332,9 @@ def train(cfg: TrainConfig) -> Path:
 
     model.train()
     start, running = time.time(), []
+    fit_to_budget = cfg.steps <= 0 and cfg.max_minutes is not None
+    if fit_to_budget:
+        cfg.steps = 10**9  # replaced by a measured value after the first 100 steps
     progress = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
     try:
         while step < cfg.steps:
@@ -355,6 +358,11 @@ def train(cfg: TrainConfig) -> Path:
                 progress.set_postfix(loss=f"{np.mean(running):.4f}")
                 running = []
             progress.update(1)
+            if fit_to_budget and step == 100:
+                rate = 100 / (time.time() - start)
+                cfg.steps = step + int(0.93 * rate * (60 * cfg.max_minutes - (time.time() - start)))
+                progress.total = cfg.steps
+                print(f"{rate:.1f} steps/s: training for {cfg.steps} steps within {cfg.max_minutes} min")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save(step)
     except KeyboardInterrupt:
