@@ -29,7 +29,8 @@ def main() -> None:
         elif isinstance(default, bool):
             p.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default)
         elif default is None:
-            p.add_argument(flag, default=None, type=int if f.name == "num_threads" else str)
+            kind = {"num_threads": int, "max_minutes": float}.get(f.name, str)
+            p.add_argument(flag, default=None, type=kind)
         else:
             p.add_argument(flag, type=type(default), default=default)
     args = p.parse_args()
