@@ -333,13 +333,15 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     start, running = time.time(), []
     fit_to_budget = cfg.steps <= 0 and cfg.max_minutes is not None
+    rate_start = start
     if fit_to_budget:
-        cfg.steps = 10**9  # replaced by a measured value after the first 100 steps
+        cfg.steps = 10**9  # replaced by a measured value after the first 400 steps
     progress = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
     try:
         while step < cfg.steps:
             if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
-                print(f"time budget of {cfg.max_minutes} min reached at step {step}")
+                print(f"time budget of {cfg.max_minutes} min reached at step {step}: saving a resumable state")
+                save(step)
                 break
             batch = sampler(cfg.batch_size, generator)
             loss = model(batch)
@@ -358,8 +360,10 @@ def train(cfg: TrainConfig) -> Path:
                 progress.set_postfix(loss=f"{np.mean(running):.4f}")
                 running = []
             progress.update(1)
-            if fit_to_budget and step == 100:
-                rate = 100 / (time.time() - start)
+            if step == 100:
+                rate_start = time.time()
+            if fit_to_budget and step == 400:  # rate measured after warm-up (allocator, cudnn autotune)
+                rate = 300 / (time.time() - rate_start)
                 cfg.steps = step + int(0.93 * rate * (60 * cfg.max_minutes - (time.time() - start)))
                 progress.total = cfg.steps
                 print(f"{rate:.1f} steps/s: training for {cfg.steps} steps within {cfg.max_minutes} min")
