@@ -307,8 +307,8 @@ def train(cfg: TrainConfig) -> Path:
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
         print(f"resumed from step {step}")
     sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels)
@@ -331,7 +331,7 @@ def train(cfg: TrainConfig) -> Path:
         plot_loss(loss_csv, out / "loss.png")
 
     model.train()
-    start, running = time.time(), []
+    start, running, first_step = time.time(), [], step
     fit_to_budget = cfg.steps <= 0 and cfg.max_minutes is not None
     rate_start = start
     if fit_to_budget:
@@ -379,5 +379,6 @@ def train(cfg: TrainConfig) -> Path:
     final = save_checkpoint(out / "final", ema.module, {meta.tag: meta}, dtype=getattr(torch, cfg.final_dtype))
     plot_loss(loss_csv, out / "loss.png")
     elapsed = time.time() - start
-    print(f"done: {step} steps in {elapsed:.0f} s ({step / max(elapsed, 1e-9):.1f} steps/s on {device}) -> {final}")
+    rate = (step - first_step) / max(elapsed, 1e-9)
+    print(f"done: step {step}, {step - first_step} steps in {elapsed:.0f} s ({rate:.1f} steps/s on {device}) -> {final}")
     return final
