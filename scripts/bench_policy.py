@@ -16,18 +16,18 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
-from sage_gr00t.paths import assets_dir  # noqa: E402
-from sage_gr00t.policy.gr00t import count_parameters, load_policy  # noqa: E402
-from sage_gr00t_tasks import make_env  # noqa: E402
+from sage_gr00t.paths import assets_dir
+from sage_gr00t.policy.gr00t import count_parameters, load_policy
+from sage_gr00t_tasks import make_env
 
 
 def median_ms(fn, calls: int) -> float:
@@ -72,7 +72,8 @@ def main() -> None:
 
     rows = [("preprocess (validate, resize 224->128, tokenize)", median_ms(preprocess, args.calls)),
             ("VL backbone", median_ms(backbone, args.calls)),
-            (f"action head ({model.config.action_head.num_inference_timesteps} denoising steps)", median_ms(head, args.calls)),
+            (f"action head ({model.config.action_head.num_inference_timesteps} denoising steps)",
+             median_ms(head, args.calls)),
             ("full get_action (one 16-step chunk)", median_ms(full, args.calls))]
     table = Table(title=f"Compact GR00T policy, {count_parameters(model) / 1e6:.1f}M parameters, 1 CPU core, "
                         f"torch {torch.__version__}")

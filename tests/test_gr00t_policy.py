@@ -174,6 +174,7 @@ def test_upstream_layout_checkpoint_maps_onto_the_model(tmp_path) -> None:
     cfg.backbone = _tiny_eagle()
     cfg.action_head.backbone_embedding_dim = 64
     cfg.action_head.diffusion_model_cfg.cross_attention_dim = 64
+    cfg.action_head.vl_self_attention_cfg.num_attention_heads = 2  # 2 x 32 = the 64-d VL tokens
     model = Gr00tModel(cfg)
     state = model.state_dict()
     keys = sorted(state)
@@ -193,8 +194,8 @@ def test_upstream_layout_checkpoint_maps_onto_the_model(tmp_path) -> None:
     upstream = {"architectures": ["GR00T_N1_5"], "model_type": "gr00t_n1_5", "action_head_cfg": head,
                 "backbone_cfg": {"select_layer": 2, "project_to_dim": None, "tune_llm": False}}
     (tmp_path / "config.json").write_text(json.dumps(upstream))
-    with pytest.raises(CheckpointError, match="shape mismatch"):
-        load_checkpoint(tmp_path)  # upstream sizes (real Eagle) do not fit these tiny tensors
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        load_checkpoint(tmp_path)  # upstream's real Eagle sizes do not fit this tiny action head
     upstream["backbone_cfg"].update({k: v for k, v in _tiny_eagle().__dict__.items() if k != "kind"})
     (tmp_path / "config.json").write_text(json.dumps(upstream))
     loaded, _, report = load_checkpoint(tmp_path)

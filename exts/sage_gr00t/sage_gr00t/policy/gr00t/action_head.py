@@ -56,14 +56,15 @@ class FlowMatchingActionHead(nn.Module):
         return self.vl_self_attention(self.vlln(features))
 
     def _velocity(self, vl: torch.Tensor, vl_mask: torch.Tensor | None, state_features: torch.Tensor,
-                  noisy: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
+                  noisy: torch.Tensor, t_bucket: torch.Tensor, embodiment_id: torch.Tensor,
+                  encoder_kv: list | None = None) -> torch.Tensor:
         action_features = self.action_encoder(noisy, t_bucket, embodiment_id)
         if self.cfg.add_pos_embed:
             pos = torch.arange(action_features.shape[1], device=noisy.device)
             action_features = action_features + self.position_embedding(pos).unsqueeze(0)
         future = self.future_tokens.weight.unsqueeze(0).expand(noisy.shape[0], -1, -1)
         tokens = torch.cat([state_features, future, action_features], dim=1)
-        out = self.model(tokens, vl, t_bucket, vl_mask)
+        out = self.model(tokens, vl, t_bucket, vl_mask, encoder_kv)
         return self.action_decoder(out, embodiment_id)[:, -noisy.shape[1]:]
 
     def forward(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
@@ -80,7 +81,7 @@ class FlowMatchingActionHead(nn.Module):
         loss = F.mse_loss(pred, velocity, reduction="none") * action_mask
         return loss.sum() / action_mask.sum().clamp(min=1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def get_action(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
                    embodiment_id: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Denoise an action chunk (B, horizon, action_dim) with `num_inference_timesteps` Euler steps."""
@@ -92,8 +93,10 @@ class FlowMatchingActionHead(nn.Module):
         if actions.shape != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(actions.shape)}.")
         steps = self.cfg.num_inference_timesteps
+        encoder_kv = self.model.encoder_key_values(vl)  # computed once, used by every step
         for i in range(steps):
             bucket = int(i / steps * self.cfg.num_timestep_buckets)
             t_bucket = torch.full((batch,), bucket, device=vl.device, dtype=torch.long)
-            actions = actions + self._velocity(vl, vl_mask, state_features, actions, t_bucket, embodiment_id) / steps
+            velocity = self._velocity(vl, vl_mask, state_features, actions, t_bucket, embodiment_id, encoder_kv)
+            actions = actions + velocity / steps
         return actions

@@ -27,13 +27,18 @@ class ByteTokenizer:
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
 
-    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, texts: list[str], pad_to_longest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed length for training batches; `pad_to_longest` trims trailing padding at inference
+        (outputs are unchanged: padded positions are masked everywhere)."""
         ids = torch.full((len(texts), self.max_tokens), self.PAD, dtype=torch.long)
         mask = torch.zeros((len(texts), self.max_tokens), dtype=torch.long)
         for i, text in enumerate(texts):
             tokens = [self.BOS, *text.lower().encode("utf-8")[: self.max_tokens - 2], self.EOS]
             ids[i, : len(tokens)] = torch.tensor(tokens)
             mask[i, : len(tokens)] = 1
+        if pad_to_longest:
+            longest = int(mask.sum(1).max())
+            ids, mask = ids[:, :longest], mask[:, :longest]
         return ids, mask
 
 

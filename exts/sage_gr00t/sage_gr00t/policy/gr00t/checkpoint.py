@@ -68,9 +68,11 @@ def _config_from_upstream(data: dict) -> Gr00tConfig:
         diffusion_model_cfg=transformer(head["diffusion_model_cfg"], True),
         vl_self_attention_cfg=transformer(head.get("vl_self_attention_cfg", {}), False),
     )
+    # Upstream's backbone_cfg names the Eagle model; its sizes are Eagle 2.5's (our defaults) unless
+    # the file spells them out with our field names (as checkpoints exported from here do).
     bb = data.get("backbone_cfg", {})
-    backbone = BackboneConfig(kind="eagle", select_layer=bb.get("select_layer", 12),
-                              project_to_dim=bb.get("project_to_dim"), tokenizer_path=bb.get("tokenizer_path"))
+    known_bb = set(BackboneConfig.__dataclass_fields__) - {"kind"}
+    backbone = BackboneConfig(kind="eagle", **{k: v for k, v in bb.items() if k in known_bb})
     return Gr00tConfig(backbone=backbone, action_head=action_head, preset="upstream")
 
 
@@ -133,7 +135,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"Checkpoint folder {path} does not exist. Train one with scripts/train_policy.py "
                               "or pass the folder of a GR00T N1.5 checkpoint.")
     config = read_config(path)
-    model = Gr00tModel(config)
+    try:
+        model = Gr00tModel(config)
+    except ValueError as exc:
+        raise CheckpointError(f"Checkpoint {path} has an unusable config.json: {exc}") from exc
     state = read_state_dict(path)
     report = check_state_dict(model, state)
     if report["shape_mismatch"] or (strict and (report["missing"] or report["unexpected"])):

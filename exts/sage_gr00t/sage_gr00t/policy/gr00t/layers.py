@@ -132,15 +132,19 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(cross_attention_dim or query_dim, inner, bias=bias)
         self.to_out = nn.ModuleList([nn.Linear(inner, query_dim), nn.Dropout(dropout)])
 
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(t.shape[0], -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
+
+    def key_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected keys/values of a context; reused across denoising steps (the VL tokens do not change)."""
+        return self._split(self.to_k(context)), self._split(self.to_v(context))
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        context = x if context is None else context
+                context_mask: torch.Tensor | None = None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         batch = x.shape[0]
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
-
-        q, k, v = split(self.to_q(x)), split(self.to_k(context)), split(self.to_v(context))
+        q = self._split(self.to_q(x))
+        k, v = kv if kv is not None else self.key_values(x if context is None else context)
         mask = None if context_mask is None else context_mask[:, None, None, :].bool()
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(batch, -1, q.shape[1] * q.shape[-1])
@@ -202,11 +206,12 @@ class BasicTransformerBlock(nn.Module):
         self.final_dropout = nn.Dropout(cfg.dropout) if cfg.final_dropout else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                context_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
+                context_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         h = self.norm1(x, temb) if self.ada_norm else self.norm1(x)
         if self.pos_embed is not None:
             h = self.pos_embed(h)
-        attn = self.attn1(h, context, context_mask)
+        attn = self.attn1(h, context, context_mask, kv)
         if self.final_dropout is not None:
             attn = self.final_dropout(attn)
         x = x + attn
@@ -234,15 +239,24 @@ class DiT(nn.Module):
         self.proj_out_1 = nn.Linear(dim, 2 * dim)
         self.proj_out_2 = nn.Linear(dim, cfg.output_dim)
 
+    def _cross(self, i: int) -> bool:
+        return not (self.cfg.interleave_self_attention and i % 2 == 1)
+
+    def encoder_key_values(self, encoder_hidden_states: torch.Tensor) -> list:
+        """Per-block cross-attention keys/values (None for self-attention blocks)."""
+        return [block.attn1.key_values(encoder_hidden_states) if self._cross(i) else None
+                for i, block in enumerate(self.transformer_blocks)]
+
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, timestep: torch.Tensor,
-                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_attention_mask: torch.Tensor | None = None, encoder_kv: list | None = None) -> torch.Tensor:
         temb = self.timestep_encoder(timestep)
         x = hidden_states
         for i, block in enumerate(self.transformer_blocks):
-            if self.cfg.interleave_self_attention and i % 2 == 1:
+            if not self._cross(i):
                 x = block(x, temb=temb)
             else:
-                x = block(x, encoder_hidden_states, encoder_attention_mask, temb=temb)
+                kv = encoder_kv[i] if encoder_kv is not None else None
+                x = block(x, encoder_hidden_states, encoder_attention_mask, temb=temb, kv=kv)
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=1)
         x = self.norm_out(x) * (1 + scale[:, None]) + shift[:, None]
         return self.proj_out_2(x)

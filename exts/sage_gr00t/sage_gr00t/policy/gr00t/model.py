@@ -17,12 +17,18 @@ class Gr00tModel(nn.Module):
     def __init__(self, config: Gr00tConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = build_backbone(config.backbone)
-        if self.backbone.output_dim != config.action_head.backbone_embedding_dim:
+        bb = config.backbone
+        output_dim = bb.project_to_dim or (bb.width if bb.kind == "compact" else bb.llm_hidden_size)
+        if output_dim != config.action_head.backbone_embedding_dim:  # checked before building anything big
             raise ValueError(
-                f"Backbone output dim {self.backbone.output_dim} != action_head.backbone_embedding_dim "
-                f"{config.action_head.backbone_embedding_dim}."
+                f"Backbone output dim {output_dim} != action_head.backbone_embedding_dim "
+                f"{config.action_head.backbone_embedding_dim}: the config is inconsistent."
             )
+        head = config.action_head
+        if head.use_vlln and head.vl_self_attention_cfg.inner_dim != head.backbone_embedding_dim:
+            raise ValueError(f"vl_self_attention width {head.vl_self_attention_cfg.inner_dim} != "
+                             f"backbone_embedding_dim {head.backbone_embedding_dim}: the config is inconsistent.")
+        self.backbone = build_backbone(config.backbone)
         self.action_head = FlowMatchingActionHead(config.action_head)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +40,7 @@ class Gr00tModel(nn.Module):
         return self.action_head(features, mask, batch["state"], batch["action"], batch["action_mask"],
                                 batch["embodiment_id"])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def get_action(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
         """Normalized action chunk (B, horizon, action_dim)."""
         features, mask = self.encode(batch)

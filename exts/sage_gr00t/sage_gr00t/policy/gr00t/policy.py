@@ -39,7 +39,7 @@ class Gr00tNativePolicy:
         cfg = self.model.config.action_head
         return torch.randn((1, cfg.action_horizon, cfg.action_dim), generator=self._generator)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def get_action(self, observation: dict, noise: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         batch = self.processor.observation_batch(observation, self.meta, self.model)
         batch = {k: v.to(self.device) for k, v in batch.items()}

@@ -159,8 +159,11 @@ class Gr00tProcessor:
         """(B, H, W, 3) uint8 -> (B, 3, S, S) float in [-1, 1] at the backbone's resolution."""
         return resize_images(images, self.image_size)
 
-    def tokenize(self, texts: list[str], model) -> tuple[torch.Tensor, torch.Tensor]:
-        return model.backbone.tokenizer(texts)
+    @staticmethod
+    def _tokenizer_kwargs(model) -> dict:
+        from sage_gr00t.policy.gr00t.backbone import ByteTokenizer
+
+        return {"pad_to_longest": True} if isinstance(model.backbone.tokenizer, ByteTokenizer) else {}
 
     def pad_state(self, state: np.ndarray) -> np.ndarray:
         out = np.zeros((*state.shape[:-1], self.config.action_head.max_state_dim), np.float32)
@@ -183,7 +186,7 @@ class Gr00tProcessor:
         state = np.concatenate([np.asarray(obs[f"state.{g}"], np.float32).reshape(-1) for g in meta.state_groups])
         text = obs[LANGUAGE_KEY]
         text = text[0] if isinstance(text, (list, tuple)) else text
-        ids, mask = self.tokenize([text], model)
+        ids, mask = model.backbone.tokenizer([text], **self._tokenizer_kwargs(model))
         return {
             "pixel_values": self.image_tensor(image[None]),
             "input_ids": ids,

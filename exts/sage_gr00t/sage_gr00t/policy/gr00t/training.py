@@ -380,5 +380,6 @@ def train(cfg: TrainConfig) -> Path:
     plot_loss(loss_csv, out / "loss.png")
     elapsed = time.time() - start
     rate = (step - first_step) / max(elapsed, 1e-9)
-    print(f"done: step {step}, {step - first_step} steps in {elapsed:.0f} s ({rate:.1f} steps/s on {device}) -> {final}")
+    print(f"done: step {step}, {step - first_step} steps in {elapsed:.0f} s ({rate:.1f} steps/s on {device})"
+          f" -> {final}")
     return final
