@@ -43,7 +43,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk-mode", default="blend", choices=MODES, help="action-chunk execution (smoothing)")
     p.add_argument("--execute-steps", type=int, default=8, help="steps executed per chunk before re-querying")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--task-option", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override TaskConfig fields, e.g. image_height=128 max_steps=300 settle_steps=50")
     return p.parse_args(argv)
+
+
+def parse_task_options(items: list[str]) -> dict:
+    """KEY=VALUE strings -> TaskConfig overrides (values parsed as int, float or str)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--task-option expects KEY=VALUE, got {item!r}.")
+        for cast in (int, float):
+            try:
+                options[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = value
+    return options
 
 
 def make_policy(spec: str, env, device: str):
@@ -74,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     all_results: list[EpisodeResult] = []
     for task in tasks:
-        env = make_env(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization)
+        env = make_env(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization,
+                       **parse_task_options(args.task_option))
         if args.max_steps:
             env.config.max_steps = args.max_steps
         policy = make_policy(args.policy, env, args.device)
