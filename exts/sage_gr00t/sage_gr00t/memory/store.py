@@ -1,0 +1,496 @@
+"""Where salient experience lives: a bounded in-memory buffer and a crash-safe SQLite store.
+
+`SalienceBuffer` is the working memory sleep replays from. It holds at most `capacity`
+experiences whose SNARC total passed `threshold`; when full, the LEAST SALIENT experience is
+evicted (the oldest one among equal salience), and a newcomer less salient than everything held is
+dropped. Why not plain FIFO: at 20 Hz a FIFO of 1000 forgets a rare failure within a minute of
+routine motion, and rare failures are what sleep most needs to replay.
+
+`ExperienceStore` is long-term memory: SQLite (stdlib, WAL journal) with an `episodes` and an
+`experiences` table; arrays (states, actions, images, trajectories) are stored as
+`np.savez_compressed` BLOBs. Durability contract: one transaction per episode. `begin_episode`
+commits only an `in_progress` marker; `add` / `append_step` buffer in RAM; `end_episode` writes
+the experiences, the trajectory and the final status in one transaction. If the process dies
+(even SIGKILL) everything committed survives and the episode in flight is lost; on the next open
+its marker is set to `incomplete` (it has no experience rows, so queries never see half an
+episode). One writer per database file is assumed; a marker whose writer process is still alive
+on this host is left alone so a reader opening the file does not break a live writer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import itertools
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sage_gr00t.memory.snarc import Experience, SNARCScores
+
+SCHEMA_VERSION = 1
+STATUS_IN_PROGRESS, STATUS_COMPLETE, STATUS_INCOMPLETE = "in_progress", "complete", "incomplete"
+
+
+# ---------------------------------------------------------------------------------------------
+# In-memory working memory
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class BufferConfig:
+    capacity: int = 2048
+    threshold: float = 0.12  # SNARC total needed to enter (same default as SNARCConfig.threshold)
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError("capacity must be >= 1.")
+
+
+@dataclass(order=True)
+class _Slot:
+    salience: float
+    seq: int  # insertion order: among equal salience the older slot is smaller, evicted first
+    experience: Experience = field(compare=False)
+    consolidated: bool = field(default=False, compare=False)
+
+
+class SalienceBuffer:
+    """Bounded buffer of salient experiences; evicts the least salient (oldest on ties)."""
+
+    def __init__(self, config: BufferConfig | None = None) -> None:
+        self.config = config or BufferConfig()
+        self._heap: list[_Slot] = []  # min-heap on (salience, seq): the eviction candidate is [0]
+        self._seq = itertools.count()
+        self.n_offered = self.n_rejected = self.n_evicted = 0
+
+    def offer(self, exp: Experience) -> bool:
+        """Add `exp` (must carry `scores`) if salient enough and room can be made; returns admitted."""
+        if exp.scores is None:
+            raise ValueError("Experience has no SNARC scores; use SNARCScorer.annotate first.")
+        self.n_offered += 1
+        sal = exp.scores.total
+        if sal < self.config.threshold:
+            self.n_rejected += 1
+            return False
+        slot = _Slot(sal, next(self._seq), exp)
+        if len(self._heap) < self.config.capacity:
+            heapq.heappush(self._heap, slot)
+            return True
+        if sal < self._heap[0].salience:
+            self.n_rejected += 1  # less salient than everything held (a tie replaces the older one)
+            return False
+        heapq.heapreplace(self._heap, slot)
+        self.n_evicted += 1
+        return True
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def __iter__(self) -> Iterator[Experience]:
+        return iter(self.items())
+
+    def items(self) -> list[Experience]:
+        """Most salient first (newest first among equal salience)."""
+        return [s.experience for s in sorted(self._heap, key=lambda s: (-s.salience, -s.seq))]
+
+    @property
+    def n_unconsolidated(self) -> int:
+        return sum(not s.consolidated for s in self._heap)
+
+    def pending(self) -> list[Experience]:
+        """Salient experiences sleep has not consolidated yet, most salient first."""
+        slots = sorted((s for s in self._heap if not s.consolidated), key=lambda s: (-s.salience, -s.seq))
+        return [s.experience for s in slots]
+
+    def mark_consolidated(self) -> int:
+        """Mark everything held as consolidated (after a sleep cycle); returns how many were new."""
+        n = 0
+        for s in self._heap:
+            n += not s.consolidated
+            s.consolidated = True
+        return n
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Experience]:
+        """Salience-proportional sample with replacement (prioritized replay)."""
+        if not self._heap or n <= 0:
+            return []
+        p = np.array([s.salience for s in self._heap]) + 1e-9
+        idx = rng.choice(len(self._heap), size=n, p=p / p.sum())
+        return [self._heap[i].experience for i in idx]
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Persistent store
+# ---------------------------------------------------------------------------------------------
+def pack_arrays(arrays: Mapping[str, Any]) -> bytes:
+    """Compressed npz of named arrays (no pickles: object arrays are refused)."""
+    buf = io.BytesIO()
+    clean = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
+    for k, v in clean.items():
+        if v.dtype == object:
+            raise TypeError(f"array {k!r} has dtype object; only numeric/bool/str arrays are stored")
+    np.savez_compressed(buf, **clean)
+    return buf.getvalue()
+
+
+def unpack_arrays(blob: bytes | None) -> dict[str, np.ndarray]:
+    if not blob:
+        return {}
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class StoreConfig:
+    synchronous: str = "FULL"  # FULL: a committed episode survives power loss too (1 fsync/episode)
+    busy_timeout_ms: int = 5000
+    recover_on_open: bool = True
+
+
+@dataclass
+class EpisodeRecord:
+    id: int
+    task: str
+    status: str
+    success: bool | None
+    n_steps: int
+    n_experiences: int
+    total_reward: float
+    max_salience: float
+    started_at: float
+    ended_at: float | None
+    has_trajectory: bool
+    meta: dict[str, Any]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS episodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task TEXT NOT NULL DEFAULT '',
+    meta TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    success INTEGER,
+    n_steps INTEGER NOT NULL DEFAULT 0,
+    n_experiences INTEGER NOT NULL DEFAULT 0,
+    total_reward REAL NOT NULL DEFAULT 0,
+    max_salience REAL NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    writer_pid INTEGER,
+    writer_host TEXT,
+    trajectory BLOB
+);
+CREATE TABLE IF NOT EXISTS experiences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    subtask TEXT NOT NULL,
+    reward REAL NOT NULL,
+    progress REAL,
+    sensor_disagreement REAL NOT NULL,
+    safety_intervention INTEGER NOT NULL,
+    success INTEGER,
+    salience REAL NOT NULL,
+    surprise REAL, novelty REAL, arousal REAL, reward_score REAL, conflict REAL,
+    arrays BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_exp_salience ON experiences(salience DESC);
+CREATE INDEX IF NOT EXISTS idx_exp_episode ON experiences(episode_id);
+CREATE INDEX IF NOT EXISTS idx_episode_task ON episodes(task, status);
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _OpenEpisode:
+    experiences: list[Experience] = field(default_factory=list)
+    steps: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+class ExperienceStore:
+    """SQLite long-term memory; one transaction per episode (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], config: StoreConfig | None = None) -> None:
+        self.config = config or StoreConfig()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly so their extent is exactly one episode.
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=self.config.busy_timeout_ms / 1000)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={self.config.synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._open: dict[int, _OpenEpisode] = {}
+        self._host = socket.gethostname()
+        self.recovered: list[int] = self._recover() if self.config.recover_on_open else []
+
+    # ------------------------------------------------------------------ lifecycle
+    def _recover(self) -> list[int]:
+        """Mark episodes whose writer died mid-episode as incomplete; returns their ids."""
+        rows = self._db.execute(
+            "SELECT id, writer_pid, writer_host FROM episodes WHERE status = ?", (STATUS_IN_PROGRESS,)
+        ).fetchall()
+        dead = [eid for eid, pid, host in rows if not (host == self._host and pid is not None and _pid_alive(int(pid)))]
+        if dead:
+            self._db.executemany(
+                "UPDATE episodes SET status = ?, ended_at = ? WHERE id = ? AND status = ?",
+                [(STATUS_INCOMPLETE, time.time(), eid, STATUS_IN_PROGRESS) for eid in dead],
+            )
+        return dead
+
+    def close(self) -> None:
+        for eid in list(self._open):
+            self.abort_episode(eid)
+        self._db.close()
+
+    def __enter__(self) -> ExperienceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def begin_episode(self, meta: Mapping[str, Any] | None = None, task: str | None = None) -> int:
+        meta = dict(meta or {})
+        task = task if task is not None else str(meta.get("task", ""))
+        cur = self._db.execute(
+            "INSERT INTO episodes (task, meta, status, started_at, writer_pid, writer_host) VALUES (?,?,?,?,?,?)",
+            (task, json.dumps(meta, default=str), STATUS_IN_PROGRESS, time.time(), os.getpid(), self._host),
+        )
+        eid = int(cur.lastrowid or 0)
+        self._open[eid] = _OpenEpisode()
+        return eid
+
+    def _episode(self, episode_id: int | None) -> _OpenEpisode:
+        if episode_id is None or episode_id not in self._open:
+            raise KeyError(f"Episode {episode_id} is not open in this store (begin_episode first).")
+        return self._open[episode_id]
+
+    def add(self, exp: Experience) -> None:
+        """Buffer an experience of an open episode; written at `end_episode`."""
+        self._episode(exp.episode_id).experiences.append(exp)
+
+    def append_step(self, episode_id: int, **arrays: Any) -> None:
+        """Buffer one step of the episode trajectory (e.g. state=, action=, image=); stacked at the end."""
+        steps = self._episode(episode_id).steps
+        if steps and set(arrays) != set(steps):
+            raise ValueError(f"append_step keys {sorted(arrays)} differ from earlier steps {sorted(steps)}")
+        for k, v in arrays.items():
+            steps.setdefault(k, []).append(np.asarray(v))
+
+    def abort_episode(self, episode_id: int) -> None:
+        """Drop an open episode's buffered data and mark it incomplete."""
+        self._open.pop(episode_id, None)
+        self._db.execute(
+            "UPDATE episodes SET status = ?, ended_at = ? WHERE id = ? AND status = ?",
+            (STATUS_INCOMPLETE, time.time(), episode_id, STATUS_IN_PROGRESS),
+        )
+
+    def end_episode(
+        self,
+        episode_id: int,
+        success: bool | None,
+        trajectory: Mapping[str, np.ndarray] | None = None,
+        n_steps: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> EpisodeRecord:
+        """Commit the episode: experiences, trajectory (appended steps + `trajectory`) and summary."""
+        ep = self._episode(episode_id)
+        traj: dict[str, np.ndarray] = {k: np.stack(v) for k, v in ep.steps.items()}
+        traj.update({k: np.asarray(v) for k, v in (trajectory or {}).items()})
+        if n_steps is None:
+            n_steps = max((len(v) for v in traj.values()), default=len(ep.experiences))
+        rows = [self._experience_row(episode_id, e) for e in ep.experiences]
+        total_reward = float(sum(e.reward for e in ep.experiences))
+        max_sal = max((e.salience for e in ep.experiences), default=0.0)
+        traj_blob = pack_arrays(traj) if traj else None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO experiences (episode_id, step, task, subtask, reward, progress, sensor_disagreement,"
+                " safety_intervention, success, salience, surprise, novelty, arousal, reward_score, conflict,"
+                " arrays) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            params: list[Any] = [STATUS_COMPLETE, None if success is None else int(success), int(n_steps), len(rows)]
+            params += [total_reward, max_sal, time.time(), traj_blob]
+            sql = (
+                "UPDATE episodes SET status=?, success=?, n_steps=?, n_experiences=?, total_reward=?,"
+                " max_salience=?, ended_at=?, trajectory=?"
+            )
+            if meta:
+                old = json.loads(self._db.execute("SELECT meta FROM episodes WHERE id=?", (episode_id,)).fetchone()[0])
+                sql += ", meta=?"
+                params.append(json.dumps({**old, **meta}, default=str))
+            cur = self._db.execute(sql + " WHERE id=? AND status=?", [*params, episode_id, STATUS_IN_PROGRESS])
+            if cur.rowcount != 1:
+                raise RuntimeError(f"Episode {episode_id} is no longer in progress (recovered by another opener?)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        del self._open[episode_id]
+        return self.episode(episode_id)
+
+    @staticmethod
+    def _experience_row(episode_id: int, e: Experience) -> tuple[Any, ...]:
+        arrays: dict[str, Any] = {"state": e.state, "action": e.action}
+        for name in ("predicted", "observed", "prev_action"):
+            if getattr(e, name) is not None:
+                arrays[name] = np.atleast_1d(np.asarray(getattr(e, name)))
+        for k, v in (e.trajectory or {}).items():
+            arrays[f"traj/{k}"] = v
+        s = e.scores
+        comps = (s.surprise, s.novelty, s.arousal, s.reward, s.conflict) if s else (None,) * 5
+        return (
+            episode_id, int(e.step), e.task, e.subtask, float(e.reward), e.progress, float(e.sensor_disagreement),
+            int(e.safety_intervention), None if e.success is None else int(e.success), e.salience, *comps,
+            pack_arrays(arrays),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ reading
+    _EXP_COLS = (
+        "x.episode_id, x.step, x.task, x.subtask, x.reward, x.progress, x.sensor_disagreement,"
+        " x.safety_intervention, x.success, x.salience, x.surprise, x.novelty, x.arousal, x.reward_score,"
+        " x.conflict, x.arrays"
+    )
+
+    @staticmethod
+    def _row_to_experience(row: tuple[Any, ...]) -> Experience:
+        (eid, step, task, subtask, reward, progress, dis, safety, success, sal, *comps, blob) = row
+        arrays = unpack_arrays(blob)
+        traj = {k.removeprefix("traj/"): v for k, v in arrays.items() if k.startswith("traj/")}
+        scores = SNARCScores(*comps, total=sal) if comps[0] is not None else None
+        return Experience(
+            episode_id=eid, step=step, task=task, subtask=subtask, state=arrays["state"], action=arrays["action"],
+            reward=reward, progress=progress, predicted=arrays.get("predicted"), observed=arrays.get("observed"),
+            prev_action=arrays.get("prev_action"), sensor_disagreement=dis, safety_intervention=bool(safety),
+            success=None if success is None else bool(success), trajectory=traj or None, scores=scores,
+        )  # fmt: skip
+
+    def query(
+        self,
+        n: int | None = None,
+        task: str | None = None,
+        success: bool | None = None,
+        min_salience: float | None = None,
+        episode_id: int | None = None,
+        order: str = "salience",
+    ) -> list[Experience]:
+        """Experiences of completed episodes. `success` filters on the EPISODE's outcome;
+        `task` matches exactly; order is "salience" (most salient first) or "time" (oldest first)."""
+        where, params = ["e.status = ?"], [STATUS_COMPLETE]
+        if task is not None:
+            where.append("x.task = ?")
+            params.append(task)
+        if success is not None:
+            where.append("e.success = ?")
+            params.append(int(success))
+        if min_salience is not None:
+            where.append("x.salience >= ?")
+            params.append(min_salience)
+        if episode_id is not None:
+            where.append("x.episode_id = ?")
+            params.append(episode_id)
+        orders = {"salience": "x.salience DESC, x.id DESC", "time": "x.id ASC"}
+        if order not in orders:
+            raise ValueError(f"order must be one of {sorted(orders)}")
+        sql = (
+            f"SELECT {self._EXP_COLS} FROM experiences x JOIN episodes e ON e.id = x.episode_id"
+            f" WHERE {' AND '.join(where)} ORDER BY {orders[order]}"
+        )
+        if n is not None:
+            sql += " LIMIT ?"
+            params.append(int(n))
+        return [self._row_to_experience(r) for r in self._db.execute(sql, params)]
+
+    _EP_COLS = (
+        "id, task, status, success, n_steps, n_experiences, total_reward, max_salience, started_at, ended_at,"
+        " trajectory IS NOT NULL, meta"
+    )
+
+    @staticmethod
+    def _row_to_episode(r: tuple[Any, ...]) -> EpisodeRecord:
+        return EpisodeRecord(
+            id=r[0], task=r[1], status=r[2], success=None if r[3] is None else bool(r[3]), n_steps=r[4],
+            n_experiences=r[5], total_reward=r[6], max_salience=r[7], started_at=r[8], ended_at=r[9],
+            has_trajectory=bool(r[10]), meta=json.loads(r[11]),
+        )  # fmt: skip
+
+    def episode(self, episode_id: int) -> EpisodeRecord:
+        row = self._db.execute(f"SELECT {self._EP_COLS} FROM episodes WHERE id=?", (episode_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"No episode {episode_id}.")
+        return self._row_to_episode(row)
+
+    def episodes(
+        self, task: str | None = None, success: bool | None = None, status: str | None = STATUS_COMPLETE
+    ) -> list[EpisodeRecord]:
+        """Episodes in id order; status=None lists every status (complete, incomplete, in_progress)."""
+        where, params = ["1"], []
+        for col, val in (("task", task), ("status", status)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if success is not None:
+            where.append("success = ?")
+            params.append(int(success))
+        sql = f"SELECT {self._EP_COLS} FROM episodes WHERE {' AND '.join(where)} ORDER BY id"
+        return [self._row_to_episode(r) for r in self._db.execute(sql, params)]
+
+    def load_trajectory(self, episode_id: int) -> dict[str, np.ndarray]:
+        """The committed trajectory of a complete episode ({} if it had none)."""
+        row = self._db.execute("SELECT status, trajectory FROM episodes WHERE id=?", (episode_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"No episode {episode_id}.")
+        if row[0] != STATUS_COMPLETE:
+            raise KeyError(f"Episode {episode_id} is {row[0]}, not complete.")
+        return unpack_arrays(row[1])
+
+    def stats(self) -> dict[str, Any]:
+        by_status = dict(self._db.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status").fetchall())
+        n_complete, n_success = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(success = 1), 0) FROM episodes WHERE status = ?", (STATUS_COMPLETE,)
+        ).fetchone()
+        n_exp, mean_sal, max_sal = self._db.execute(
+            "SELECT COUNT(*), AVG(salience), MAX(salience) FROM experiences"
+        ).fetchone()
+        by_task = dict(
+            self._db.execute(
+                "SELECT task, COUNT(*) FROM episodes WHERE status = ? GROUP BY task", (STATUS_COMPLETE,)
+            ).fetchall()
+        )
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        return {
+            "episodes_complete": n_complete,
+            "episodes_incomplete": by_status.get(STATUS_INCOMPLETE, 0),
+            "episodes_in_progress": by_status.get(STATUS_IN_PROGRESS, 0),
+            "success_rate": n_success / n_complete if n_complete else None,
+            "experiences": n_exp,
+            "mean_salience": mean_sal,
+            "max_salience": max_sal,
+            "episodes_by_task": by_task,
+            "open_episodes": len(self._open),
+            "bytes_on_disk": size,
+        }
