@@ -1,0 +1,138 @@
+"""Inference API: `HModulePlanner.load(dir).plan(command, scene) -> PlanResult`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sage_gr00t.plan.commands import (
+    PICKABLE,
+    POUR_SOURCES,
+    POUR_TARGETS,
+    RECEPTACLES,
+    REFUSALS,
+    subtask_language,
+)
+from sage_gr00t.plan.hmodule import STOP, FrozenTextEncoder, HModule, HModuleConfig, build_batch
+from sage_gr00t.plan.scene import Scene
+from sage_gr00t.skills import Subtask
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+@dataclass
+class PlanResult:
+    subtasks: list[Subtask] = field(default_factory=list)
+    refusal: str | None = None  # None, or one of unknown_object / impossible / garbage
+    message: str = ""
+    segments: int = 0  # reasoning segments run before the Q-head halted
+    latency_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+def _seen(scene: Scene) -> str:
+    return ", ".join(o.description for o in scene.objects) or "nothing"
+
+
+class HModulePlanner:
+    def __init__(self, model: HModule, encoder: FrozenTextEncoder) -> None:
+        self.model, self.encoder = model.eval(), encoder
+
+    @classmethod
+    def load(cls, path: str | Path, encoder_dir: str | Path | None = None, device: str = "cpu") -> HModulePlanner:
+        path = Path(path)
+        cfg = HModuleConfig(**json.loads((path / CONFIG_FILE).read_text())["model"])
+        model = HModule(cfg)
+        missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"Checkpoint {path} does not match HModule: missing {missing}, unexpected {unexpected}.")
+        return cls(model.to(device), FrozenTextEncoder(encoder_dir, device, cfg.max_tokens))
+
+    @staticmethod
+    def save(model: HModule, path: str | Path, extra: dict | None = None) -> None:
+        """Only the trainable H-module is saved; the frozen MiniLM ships with its own package."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path / WEIGHTS_FILE)
+        (path / CONFIG_FILE).write_text(json.dumps({"model": model.cfg.to_dict(), **(extra or {})}, indent=2))
+
+    @torch.no_grad()
+    def plan(self, command: str, scene: Scene) -> PlanResult:
+        t0 = time.perf_counter()
+        result = self._plan(command, scene)
+        result.latency_ms = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _plan(self, command: str, scene: Scene) -> PlanResult:
+        if not command.strip() or not any(c.isalpha() for c in command):
+            return PlanResult(refusal="garbage", message="I did not get an instruction (the command is empty or "
+                              "has no words). Tell me what to move where, e.g. 'put the apple on the plate'.")
+        if not scene.objects:
+            return PlanResult(refusal="unknown_object", message="I see no objects on the table, so there is "
+                              "nothing I can act on.")
+        b = build_batch(self.encoder, [command], [scene], max_steps=self.model.cfg.max_steps)
+        outs = self.model(b.tok, b.tok_mask, b.obj, b.obj_mask, adaptive=True)
+        out = outs[-1]
+        reason = REFUSALS[int(out.refusal[0].argmax())]
+        objs = scene.objects
+        if reason == "garbage":
+            return PlanResult(refusal=reason, segments=len(outs),
+                              message=f"I don't understand {command!r} as a manipulation instruction. Tell me "
+                              "what to move where, e.g. 'put the apple on the plate'.")
+        if reason == "unknown_object":
+            s, e = int(out.span_start[0].argmax()), int(out.span_end[0].argmax())
+            offs = b.offsets[0]
+            words = command[int(offs[s][0]):int(offs[max(s, e)][1])].strip() or "that object"
+            return PlanResult(refusal=reason, segments=len(outs),
+                              message=f"I can't find a '{words}' in the scene (I see: {_seen(scene)}).")
+        steps = []
+        for k in range(self.model.cfg.max_steps):
+            sk = int(out.skill[0, k].argmax())
+            if sk == STOP:
+                break
+            o, t = objs[int(out.obj[0, k].argmax())], objs[int(out.tgt[0, k].argmax())]
+            steps.append(("pour" if sk == 1 else "pick_place", o, t))
+        if reason == "impossible":
+            return PlanResult(refusal=reason, segments=len(outs), message=self._impossible_message(steps, command))
+        # Safety net: a plan the model calls ok must still respect what each skill can do.
+        for skill, o, t in steps:
+            problem = self._check(skill, o.kind, t.kind)
+            if problem:
+                return PlanResult(refusal="impossible", segments=len(outs), message=problem)
+        if not steps:
+            return PlanResult(refusal="impossible", segments=len(outs),
+                              message=f"I understood {command!r} but found nothing to do in this scene.")
+        subtasks = [Subtask(s, o.name, t.name, subtask_language(s, o, t)) for s, o, t in steps]
+        return PlanResult(subtasks=subtasks, segments=len(outs))
+
+    @staticmethod
+    def _check(skill: str, obj_kind: str, tgt_kind: str) -> str:
+        if skill == "pour":
+            if obj_kind not in POUR_SOURCES:
+                return f"I can't pour from the {obj_kind}: only a {' or '.join(POUR_SOURCES)} holds water."
+            if tgt_kind not in POUR_TARGETS:
+                return f"I can't pour into the {tgt_kind}: I can only pour into a {' or '.join(POUR_TARGETS)}."
+            return ""
+        if obj_kind not in PICKABLE:
+            return f"I can't pick up the {obj_kind} and place it somewhere: I can only move {', '.join(PICKABLE)}s."
+        if tgt_kind not in RECEPTACLES:
+            return f"I can't place things in or on the {tgt_kind}: targets are {', '.join(RECEPTACLES)}s."
+        return ""
+
+    def _impossible_message(self, steps: list, command: str) -> str:
+        for skill, o, t in steps[:1]:
+            problem = self._check(skill, o.kind, t.kind)
+            if problem:
+                return problem.replace(f"the {o.kind}", f"the {o.description}").replace(
+                    f"the {t.kind}", f"the {t.description}")
+        if "sort" in command.lower():
+            return "I can't sort here: no block has a bin of its own colour in the scene."
+        return f"I can't do {command!r} with the objects in this scene."
