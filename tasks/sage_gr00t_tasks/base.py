@@ -91,6 +91,7 @@ class TabletopTaskEnv(gym.Env, ABC):
             self.model, self.config.randomization, self._object_geom_ids, self._object_body_ids
         )
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._depth_renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._rng = np.random.default_rng()
         self._action_queue: collections.deque[np.ndarray] = collections.deque()
         self._latency = 0
@@ -269,9 +270,10 @@ class TabletopTaskEnv(gym.Env, ABC):
         return self.render_camera("front_view", 480, 640)
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
+        for renderer in (*self._renderers.values(), *self._depth_renderers.values()):
             renderer.close()
         self._renderers.clear()
+        self._depth_renderers.clear()
 
     # ------------------------------------------------------------------ actions
     def home_action(self) -> dict[str, np.ndarray]:
@@ -335,6 +337,33 @@ class TabletopTaskEnv(gym.Env, ABC):
         renderer = self._renderers[key]
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()
+
+    def render_depth(self, camera: str, height: int, width: int) -> np.ndarray:
+        """(H, W) float32 depth in metres along the camera axis (a separate renderer per size)."""
+        key = (height, width)
+        if key not in self._depth_renderers:
+            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            renderer.enable_depth_rendering()
+            self._depth_renderers[key] = renderer
+        renderer = self._depth_renderers[key]
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render().astype(np.float32)
+
+    def camera_pose_intrinsics(
+        self, camera: str, height: int, width: int
+    ) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+        """(position, world-from-camera rotation, fx, fy, cx, cy) of a pinhole camera rendered at H x W.
+
+        MuJoCo cameras look along their -z axis with +y up; fovy is the vertical field of view.
+        """
+        cid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if cid < 0:
+            raise ValueError(f"Task {self.task_name}: no camera named {camera!r}.")
+        fy = 0.5 * height / np.tan(np.deg2rad(self.model.cam_fovy[cid]) / 2)
+        fx = fy  # square pixels
+        pos = self.data.cam_xpos[cid].copy()
+        rot = self.data.cam_xmat[cid].reshape(3, 3).copy()
+        return pos, rot, float(fx), float(fy), (width - 1) / 2.0, (height - 1) / 2.0
 
     def _observation(self) -> dict:
         c = self.config

@@ -1,0 +1,79 @@
+"""Fault injection for the camera sensor, switchable mid-episode.
+
+Faults act where real ones do: `frozen` repeats the last good frame forever (a stuck driver),
+`dropout` delivers nothing (or a black image), `image_noise` corrupts pixels, and `noise` perturbs
+the position estimates (a miscalibrated or confused detector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sage_gr00t.perceive.sensors import CameraFrame, CameraSensor, Estimate, FrameSource, SensorReading
+
+FAULT_KINDS = ("none", "noise", "image_noise", "frozen", "dropout", "black")
+
+
+@dataclass
+class FaultConfig:
+    kind: str = "none"
+    start_step: int = 0  # control step (count of reads) from which the fault is active
+    noise_std: float = 0.05  # metres, per axis, on estimates ("noise")
+    image_noise_std: float = 60.0  # uint8 levels, on pixels ("image_noise")
+    seed: int = 0
+
+
+class FaultyCamera:
+    """Wraps a `CameraSensor`; `set_fault` switches the fault at any time."""
+
+    def __init__(self, camera: CameraSensor, config: FaultConfig | None = None) -> None:
+        self.camera = camera
+        self.name = camera.name
+        self.config = config or FaultConfig()
+        self._check(self.config.kind)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.steps = 0
+        self._frozen: CameraFrame | None = None
+
+    @staticmethod
+    def _check(kind: str) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"Unknown fault {kind!r}; use one of {FAULT_KINDS}.")
+
+    def set_fault(self, kind: str, **overrides: float) -> None:
+        """Switch fault now (e.g. `set_fault("frozen")`, `set_fault("none")`)."""
+        self._check(kind)
+        self.config = replace(self.config, kind=kind, start_step=self.steps, **overrides)
+        self._frozen = None
+
+    @property
+    def active(self) -> bool:
+        return self.config.kind != "none" and self.steps >= self.config.start_step
+
+    def read(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
+        kind = self.config.kind if self.active else "none"
+        self.steps += 1
+        if kind == "dropout":
+            return self.camera.estimator.estimate(None)
+        frame = self.camera.capture(env, timestamp, rgb)
+        if frame is None:
+            return self.camera.estimator.estimate(None)
+        if kind == "frozen":
+            if self._frozen is None:
+                self._frozen = frame
+            # The stuck stream keeps arriving with fresh timestamps but old content.
+            frame = replace(self._frozen, timestamp=timestamp)
+        elif kind == "black":
+            frame = replace(frame, rgb=np.zeros_like(frame.rgb))
+        elif kind == "image_noise":
+            noisy = frame.rgb.astype(np.float32) + self.rng.normal(0, self.config.image_noise_std, frame.rgb.shape)
+            frame = replace(frame, rgb=np.clip(noisy, 0, 255).astype(np.uint8))
+        reading = self.camera.estimator.estimate(frame)
+        if kind == "noise":
+            reading.estimates = {
+                obj: Estimate(e.position + self.rng.normal(0, self.config.noise_std, 3), e.confidence, e.timestamp)
+                for obj, e in reading.estimates.items()
+            }
+        return reading

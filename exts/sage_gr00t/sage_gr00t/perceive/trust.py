@@ -1,0 +1,237 @@
+"""Trust engine: per-sensor trust from four smoothed components, per-component (module) trust.
+
+Sensor trust = 0.3 consistency + 0.3 reliability + 0.2 accuracy + 0.2 quality (SAGE's defaults,
+RESEARCH.md section 4), each component an exponential moving average of per-step scores in [0, 1]:
+- consistency: agreement of the sensor's estimates with the trust-weighted estimate of the *other*
+  sensors (leave-one-out, so a sensor cannot agree with itself);
+- reliability: the step delivered valid, fresh, non-frozen data (dropouts, frozen frames while the
+  robot moves, non-finite or physically impossible jumps count against it);
+- accuracy: agreement with positions confirmed later (`confirm`, e.g. where a grasp closed);
+- quality: the sensor's self-reported confidence of its valid estimates (0 for invalid ones:
+  a detector's confidence means nothing when its data is stale or impossible).
+Component trust (gr00t_visual, ...) moves +0.05 on success and -0.03 on failure within [0.1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sage_gr00t.perceive.sensors import Estimate, SensorReading
+
+TRUST_WEIGHTS = {"consistency": 0.3, "reliability": 0.3, "accuracy": 0.2, "quality": 0.2}
+COMPONENTS_INITIAL = {"gr00t_visual": 0.8, "gr00t_language": 0.9, "sage_planning": 0.7, "sage_execution": 0.6}
+
+
+@dataclass
+class TrustConfig:
+    weights: dict[str, float] = field(default_factory=lambda: dict(TRUST_WEIGHTS))
+    smoothing: float = 0.2  # EMA rate per control step: a broken sensor loses trust within ~10 steps
+    accuracy_smoothing: float = 0.5  # confirmations are rare, so each one counts more
+    initial: dict[str, dict[str, float]] = field(  # per-sensor priors of the four components
+        default_factory=lambda: {
+            "default": {"consistency": 0.8, "reliability": 1.0, "accuracy": 0.8, "quality": 0.8},
+            # Forward kinematics of the robot's own joint encoders: known-accurate by construction.
+            "proprioception": {"consistency": 0.9, "reliability": 1.0, "accuracy": 0.95, "quality": 0.95},
+        }
+    )
+    consistency_scale: float = 0.03  # m: agreement score exp(-d^2 / 2 s^2)
+    accuracy_scale: float = 0.03
+    frozen_steps: int = 3  # identical data this many steps in a row while the robot moves = frozen
+    frozen_checked: tuple[str, ...] = ("camera",)  # sensors whose raw data must change when the robot moves
+    max_speed: float = 0.6  # m/s: faster apparent motion of an object is impossible here
+    jump_tolerance: float = 0.03  # m, added to max_speed * dt (detector jitter, partial occlusion)
+    gap_reset: float = 0.5  # s: an object unseen this long may reappear anywhere
+    confirm_max_age: float = 1.0  # s: estimates older than this are not judged by a confirmation
+    component_initial: dict[str, float] = field(default_factory=lambda: dict(COMPONENTS_INITIAL))
+    success_delta: float = 0.05
+    failure_delta: float = -0.03
+    component_bounds: tuple[float, float] = (0.1, 1.0)
+
+
+@dataclass
+class SensorTrust:
+    consistency: float
+    reliability: float
+    accuracy: float
+    quality: float
+
+    def total(self, weights: dict[str, float]) -> float:
+        return float(sum(w * getattr(self, k) for k, w in weights.items()))
+
+
+@dataclass
+class _SensorState:
+    scores: SensorTrust
+    last_fingerprint: str | None = None
+    repeats: int = 0
+    frozen: bool = False
+    last: dict[str, Estimate] = field(default_factory=dict)  # last delivered estimate per object
+
+
+def _agreement(distance: float, scale: float) -> float:
+    return float(np.exp(-0.5 * (distance / scale) ** 2))
+
+
+class TrustEngine:
+    """Tracks sensor and component trust over an episode, with full history for plots."""
+
+    def __init__(self, config: TrustConfig | None = None) -> None:
+        self.config = config or TrustConfig()
+        self.sensors: dict[str, _SensorState] = {}
+        self.components: dict[str, float] = dict(self.config.component_initial)
+        self.history: list[dict] = []
+        self.events: list[dict] = []  # confirmations and component outcomes
+
+    # ------------------------------------------------------------------ sensors
+    def _state(self, sensor: str) -> _SensorState:
+        if sensor not in self.sensors:
+            prior = self.config.initial.get(sensor, self.config.initial["default"])
+            self.sensors[sensor] = _SensorState(SensorTrust(**prior))
+        return self.sensors[sensor]
+
+    def trust(self, sensor: str) -> float:
+        return self._state(sensor).scores.total(self.config.weights)
+
+    def trusts(self) -> dict[str, float]:
+        return {name: self.trust(name) for name in self.sensors}
+
+    def is_frozen(self, sensor: str) -> bool:
+        return self._state(sensor).frozen
+
+    def _ema(self, old: float, new: float, rate: float | None = None) -> float:
+        rate = self.config.smoothing if rate is None else rate
+        return float(np.clip((1 - rate) * old + rate * new, 0.0, 1.0))
+
+    def _valid(self, state: _SensorState, obj: str, est: Estimate) -> bool:
+        """Finite, and no impossible jump from the sensor's own previous estimate of the object."""
+        c = self.config
+        if not np.all(np.isfinite(est.position)) or not np.isfinite(est.confidence):
+            return False
+        prev = state.last.get(obj)
+        if prev is None or not np.isfinite(prev.timestamp) or est.timestamp - prev.timestamp > c.gap_reset:
+            return True
+        dt = max(est.timestamp - prev.timestamp, 0.0)
+        return bool(np.linalg.norm(est.position - prev.position) <= c.jump_tolerance + c.max_speed * dt)
+
+    def observe(self, readings: Iterable[SensorReading], robot_moving: bool, timestamp: float) -> dict[str, set[str]]:
+        """Score one control step; returns sensor -> objects whose estimates are valid (fusable)."""
+        c = self.config
+        readings = list(readings)
+        valid: dict[str, set[str]] = {}
+        step_ok: dict[str, bool] = {}
+        for r in readings:
+            state = self._state(r.sensor)
+            # Frozen data: the raw stream repeats while the robot moves (it would change the image).
+            if r.sensor in c.frozen_checked and r.fingerprint is not None:
+                if r.fingerprint == state.last_fingerprint:
+                    state.repeats += 1 if robot_moving else 0
+                else:
+                    state.repeats = 0
+                state.frozen = state.repeats >= c.frozen_steps - 1
+                state.last_fingerprint = r.fingerprint
+            ok = r.raw_valid and not state.frozen
+            step_ok[r.sensor] = ok
+            valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e)}
+
+        trusts = {r.sensor: self.trust(r.sensor) for r in readings}
+        for r in readings:
+            state = self._state(r.sensor)
+            s = state.scores
+            if not step_ok[r.sensor]:
+                # Nothing usable this step: no reliability, and no evidence of consistency or quality.
+                s.reliability = self._ema(s.reliability, 0.0)
+                s.consistency = self._ema(s.consistency, 0.0)
+                s.quality = self._ema(s.quality, 0.0)
+                continue
+            n = len(r.estimates)
+            s.reliability = self._ema(s.reliability, len(valid[r.sensor]) / n if n else 1.0)
+            if n:
+                s.quality = self._ema(
+                    s.quality, float(np.mean([e.confidence if o in valid[r.sensor] else 0.0
+                                              for o, e in r.estimates.items()]))
+                )
+            agreements = []
+            for obj, est in r.estimates.items():
+                ref = self._reference(obj, r.sensor, readings, valid, trusts)
+                if ref is None:
+                    continue
+                d = float(np.linalg.norm(est.position - ref)) if obj in valid[r.sensor] else np.inf
+                agreements.append(_agreement(d, c.consistency_scale) if np.isfinite(d) else 0.0)
+            if agreements:
+                s.consistency = self._ema(s.consistency, float(np.mean(agreements)))
+            for obj, est in r.estimates.items():
+                if obj in valid[r.sensor]:
+                    state.last[obj] = est
+        self._record(timestamp)
+        return valid
+
+    @staticmethod
+    def _reference(
+        obj: str, exclude: str, readings: list[SensorReading], valid: dict[str, set[str]], trusts: dict[str, float]
+    ) -> np.ndarray | None:
+        """Trust- and confidence-weighted position of `obj` from all valid sensors but `exclude`."""
+        pos, weights = [], []
+        for r in readings:
+            if r.sensor == exclude or obj not in valid[r.sensor]:
+                continue
+            e = r.estimates[obj]
+            pos.append(e.position)
+            weights.append(max(trusts[r.sensor] * e.confidence, 1e-6))
+        if not pos:
+            return None
+        return np.average(np.array(pos), axis=0, weights=np.array(weights))
+
+    def confirm(self, obj: str, position: np.ndarray, timestamp: float | None = None) -> dict[str, float]:
+        """Ground a past belief: `obj` really was at `position` (grasp closed / object placed there).
+
+        Every sensor whose recent estimate of `obj` exists is scored on it; returns sensor -> score.
+        """
+        c = self.config
+        scores = {}
+        for name, state in self.sensors.items():
+            est = state.last.get(obj)
+            if est is None or (timestamp is not None and timestamp - est.timestamp > c.confirm_max_age):
+                continue
+            score = _agreement(float(np.linalg.norm(est.position - position)), c.accuracy_scale)
+            state.scores.accuracy = self._ema(state.scores.accuracy, score, c.accuracy_smoothing)
+            scores[name] = score
+        self.events.append({"t": timestamp, "kind": "confirm", "object": obj,
+                            "position": np.asarray(position).tolist(), "scores": scores})
+        return scores
+
+    def forget(self, sensor: str, obj: str) -> None:
+        """The sensor knows its model of `obj` changed discontinuously (e.g. the hand let go of it):
+        its next estimate is not judged against the previous one."""
+        self._state(sensor).last.pop(obj, None)
+
+    # ------------------------------------------------------------------ components
+    def record_outcome(self, component: str, success: bool, timestamp: float | None = None) -> float:
+        c = self.config
+        if component not in self.components:
+            raise ValueError(f"Unknown component {component!r}; have {sorted(self.components)}.")
+        delta = c.success_delta if success else c.failure_delta
+        self.components[component] = float(np.clip(self.components[component] + delta, *c.component_bounds))
+        self.events.append({"t": timestamp, "kind": "outcome", "component": component, "success": success,
+                            "trust": self.components[component]})
+        return self.components[component]
+
+    # ------------------------------------------------------------------ history
+    def _record(self, timestamp: float) -> None:
+        self.history.append({
+            "t": timestamp,
+            "sensors": {
+                name: {**vars(st.scores), "trust": st.scores.total(self.config.weights), "frozen": st.frozen}
+                for name, st in self.sensors.items()
+            },
+            "components": dict(self.components),
+        })
+
+    def series(self, sensor: str, key: str = "trust") -> np.ndarray:
+        """One trust value of one sensor over time (NaN before the sensor first reported)."""
+        return np.array([h["sensors"].get(sensor, {}).get(key, np.nan) for h in self.history], dtype=float)
+
+    def component_series(self, component: str) -> np.ndarray:
+        return np.array([h["components"][component] for h in self.history], dtype=float)
