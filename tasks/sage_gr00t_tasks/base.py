@@ -330,7 +330,14 @@ class TabletopTaskEnv(gym.Env, ABC):
     def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
         key = (height, width)
         if key not in self._renderers:
-            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            try:
+                renderer = mujoco.Renderer(self.model, height=height, width=width)
+            except mujoco.FatalError as exc:
+                raise RuntimeError(
+                    f"MuJoCo could not create an offscreen OpenGL context ({exc}). On a machine without a "
+                    "display, export MUJOCO_GL=egl (or osmesa) before starting Python, or import sage_gr00t "
+                    "before mujoco so it can select EGL; scripts/setup.sh installs the EGL libraries."
+                ) from exc
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             self._renderers[key] = renderer
