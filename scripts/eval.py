@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
+from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig, mean_squared_jerk
 from sage_gr00t.evaluation import EpisodeResult, run_episode, summarize
 from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
@@ -43,6 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk-mode", default="blend", choices=MODES, help="action-chunk execution (smoothing)")
     p.add_argument("--execute-steps", type=int, default=8, help="steps executed per chunk before re-querying")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--controller", default="policy", choices=("policy", "sage"),
+                   help="'policy': the policy alone on the task's instruction; 'sage': SAGEGr00TBridge "
+                        "(perceive -> H-module plan -> L-module -> policy -> safety) from --command")
+    p.add_argument("--command", default="sort the blocks into the bins of the same colour",
+                   help="user command for --controller sage")
+    p.add_argument("--planner", default="assets/planner", help="H-module checkpoint for --controller sage")
+    p.add_argument("--language-mode", default="command", choices=("command", "subtask"),
+                   help="--controller sage: language the policy gets (the whole command or each subtask's)")
     p.add_argument("--task-option", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override TaskConfig fields, e.g. image_height=128 max_steps=300 settle_steps=50")
     return p.parse_args(argv)
@@ -66,6 +74,15 @@ def parse_task_options(items: list[str]) -> dict:
     return options
 
 
+def make_bridge(args: argparse.Namespace, env, policy, chunking: ChunkExecutorConfig):
+    from sage_gr00t.act.lmodule import LModuleConfig
+    from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
+    from sage_gr00t.plan.planner import HModulePlanner
+
+    config = BridgeConfig(lmodule=LModuleConfig(language_mode=args.language_mode, chunking=chunking))
+    return SAGEGr00TBridge(policy, env, HModulePlanner.load(args.planner, device=args.device), config)
+
+
 def make_policy(spec: str, env, device: str):
     if spec == "expert":
         return ExpertPolicy(env)
@@ -75,6 +92,32 @@ def make_policy(spec: str, env, device: str):
     from sage_gr00t.policy.gr00t import load_policy
 
     return load_policy(spec, embodiment=env.embodiment.name, device=device)
+
+
+def run_bridge_episode(env, bridge, seed: int, command: str, on_frame=None) -> EpisodeResult:
+    """One closed-loop episode through the SAGE bridge; success is still the task's own predicate."""
+    obs, info = env.reset(seed=seed)
+    bridge.reset(obs, meta={"seed": seed})
+    bridge.command(command)
+    start = time.perf_counter()
+    success, steps, arm_targets = bool(info["success"]), 0, []
+    while steps < env.config.max_steps:
+        action = bridge.step(obs)
+        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        if on_frame is not None:
+            on_frame(env, obs)
+        success = bool(info["success"])
+        if terminated or truncated:
+            break
+    bridge.end_episode(success)
+    return EpisodeResult(
+        task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
+        success=success, steps=steps, wall_s=time.perf_counter() - start, instruction=command,
+        arm_jerk=mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz),
+        policy_queries=bridge.lmodule.executor.queries,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     randomization = DomainRandomizationConfig.from_yaml(profile=args.randomization)
     args.out.mkdir(parents=True, exist_ok=True)
     console = Console(width=120)
-    table = Table(title=f"SAGE-GR00T evaluation: policy={args.policy}, embodiment={args.embodiment}, "
+    table = Table(title=f"SAGE-GR00T evaluation: controller={args.controller}, policy={args.policy}, "
+                        f"embodiment={args.embodiment}, "
                         f"variant={args.variant}, seeds {args.seed_start}..{args.seed_start + args.episodes - 1}")
     for column in ("task", "episodes", "success", "mean steps", "env steps/s", "arm jerk"):
         table.add_column(column, justify="right" if column != "task" else "left")
@@ -100,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             env.config.max_steps = args.max_steps
         policy = make_policy(args.policy, env, args.device)
         chunking = ChunkExecutorConfig(mode=args.chunk_mode, execute_steps=args.execute_steps)
+        bridge = None
+        if args.controller == "sage":
+            bridge = make_bridge(args, env, policy, chunking)
         results = []
         for i, seed in enumerate(tqdm(range(args.seed_start, args.seed_start + args.episodes), desc=task)):
             frames: list[np.ndarray] = []
@@ -113,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                     front[:h, :w] = ego[:h, :w]
                     frames.append(front)
 
-            results.append(run_episode(env, policy, seed, on_frame=grab, chunking=chunking))
+            if bridge is not None:
+                results.append(run_bridge_episode(env, bridge, seed, args.command, on_frame=grab))
+                if bridge.message and bridge.message != "done":
+                    tqdm.write(f"seed {seed}: {bridge.message}")
+            else:
+                results.append(run_episode(env, policy, seed, on_frame=grab, chunking=chunking))
             if record and frames:
                 import imageio
 
@@ -121,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 imageio.mimsave(path, frames, fps=10)
                 console.print(f"video: {path}")
+        if bridge is not None:
+            over = bridge.overhead_ms()
+            console.print(f"{task}: bridge overhead per step (ms, policy + render excluded): "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in over.items()))
         env.close()
         summary = summarize(results)
         table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
@@ -130,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
     console.print(table)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out / f"eval_{args.policy.replace('/', '_')}_{args.embodiment}_{stamp}.json"
+    prefix = "eval_sage_" if args.controller == "sage" else "eval_"
+    out = args.out / f"{prefix}{args.policy.replace('/', '_')}_{args.embodiment}_{stamp}.json"
     out.write_text(json.dumps([r.to_dict() for r in all_results], indent=1))
     console.print(f"results: {out}")
     return 0

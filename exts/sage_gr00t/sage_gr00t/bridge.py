@@ -1,0 +1,311 @@
+"""SAGEGr00TBridge: perceive -> plan (H-module) -> act (L-module -> policy -> safety) -> learn, per control step.
+
+    bridge = SAGEGr00TBridge(policy, env, HModulePlanner.load("assets/planner"))
+    obs, _ = env.reset(seed=1000)
+    bridge.reset(obs)
+    bridge.command("sort the blocks into the bins of the same colour")
+    while ...: obs, *_ = env.step(bridge.step(obs))
+
+The plan is made once per command (and again on `replan()`), from the PERCEIVED scene. A refused
+command keeps the robot holding still and leaves the planner's message in `bridge.message`.
+Per-step overhead is timed per stage (perceive / plan / act / learn) with the policy's inference and
+the simulator's depth render excluded; see `overhead_ms()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, PerceivedState
+from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
+from sage_gr00t.memory import (
+    Experience,
+    ExperienceStore,
+    MetabolicController,
+    MetabolicInputs,
+    SalienceBuffer,
+    SNARCScorer,
+)
+from sage_gr00t.perceive.fusion import PerceptionPipeline, PerceptionStep
+from sage_gr00t.perceive.sensors import CameraConfig, CameraFrame, CameraObjectEstimator, CameraSensor
+from sage_gr00t.plan.planner import HModulePlanner, PlanResult
+from sage_gr00t.plan.scene import Scene
+from sage_gr00t.policy.base import Policy
+from sage_gr00t.skills import Subtask
+
+STAGES = ("perceive", "plan", "act", "learn")
+
+
+class _TimedCamera(CameraSensor):
+    """CameraSensor that measures its capture (simulator depth render) so it can be excluded from overhead."""
+
+    def __init__(self, estimator: CameraObjectEstimator) -> None:
+        super().__init__(estimator)
+        self.capture_s = 0.0
+
+    def capture(self, env: Any, timestamp: float, rgb: np.ndarray | None = None) -> CameraFrame | None:
+        t0 = time.perf_counter()
+        try:
+            return super().capture(env, timestamp, rgb)
+        finally:
+            self.capture_s += time.perf_counter() - t0
+
+
+@dataclass
+class BridgeConfig:
+    lmodule: LModuleConfig = field(default_factory=LModuleConfig)
+    safety: SafetyFilterConfig | None = None  # default: SafetyFilterConfig(table_height=env.table_height)
+    camera_size: int | None = None  # None: the observation's image size
+    replan_on_failure: bool = False  # a failed subtask triggers one new plan from the perceived scene
+
+
+class SAGEGr00TBridge:
+    def __init__(
+        self,
+        policy: Policy,
+        env: Any,
+        planner: HModulePlanner,
+        config: BridgeConfig | None = None,
+        store: ExperienceStore | None = None,
+        scorer: SNARCScorer | None = None,
+        buffer: SalienceBuffer | None = None,
+        metabolic: MetabolicController | None = None,
+    ) -> None:
+        self.config = config or BridgeConfig()
+        self.env, self.planner, self.store = env, planner, store
+        self.scorer = scorer or SNARCScorer()
+        self.buffer = buffer or SalienceBuffer()
+        self.metabolic = metabolic or MetabolicController()
+        self.policy = policy
+        safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
+        self.safety = SafetyFilter(env.embodiment, env.action_ranges(), safety_cfg)
+        self.lmodule = LModule(policy, self.safety, self.config.lmodule)
+        self.variant = getattr(getattr(env, "config", None), "variant", "train")
+        self.task = getattr(env, "task_name", "")
+        self.timing = {s: 0.0 for s in STAGES}
+        self.timed_steps = 0
+        self.steps = 0
+        self.episode_id: int | None = None
+        self.text = ""
+        self._new_pipeline(None)
+        self._clear_plan()
+
+    # ------------------------------------------------------------------ episode / command
+    def _new_pipeline(self, obs: dict | None) -> None:
+        size = self.config.camera_size
+        if size is None and obs is not None:
+            h, w = obs["video.ego_view"].shape[:2]
+        else:
+            h = w = size or 224
+        cam_cfg = CameraConfig(height=h, width=w, table_height=float(self.env.table_height))
+        self.camera = _TimedCamera(CameraObjectEstimator(self.env.object_body_names(), cam_cfg))
+        self.pipeline = PerceptionPipeline(self.camera)
+        self.trust = self.pipeline.trust
+        self.perceived: PerceptionStep | None = None
+
+    def _clear_plan(self) -> None:
+        self.plan_result: PlanResult | None = None
+        self.pending: list[Subtask] = []
+        self.completed: list[Subtask] = []
+        self.failed: list[Subtask] = []
+        self.message = ""
+        self._needs_plan = False
+        self.events: list[dict] = []
+
+    def reset(self, obs: dict, meta: dict | None = None) -> None:
+        """New episode: fresh perception, safety filter at the measured pose, no plan, store episode opened."""
+        self._new_pipeline(obs)
+        self._clear_plan()
+        self.text = ""
+        self.safety.reset({k: v for k, v in obs.items() if k.startswith("state.")})
+        self.lmodule.executor.reset()
+        self.lmodule.release_hold()
+        self.steps = 0
+        self._prev_action: np.ndarray | None = None
+        if self.store is not None:
+            self.episode_id = self.store.begin_episode(meta=meta, task=self.task)
+
+    def command(self, text: str) -> None:
+        """Take a user command; it is planned from the perceived scene at the next step."""
+        self._clear_plan()
+        self.text = text
+        self._needs_plan = True
+        self.lmodule.release_hold()
+
+    def replan(self) -> None:
+        self._needs_plan = True
+
+    @property
+    def refused(self) -> bool:
+        return self.plan_result is not None and not self.plan_result.ok
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pending) and not self.refused
+
+    # ------------------------------------------------------------------ stages
+    def _timestamp(self) -> float:
+        data = getattr(self.env, "data", None)
+        return float(data.time) if data is not None else self.steps / 20.0
+
+    def perceive(self, obs: dict, env: Any | None = None) -> PerceivedState:
+        env = env or self.env
+        self.perceived = self.pipeline.step(env, self._timestamp(), obs.get("video.ego_view"))
+        return self.seen()
+
+    def seen(self) -> PerceivedState:
+        proprio = self.pipeline.proprio
+        positions = {o: f.position for o, f in self.pipeline.fused.items()}
+        held = {obj for obj, _ in proprio.held.values()}
+        ee = dict(proprio.last.ee) if proprio.last is not None else {}
+        return PerceivedState(positions, held, ee)
+
+    def scene(self) -> Scene:
+        order = [n for n in self.env.object_body_names() if n in self.pipeline.fused]
+        order += [n for n in self.pipeline.fused if n not in order]
+        return Scene(tuple(
+            Scene.object_from_body(n, tuple(float(v) for v in self.pipeline.fused[n].position), self.variant, self.task)
+            for n in order
+        ))
+
+    def plan(self) -> PlanResult:
+        """Plan the current command from the perceived scene (once per command, or on replan)."""
+        result = self.planner.plan(self.text, self.scene())
+        self.plan_result = result
+        self._needs_plan = False
+        if result.ok:
+            self.pending = [s for s in result.subtasks if s not in self.completed]
+            self.message = "plan: " + "; ".join(s.language for s in result.subtasks)
+            if self.pending:
+                self.lmodule.start(self.pending[0], self.text)
+        else:
+            self.pending = []
+            self.message = result.message
+        self.events.append({"step": self.steps, "kind": "plan", "ok": result.ok, "message": self.message})
+        return result
+
+    def _follow_policy(self, seen: PerceivedState) -> None:
+        """Command mode: the policy chooses the order; follow the subtask whose object it is holding."""
+        if self.lmodule.config.language_mode != "command":
+            return
+        current = self.pending[0]
+        if current.object_name in seen.held:
+            return
+        for s in self.pending[1:]:
+            if s.object_name in seen.held:
+                self.pending.remove(s)
+                self.pending.insert(0, s)
+                self.lmodule.start(s, self.text)
+                return
+
+    def act(self, obs: dict, seen: PerceivedState | None = None) -> tuple[SafeCommand, str, float]:
+        """One control step of execution -> (safe command, subtask outcome 'running'/'done'/'failed'/'idle',
+        seconds spent inside the policy)."""
+        seen = seen or self.seen()
+        if not self.active:
+            return self.lmodule.hold(obs), "idle", 0.0
+        self._follow_policy(seen)
+        subtask = self.pending[0]
+        out = self.lmodule.act(obs, seen)
+        if out.retried:
+            self.events.append({"step": self.steps, "kind": "retry", "subtask": subtask.language})
+        if out.status in (DONE, FAILED):
+            ok = out.status == DONE
+            self.pending.pop(0)
+            (self.completed if ok else self.failed).append(subtask)
+            self.trust.record_outcome("sage_execution", ok, self._timestamp())
+            self.events.append({"step": self.steps, "kind": out.status, "subtask": subtask.language})
+            if not ok and self.config.replan_on_failure:
+                self._needs_plan = True
+            elif self.pending:
+                self.lmodule.start(self.pending[0], self.text)
+            else:  # plan finished: the planner's decomposition held up if every subtask succeeded
+                self.trust.record_outcome("sage_planning", not self.failed, self._timestamp())
+                self.message = "done" if not self.failed else "finished with failed subtasks: " + "; ".join(
+                    s.language for s in self.failed)
+        return out.command, out.status, out.policy_s
+
+    def learn(self, obs: dict, command: SafeCommand, outcome: str, subtask: Subtask | None = None) -> Experience:
+        """SNARC-score this step; salient ones go to the SalienceBuffer, all to the open store episode."""
+        state = np.concatenate([np.ravel(v) for k, v in sorted(obs.items()) if k.startswith("state.")])
+        action = np.concatenate([np.ravel(command.action[k]) for k in sorted(command.action)])
+        followed = sum(f.followed is not None for f in self.pipeline.fused.values())
+        exp = Experience(
+            episode_id=self.episode_id, step=self.steps, task=self.text or self.task, state=state, action=action,
+            subtask=subtask.language if subtask else "", reward=1.0 if outcome == DONE else 0.0,
+            prev_action=self._prev_action, sensor_disagreement=float(followed),
+            safety_intervention=command.intervened,
+            success=True if outcome == DONE else False if outcome == FAILED else None,
+        )
+        self._prev_action = action
+        exp = self.scorer.annotate(exp)
+        self.buffer.offer(exp)
+        if self.store is not None and self.episode_id is not None:
+            self.store.add(exp)
+        self.metabolic.step(MetabolicInputs(
+            task_active=self.active, salience=exp.scores.total if exp.scores else 0.0,
+            failure=outcome == FAILED, success=outcome == DONE, safety_violation=command.intervened,
+            unconsolidated=self.buffer.n_unconsolidated,
+        ))
+        return exp
+
+    def end_episode(self, success: bool | None, meta: dict | None = None) -> None:
+        """Persist the episode's experiences (when a store was given)."""
+        if self.store is not None and self.episode_id is not None:
+            self.store.end_episode(self.episode_id, success, n_steps=self.steps,
+                                   meta={"command": self.text, "message": self.message, **(meta or {})})
+            self.episode_id = None
+
+    def sleep_cycle(self) -> dict | None:
+        """Only when the metabolic controller says so (DREAM): replay the salient buffer, mark it
+        consolidated, return a summary. Nothing is trained here (sleep training is not built yet)."""
+        if not self.metabolic.should_sleep:
+            return None
+        replay = self.buffer.pending()
+        by_subtask: dict[str, int] = {}
+        for e in replay:
+            by_subtask[e.subtask or "(none)"] = by_subtask.get(e.subtask or "(none)", 0) + 1
+        summary = {
+            "replayed": len(replay),
+            "mean_salience": float(np.mean([e.salience for e in replay])) if replay else 0.0,
+            "successes": sum(e.success is True for e in replay),
+            "failures": sum(e.success is False for e in replay),
+            "by_subtask": by_subtask,
+        }
+        summary["consolidated"] = self.buffer.mark_consolidated()
+        self.metabolic.step(MetabolicInputs(consolidation_done=True, unconsolidated=0))
+        return summary
+
+    # ------------------------------------------------------------------ the control-rate loop
+    def step(self, observation: dict) -> dict[str, np.ndarray]:
+        """perceive -> plan (once per command / on replan) -> act -> learn; returns the action dict."""
+        t0 = time.perf_counter()
+        render0 = self.camera.capture_s
+        seen = self.perceive(observation)
+        t1 = time.perf_counter()
+        self.timing["perceive"] += (t1 - t0) - (self.camera.capture_s - render0)
+        if self._needs_plan and self.text:
+            self.plan()
+            seen = self.seen()
+        t2 = time.perf_counter()
+        self.timing["plan"] += t2 - t1
+        subtask = self.pending[0] if self.active else None
+        command, outcome, policy_s = self.act(observation, seen)
+        t3 = time.perf_counter()
+        self.timing["act"] += (t3 - t2) - policy_s
+        self.learn(observation, command, outcome, subtask)
+        self.timing["learn"] += time.perf_counter() - t3
+        self.steps += 1
+        self.timed_steps += 1
+        return command.action
+
+    def overhead_ms(self) -> dict[str, float]:
+        """Mean bridge overhead per step (ms), per stage and total; policy inference and render excluded."""
+        n = max(self.timed_steps, 1)
+        out = {s: 1e3 * v / n for s, v in self.timing.items()}
+        out["total"] = sum(out.values())
+        return out
