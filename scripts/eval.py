@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig, mean_squared_jerk
-from sage_gr00t.evaluation import EpisodeResult, run_episode, summarize
+from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
+from sage_gr00t.evaluation import EpisodeResult, run_bridge_episode, run_episode, summarize
 from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks import TASKS, make_env
@@ -92,32 +92,6 @@ def make_policy(spec: str, env, device: str):
     from sage_gr00t.policy.gr00t import load_policy
 
     return load_policy(spec, embodiment=env.embodiment.name, device=device)
-
-
-def run_bridge_episode(env, bridge, seed: int, command: str, on_frame=None) -> EpisodeResult:
-    """One closed-loop episode through the SAGE bridge; success is still the task's own predicate."""
-    obs, info = env.reset(seed=seed)
-    bridge.reset(obs, meta={"seed": seed})
-    bridge.command(command)
-    start = time.perf_counter()
-    success, steps, arm_targets = bool(info["success"]), 0, []
-    while steps < env.config.max_steps:
-        action = bridge.step(obs)
-        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
-        obs, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        if on_frame is not None:
-            on_frame(env, obs)
-        success = bool(info["success"])
-        if terminated or truncated:
-            break
-    bridge.end_episode(success)
-    return EpisodeResult(
-        task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
-        success=success, steps=steps, wall_s=time.perf_counter() - start, instruction=command,
-        arm_jerk=mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz),
-        policy_queries=bridge.lmodule.executor.queries,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

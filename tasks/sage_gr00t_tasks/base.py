@@ -251,11 +251,8 @@ class TabletopTaskEnv(gym.Env, ABC):
         ctrl = self.validate_action(action)
         self._action_queue.append(ctrl)
         # Action latency: the command applied now is the one sent `latency` steps ago.
-        applied = self._action_queue[0] if len(self._action_queue) > self._latency else None
         if len(self._action_queue) > self._latency:
-            self._action_queue.popleft()
-        if applied is not None:
-            self.data.ctrl[:] = applied
+            self.data.ctrl[:] = self._action_queue.popleft()
         for _ in range(self.n_substeps):
             mujoco.mj_step(self.model, self.data)
         if not np.all(np.isfinite(self.data.qpos)):

@@ -29,6 +29,39 @@ class EpisodeResult:
         return asdict(self)
 
 
+def _rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
+             on_frame: Callable[[object, dict], None] | None, stop_on_success: bool) -> tuple[bool, int, float, float]:
+    """Step `env` with `act(obs)` until success (if `stop_on_success`), truncation or `limit` steps.
+
+    Returns (success, steps, wall seconds, mean squared jerk of the commanded arm targets).
+    """
+    start = time.perf_counter()
+    success = bool(info["success"])
+    arm_targets = []
+    steps = 0
+    while steps < limit:
+        action = act(obs)
+        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        if on_frame is not None:
+            on_frame(env, obs)
+        success = bool(info["success"])
+        if (terminated and stop_on_success) or truncated:
+            break
+    jerk = mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz)
+    return success, steps, time.perf_counter() - start, jerk
+
+
+def _result(env, seed: int, instruction: str, outcome: tuple[bool, int, float, float], queries: int) -> EpisodeResult:
+    success, steps, wall_s, jerk = outcome
+    return EpisodeResult(
+        task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
+        success=success, steps=steps, wall_s=wall_s, instruction=instruction, arm_jerk=jerk,
+        policy_queries=queries,
+    )
+
+
 def run_episode(
     env,
     policy: Policy,
@@ -42,27 +75,19 @@ def run_episode(
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
     executor.reset()
-    limit = max_steps or env.config.max_steps
-    start = time.perf_counter()
-    success = bool(info["success"])
-    arm_targets = []
-    steps = 0
-    while steps < limit:
-        action = executor.act(obs)
-        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
-        obs, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        if on_frame is not None:
-            on_frame(env, obs)
-        success = bool(info["success"])
-        if (terminated and stop_on_success) or truncated:
-            break
-    return EpisodeResult(
-        task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
-        success=success, steps=steps, wall_s=time.perf_counter() - start, instruction=env.instruction,
-        arm_jerk=mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz),
-        policy_queries=executor.queries,
-    )
+    outcome = _rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, on_frame, stop_on_success)
+    return _result(env, seed, env.instruction, outcome, executor.queries)
+
+
+def run_bridge_episode(env, bridge, seed: int, command: str,
+                       on_frame: Callable[[object, dict], None] | None = None) -> EpisodeResult:
+    """One closed-loop episode through the SAGE bridge; success is still the task's own predicate."""
+    obs, info = env.reset(seed=seed)
+    bridge.reset(obs, meta={"seed": seed})
+    bridge.command(command)
+    outcome = _rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success=True)
+    bridge.end_episode(outcome[0])
+    return _result(env, seed, command, outcome, bridge.lmodule.executor.queries)
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:
