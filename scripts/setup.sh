@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-  if ! dpkg -s libegl1 libgl1-mesa-dri libosmesa6 >/dev/null 2>&1; then
+  # EGL/OSMesa: offscreen MuJoCo rendering. Chromium + driver: the web panel's browser test.
+  if ! dpkg -s libegl1 libgl1-mesa-dri libosmesa6 chromium chromium-driver >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      libegl-mesa0 libegl1 libgl1-mesa-dri libgles2 libosmesa6 ffmpeg >/dev/null
+      libegl-mesa0 libegl1 libgl1-mesa-dri libgles2 libosmesa6 ffmpeg chromium chromium-driver >/dev/null
   fi
 fi
 
@@ -25,5 +26,5 @@ if [ ! -x .venv/bin/python ]; then
   PYENV_VERSION=3.12.1 "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,kit,panel]"
 echo "SAGE-GR00T is set up in .venv ($(.venv/bin/python --version))."
