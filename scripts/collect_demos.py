@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from sage_gr00t.data.collect import CollectionState, EpisodeOutcome, collect_episodes
 from sage_gr00t.data.lerobot_dataset import DatasetLayout, GrootDatasetWriter
-from sage_gr00t.experts.scripted import ScriptedExpert
+from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks import make_env
 
@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="ego_view as mp4 (GR00T's format) or as PNG images inside the parquet files")
     p.add_argument("--vcodec", default="h264", help="video codec (h264 decodes everywhere; libsvtav1 = AV1)")
     p.add_argument("--crf", type=int, default=18, help="video quality (lower is better, bigger)")
+    p.add_argument("--plan-order", choices=("task", "shuffled"), default="task",
+                   help="subtask order of multi-object tasks: the task's own, or the instruction's / a seeded "
+                        "random one (for policies trained on per-subtask language)")
     return p.parse_args(argv)
 
 
@@ -79,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "task": args.task, "embodiment": args.embodiment, "variant": args.variant,
         "randomization": args.randomization, "image_size": args.image_size, "tail_steps": args.tail_steps,
+        "plan_order": args.plan_order,
     }
     state = CollectionState.load(args.out)
     if state is not None:
-        mismatch = {k: (state.settings.get(k), v) for k, v in settings.items() if state.settings.get(k) != v}
+        mismatch = {k: (state.settings.get(k), v) for k, v in settings.items()
+                    if state.settings.get(k, "task" if k == "plan_order" else None) != v}
         if mismatch:
             print(f"error: {args.out} was collected with other settings (stored, requested): {mismatch}",
                   file=sys.stderr)
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     randomization = DomainRandomizationConfig.from_yaml(profile=args.randomization)
     env = make_env(args.task, embodiment=args.embodiment, variant=args.variant, randomization=randomization,
                    image_height=args.image_size, image_width=args.image_size)
-    expert = ScriptedExpert(env)
+    expert = ScriptedExpert(env, ExpertConfig(plan_order=args.plan_order))
     layout = DatasetLayout.from_env(env)
 
     stop = _StopFlag()

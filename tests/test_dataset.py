@@ -254,3 +254,45 @@ def test_collect_demos_cli(tmp_path) -> None:
     assert read_episode_records(out)[0]["seed"] == 7
     assert load_episode(out, 0).images.shape[1:] == (SIZE, SIZE, 3)
     assert module.main([*args[:-1], "strong"]) == 2  # resuming with other settings is refused
+
+
+def test_subtask_annotations_reach_training_batches(tmp_path) -> None:
+    """Per-step subtask language: expert -> dataset segments -> training cache -> the batches' token ids."""
+    import torch
+
+    from sage_gr00t.experts.scripted import ExpertConfig
+    from sage_gr00t.policy.gr00t.config import compact_config
+    from sage_gr00t.policy.gr00t.model import Gr00tModel
+    from sage_gr00t.policy.gr00t.training import BatchSampler, DemoData, build_cache
+
+    env = make_env("sort_blocks", image_height=SIZE, image_width=SIZE)
+    try:
+        expert = ScriptedExpert(env, ExpertConfig(plan_order="shuffled"))
+        root = tmp_path / "sort"
+        with GrootDatasetWriter(root, DatasetLayout.from_env(env)) as writer:
+            orders = []
+            for seed in range(4):  # order: as the instruction names the blocks, else seeded random
+                outcome = run_expert_episode(env, expert, seed, writer.add_step)
+                assert outcome.success
+                writer.save_episode(seed=seed)
+                orders.append(tuple(s for _, s in writer.records[-1].extra["subtasks"]))
+        expected = {s.language for s in env.expert_plan()}
+    finally:
+        env.close()
+    assert all(set(o) == expected and len(o) == 2 for o in orders)
+    episode = load_episode(root, 0)
+    per_frame = episode.subtask_per_frame()
+    assert len(per_frame) == len(episode.state) and per_frame[0] == orders[0][0] and per_frame[-1] == orders[0][1]
+
+    cache = build_cache([str(root)], tmp_path / "cache", image_size=64, max_episodes=4)
+    data = DemoData.load(cache)
+    assert set(expected) <= set(data.tasks) and (data.subtask >= 0).all()
+    model = Gr00tModel(compact_config())
+    ids, _ = model.backbone.tokenizer(data.tasks)
+    for prob, source in ((1.0, data.subtask), (0.0, data.task)):
+        sampler = BatchSampler(data, model, data.metadata(), torch.device("cpu"), 0, subtask_language_prob=prob)
+        torch.manual_seed(0)
+        generator = torch.Generator().manual_seed(3)
+        idx = torch.randint(0, len(data.state), (8,), generator=torch.Generator().manual_seed(3))
+        batch = sampler(8, generator)
+        assert torch.equal(batch["input_ids"], ids[torch.from_numpy(source[idx.numpy()])])

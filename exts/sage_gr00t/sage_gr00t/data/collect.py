@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sage_gr00t.data.lerobot_dataset import COLLECTION_FILE, GrootDatasetWriter, _write_json_atomic
+from sage_gr00t.data.lerobot_dataset import COLLECTION_FILE, SUBTASK_KEY, GrootDatasetWriter, _write_json_atomic
 
 
 class StopRequested(Exception):  # noqa: N818 -- a request, not an error
@@ -53,19 +53,22 @@ def run_expert_episode(
 ) -> EpisodeOutcome:
     """Reset with `seed` and run the expert until its plan is done (+ `tail_steps`) or the env truncates.
 
-    `on_step(obs, action)` sees every (observation, action taken from it) pair. The tail steps keep
-    recording after the plan finishes so a learned policy also sees the "hold still" end of the task.
+    `on_step(obs, action)` sees every (observation, action taken from it) pair; when the expert exposes
+    its current subtask, the observation carries its language under SUBTASK_KEY (GR00T's per-step
+    annotation). The tail steps keep recording after the plan finishes so a learned policy also sees
+    the "hold still" end of the task.
     """
     start = time.perf_counter()
     obs, info = env.reset(seed=seed)
-    expert.reset()
+    expert.reset(seed=seed)
     steps, after_done = 0, 0
     while True:
         if should_stop is not None and should_stop():
             raise StopRequested
         action = expert.act(obs)
         if on_step is not None:
-            on_step(obs, action)
+            current = getattr(expert, "current", None)
+            on_step({**obs, SUBTASK_KEY: current.language} if current is not None else obs, action)
         obs, _reward, _terminated, truncated, info = env.step(action)
         steps += 1
         if expert.done:

@@ -4,7 +4,9 @@ Layout: whatever `lerobot==0.6.1` writes (codebase v3.0: chunked `data/`, `video
   * `meta/modality.json`  -- GR00T's map from `observation.state` / `action` index ranges to the named
     groups left_arm/right_arm/left_hand/right_hand, the `ego_view` video and the task annotation;
   * `meta/sage_episodes.jsonl` -- one line per kept episode (seed, task, embodiment, randomization),
-    so every episode can be regenerated from its seed;
+    so every episode can be regenerated from its seed, and, when the observations carried one, its
+    per-step subtask language as segments `subtasks: [[first_frame, "pick up the red block ..."], ...]`
+    (GR00T's `annotation.human.action.task_description`; `Episode.subtask_per_frame()` expands it);
   * `meta/sage_collection.json` -- collector state (next seed, failed seeds) for resuming.
 
 Interruption safety: LeRobot keeps its parquet writers open (footers are only written by `finalize`),
@@ -38,6 +40,7 @@ STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 VIDEO_NAME = "ego_view"  # GR00T modality name of the camera (`video.ego_view`)
 DEFAULT_REPO_ID = "sage_gr00t/local"  # only a label: these datasets never go to the hub
+SUBTASK_KEY = "annotation.human.action.task_description"  # per-step subtask language (GR00T's name)
 EPISODES_FILE = "meta/sage_episodes.jsonl"
 COLLECTION_FILE = "meta/sage_collection.json"
 MODALITY_FILE = "meta/modality.json"
@@ -235,6 +238,7 @@ class GrootDatasetWriter:
         self._encoder = RGBEncoderConfig(vcodec=vcodec, crf=crf, g=2)
         self._since_checkpoint = 0
         self._pending = 0
+        self._subtasks: list[list] = []  # [first_frame, language] segments of the episode in flight
         if (self.root / "meta" / "info.json").is_file():
             self._recover()
             self._check_compatible(use_videos)
@@ -346,6 +350,10 @@ class GrootDatasetWriter:
         """Record the observation and the action the expert took from it."""
         if self._pending == 0:
             (self.root / _DIRTY_MARKER).touch()
+            self._subtasks: list[list] = []
+        subtask = obs.get(SUBTASK_KEY)
+        if subtask is not None and (not self._subtasks or self._subtasks[-1][1] != subtask):
+            self._subtasks.append([self._pending, str(subtask)])
         self.ds.add_frame(self.layout.frame(obs, action))
         self._pending += 1
 
@@ -362,6 +370,8 @@ class GrootDatasetWriter:
         index = self.num_episodes
         task = self.ds.writer.episode_buffer["task"][0]
         length = self._pending
+        if self._subtasks:
+            extra = {**extra, "subtasks": self._subtasks}
         (self.root / _DIRTY_MARKER).touch()
         with _quiet_lerobot():
             self.ds.save_episode()
@@ -415,6 +425,18 @@ class Episode:
     seed: int | None
     modality: dict
     record: dict = field(default_factory=dict)
+
+    def subtask_per_frame(self) -> list[str] | None:
+        """Per-frame subtask language from the record's segments (None when none was recorded).
+        Frames before the first segment (none in expert data) get the episode's task."""
+        segments = self.record.get("extra", {}).get("subtasks")
+        if not segments:
+            return None
+        out = [self.task] * len(self.state)
+        for i, (start, text) in enumerate(segments):
+            end = segments[i + 1][0] if i + 1 < len(segments) else len(out)
+            out[start:end] = [text] * (end - start)
+        return out
 
     def groups(self, prefix: str) -> dict[str, np.ndarray]:
         """GR00T-named arrays: groups('state') -> {'state.left_arm': (T, 7), ...}; also 'action'."""

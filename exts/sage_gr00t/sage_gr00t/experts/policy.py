@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sage_gr00t.experts.scripted import ScriptedExpert
+from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
 
 
 class ExpertPolicy:
-    def __init__(self, env) -> None:
-        self.expert = ScriptedExpert(env)
+    def __init__(self, env, config: ExpertConfig | None = None) -> None:
+        self.expert = ScriptedExpert(env, config)
 
     def reset(self) -> None:
         self.expert.reset()

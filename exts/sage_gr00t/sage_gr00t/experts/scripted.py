@@ -32,6 +32,14 @@ class ExpertConfig:
     speed: float = 0.45  # m/s of end-effector travel in free space
     approach_height: float = 0.10  # above the grasp pose
     min_steps: int = 6
+    # "task": the task's own subtask order. "shuffled": follow the order the instruction names the
+    # objects in, else a seeded random order -- so a policy trained on per-subtask language sees
+    # every subtask from every starting scene, whatever order a planner later asks for.
+    plan_order: str = "task"
+
+    def __post_init__(self) -> None:
+        if self.plan_order not in ("task", "shuffled"):
+            raise ValueError(f"plan_order must be 'task' or 'shuffled', got {self.plan_order!r}.")
 
 
 def _smoothstep(s: float) -> float:
@@ -64,10 +72,11 @@ class ScriptedExpert:
         self.ik = ArmIK(env.embodiment)
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
         env = self.env
         self.ik.reset({side: env.state()[f"state.{side}_arm"] for side in ("left", "right")})
-        self.plan: list[Subtask] = list(env.expert_plan())
+        self.plan: list[Subtask] = self._ordered(list(env.expert_plan()), seed)
+        self.current: Subtask | None = None  # the subtask being executed (per-frame language annotation)
         self._builders: list[Callable[[], Segment]] = []
         self._segment: Segment | None = None
         self._segment_step = 0
@@ -77,6 +86,17 @@ class ScriptedExpert:
         self._hand_closure = {side: 0.0 for side in ("left", "right")}  # 0 open .. 1 closed
         self.action = env.home_action()
         self.done = False
+
+    def _ordered(self, plan: list[Subtask], seed: int | None) -> list[Subtask]:
+        if self.config.plan_order == "task" or len(plan) < 2:
+            return plan
+        text = getattr(self.env, "instruction", "").lower()
+        # The object's first word ("red" of red_block) as the instruction names it.
+        mentions = [text.find(" " + s.object_name.split("_")[0] + " ") for s in plan]
+        if all(m >= 0 for m in mentions) and len(set(mentions)) == len(mentions):
+            return [s for _, s in sorted(zip(mentions, plan, strict=True), key=lambda x: x[0])]
+        rng = np.random.default_rng(seed)
+        return [plan[i] for i in rng.permutation(len(plan))]
 
     # ------------------------------------------------------------------ plan -> segments
     def _choose_side(self, obj: np.ndarray, target: np.ndarray) -> str:
@@ -166,7 +186,8 @@ class ScriptedExpert:
                 self._start_pos, self._start_quat = self._segment.pos, self._segment.quat
             self._segment = None
             while not self._builders and self.plan:
-                self._queue_subtask(self.plan.pop(0))
+                self.current = self.plan.pop(0)
+                self._queue_subtask(self.current)
             if self._builders:
                 self._segment = self._builders.pop(0)()
                 self._segment_step = 0

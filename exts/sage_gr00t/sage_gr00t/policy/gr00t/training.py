@@ -55,6 +55,11 @@ class TrainConfig:
     num_threads: int | None = None
     max_minutes: float | None = None  # stop early (and save) when the wall-clock budget runs out
     final_dtype: str = "float32"  # "float16" halves the shipped checkpoint
+    # Frames annotated with a subtask ("pick up the red block and place it in the red bin") are shown
+    # with it this often, else with the episode's whole-task instruction: one policy for both the
+    # plain controller (command) and SAGE's L-module (subtask language).
+    subtask_language_prob: float = 0.5
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning), not from scratch
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -93,7 +98,7 @@ def build_cache(datasets: list[str], cache: Path, image_size: int, max_episodes:
     """Decode LeRobot datasets through LeRobot's loader and write the training cache."""
     from sage_gr00t.data.lerobot_dataset import load_dataset, load_episode, read_modality
 
-    frames, states, actions, episode_ids, task_ids = [], [], [], [], []
+    frames, states, actions, episode_ids, task_ids, subtask_ids = [], [], [], [], [], []
     tasks: list[str] = []
     modality, robot = None, None
     episode_counter = 0
@@ -112,14 +117,19 @@ def build_cache(datasets: list[str], cache: Path, image_size: int, max_episodes:
             states.append(episode.state)
             actions.append(episode.action)
             episode_ids.append(np.full(len(episode.state), episode_counter))
-            if episode.task not in tasks:
-                tasks.append(episode.task)
+            for text in [episode.task, *sorted(set(episode.subtask_per_frame() or []))]:
+                if text not in tasks:
+                    tasks.append(text)
             task_ids.append(np.full(len(episode.state), tasks.index(episode.task)))
+            per_frame = episode.subtask_per_frame()
+            subtask_ids.append(np.array([tasks.index(t) for t in per_frame]) if per_frame is not None
+                               else np.full(len(episode.state), -1))
             episode_counter += 1
     cache.mkdir(parents=True, exist_ok=True)
     _write_video(cache / "frames.mp4", np.concatenate(frames))
     np.savez_compressed(cache / "arrays.npz", state=np.concatenate(states), action=np.concatenate(actions),
-                        episode=np.concatenate(episode_ids), task=np.concatenate(task_ids))
+                        episode=np.concatenate(episode_ids), task=np.concatenate(task_ids),
+                        subtask=np.concatenate(subtask_ids))
     (cache / "meta.json").write_text(json.dumps(
         {"tasks": tasks, "modality": modality, "robot_type": robot, "image_size": image_size,
          "datasets": [str(d) for d in datasets]}, indent=1))
@@ -136,6 +146,7 @@ class DemoData:
     tasks: list[str]
     modality: dict
     robot_type: str
+    subtask: np.ndarray | None = None  # (N,) index into `tasks` of the frame's subtask language, -1: none
 
     @classmethod
     def load(cls, cache: Path) -> DemoData:
@@ -145,7 +156,8 @@ class DemoData:
         if len(images) != len(arrays["state"]):
             raise ValueError(f"Cache {cache} is inconsistent: {len(images)} frames vs {len(arrays['state'])} states.")
         return cls(torch.from_numpy(images), arrays["state"].astype(np.float32), arrays["action"].astype(np.float32),
-                   arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"])
+                   arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"],
+                   arrays.get("subtask"))
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
@@ -190,8 +202,9 @@ class BatchSampler:
     """Random frames -> model batches with 16-step action chunks (padded by repeating the last action)."""
 
     def __init__(self, data: DemoData, model: Gr00tModel, meta: EmbodimentMetadata, device: torch.device,
-                 shift_pixels: int) -> None:
+                 shift_pixels: int, subtask_language_prob: float = 0.0) -> None:
         self.data, self.device, self.shift = data, device, shift_pixels
+        self.subtask_prob = subtask_language_prob
         processor = Gr00tProcessor(model.config, {meta.tag: meta})
         horizon = model.config.action_head.action_horizon
         n = len(data.state)
@@ -209,6 +222,8 @@ class BatchSampler:
         ids, attn = model.backbone.tokenizer(data.tasks)
         self.task_ids, self.task_attn = ids.to(device), attn.to(device)
         self.task = torch.from_numpy(data.task).to(device)
+        subtask = data.subtask if data.subtask is not None else np.full(len(data.task), -1)
+        self.subtask = torch.from_numpy(subtask.astype(np.int64)).to(device)
         self.images = data.images.to(device)
         self.embodiment_id = meta.embodiment_id
 
@@ -228,6 +243,10 @@ class BatchSampler:
             batch_index = torch.arange(batch_size, device=self.device)[:, None, None]
             images = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)
         task = self.task[idx]
+        if self.subtask_prob > 0:
+            subtask = self.subtask[idx]
+            pick = torch.rand(batch_size, generator=generator).to(self.device) < self.subtask_prob
+            task = torch.where(pick & (subtask >= 0), subtask, task)
         return {
             "pixel_values": images,
             "input_ids": self.task_ids[task],
@@ -286,7 +305,15 @@ def train(cfg: TrainConfig) -> Path:
         build_cache(cfg.datasets, cache, model_cfg.backbone.image_size, cfg.max_episodes)
     data = DemoData.load(cache)
     meta = data.metadata()
-    model = Gr00tModel(model_cfg).to(device)
+    model = Gr00tModel(model_cfg)
+    if cfg.init_from:
+        from sage_gr00t.policy.gr00t.checkpoint import read_config, read_state_dict
+
+        if read_config(Path(cfg.init_from)) != model_cfg:
+            raise ValueError(f"--init-from {cfg.init_from} has another architecture than preset {cfg.preset!r}.")
+        model.load_state_dict({k: v.float() for k, v in read_state_dict(Path(cfg.init_from)).items()})
+        print(f"initialized from {cfg.init_from}")
+    model = model.to(device)
     swa = torch.optim.swa_utils
     ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(cfg.ema_decay))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -311,7 +338,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
         print(f"resumed from step {step}")
-    sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels)
+    sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     loss_csv = out / "loss.csv"
     new_file = not loss_csv.is_file() or step == 0
