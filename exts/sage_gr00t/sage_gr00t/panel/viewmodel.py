@@ -1,0 +1,579 @@
+"""The SAGE panel's state and actions, free of any UI toolkit (omni.ui and the web page only draw it).
+
+One `PanelViewModel` drives one controller session: a task environment (the embedded MuJoCo simulator by
+default) and a `SAGEGr00TBridge` around a policy and the H-module planner. `tick()` advances one control
+step (bridge.step -> env.step); something else calls it at control rate (`ControlLoop` thread for the web
+panel, Kit's update or physics-step events in the Omniverse extension).
+
+    vm = PanelViewModel(PanelConfig(task="pick_apple", seed=1000))
+    vm.run("put the apple on the plate")   # -> the planner at the next tick
+    for _ in range(300): vm.tick()
+    vm.state()                             # JSON-ready dict: status, plan, trust (+ history), metabolic, SNARC, dreams
+
+Actions: `run(text)` (plan and execute a command; an empty command is refused here with a message and the
+robot keeps holding), `stop()` (abort; the robot holds its pose), `emergency_stop()` / `release_estop()`
+(the safety filter holds the measured joint positions; engaged before the lock is taken, so it is effective
+at the next filter call even while a tick is in flight), `set_speed(percent)` (10..100 % -> the safety
+filter's speed scale), `reset(seed)` (new scene).
+
+Dreams: the bridge's experience buffer keeps SNARC-salient steps; the panel's bridge attaches a small
+camera thumbnail to each admitted experience (`Experience.trajectory["thumbnail"]`). When the metabolic
+controller enters DREAM, `tick()` runs `bridge.sleep_cycle()` and records a `Dream` with the replay summary
+and PNG thumbnails of the most salient replayed steps.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import time
+import unicodedata
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sage_gr00t.act.lmodule import LModuleConfig
+from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
+from sage_gr00t.memory import MetabolicController
+from sage_gr00t.memory.metabolic import MetabolicConfig
+from sage_gr00t.paths import REPO_ROOT
+
+SPEED_RANGE = (10.0, 100.0)  # percent; the safety filter's speed scale is percent / 100
+STATUSES = ("idle", "planning", "running", "stopped", "estop", "refused", "done", "failed", "succeeded")
+EXAMPLE_COMMANDS = {
+    "pick_apple": "put the apple on the plate",
+    "sort_blocks": "sort the blocks into the bins of the same colour",
+    "pour_water": "pour the water into the cup",
+}
+
+
+@dataclass
+class PanelConfig:
+    task: str = "pick_apple"
+    policy: str = "assets/policies/gr00t_compact"  # a checkpoint folder, or "expert" (scripted, privileged)
+    planner: str = "assets/planner"
+    seed: int = 1000
+    embodiment: str = "sage_humanoid"
+    variant: str = "train"
+    device: str = "cpu"
+    language_mode: str = "command"  # what the policy reads: the whole command (the shipped policy) or subtasks
+    control_hz: float = 20.0
+    stop_on_success: bool = True  # hold the robot once the task's success predicate holds (as eval does)
+    speed_percent: float = 100.0
+    history_len: int = 400  # trust samples kept for the plots
+    log_len: int = 30
+    max_dreams: int = 6
+    thumbnails_per_dream: int = 4
+    thumbnail_size: int = 64
+    front_view_every: int = 0  # render the front view every N ticks (0: never; the ego camera is always there)
+    front_view_size: tuple[int, int] = (240, 320)  # (height, width)
+    max_command_chars: int = 300
+    metabolic: MetabolicConfig = field(default_factory=MetabolicConfig)
+    task_options: dict[str, Any] = field(default_factory=dict)  # TaskConfig overrides
+
+    def __post_init__(self) -> None:
+        lo, hi = SPEED_RANGE
+        if not lo <= float(self.speed_percent) <= hi:
+            raise ValueError(f"speed_percent must be in [{lo:g}, {hi:g}], got {self.speed_percent}.")
+        if self.control_hz <= 0 or self.history_len < 2 or self.thumbnail_size < 8:
+            raise ValueError("control_hz must be > 0, history_len >= 2 and thumbnail_size >= 8.")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path as given if it exists, else relative to the repository root (assets/... from any cwd)."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    return REPO_ROOT / p
+
+
+def make_policy(spec: str, env: Any, device: str = "cpu") -> Any:
+    if spec == "expert":
+        from sage_gr00t.experts.policy import ExpertPolicy
+
+        return ExpertPolicy(env)
+    path = resolve_path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Policy {spec!r} is neither 'expert' nor a checkpoint folder ({path} not found); "
+                                "use the shipped assets/policies/gr00t_compact.")
+    from sage_gr00t.policy.gr00t import load_policy
+
+    return load_policy(path, embodiment=env.embodiment.name, device=device)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR))
+
+
+def clean_command(text: object, max_chars: int) -> tuple[str, str]:
+    """(command, problem): control characters dropped and whitespace collapsed; problem is '' when usable."""
+    if not isinstance(text, str):
+        return "", f"The command must be text, got {type(text).__name__}."
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    text = " ".join(text.split())
+    if not text:
+        return "", "Type a command first, e.g. 'put the apple on the plate'. The robot keeps holding still."
+    if len(text) > max_chars:
+        return "", f"The command is {len(text)} characters long; at most {max_chars} are accepted. Robot holding."
+    if not any(ch.isalpha() for ch in text):
+        return "", f"{text!r} has no words; type a command such as 'put the apple on the plate'. Robot holding."
+    return text, ""
+
+
+class PanelBridge(SAGEGr00TBridge):
+    """The bridge with two panel hooks: the last scored experience, and camera thumbnails on salient ones."""
+
+    thumbnail_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_experience = None
+
+    def learn(self, obs: dict, command: Any, outcome: str, subtask: Any = None) -> Any:
+        admitted = self.buffer.n_offered - self.buffer.n_rejected
+        exp = super().learn(obs, command, outcome, subtask)
+        self.last_experience = exp
+        image = obs.get("video.ego_view")
+        if image is not None and self.buffer.n_offered - self.buffer.n_rejected > admitted:
+            exp.trajectory = {**(exp.trajectory or {}), "thumbnail": thumbnail(image, self.thumbnail_size)}
+        return exp
+
+
+@dataclass
+class Dream:
+    """One sleep cycle as the panel shows it."""
+
+    id: int
+    tick: int
+    episode: int
+    replayed: int
+    mean_salience: float
+    successes: int
+    failures: int
+    by_subtask: dict[str, int]
+    consolidated: int
+    thumbnails: list[bytes]  # PNG, most salient replayed steps first
+    saliences: list[float]
+    wall_time: float = field(default_factory=time.time)
+
+    def summary(self) -> dict:
+        return {"id": self.id, "tick": self.tick, "episode": self.episode, "replayed": self.replayed,
+                "mean_salience": round(self.mean_salience, 4), "successes": self.successes,
+                "failures": self.failures, "by_subtask": self.by_subtask, "consolidated": self.consolidated,
+                "thumbnails": len(self.thumbnails), "saliences": [round(s, 3) for s in self.saliences]}
+
+
+class PanelViewModel:
+    """State and actions of the SAGE panel over one controller session (env + bridge). Thread-safe."""
+
+    def __init__(self, config: PanelConfig | None = None, *, env: Any = None, policy: Any = None,
+                 planner: Any = None) -> None:
+        self.config = c = config or PanelConfig()
+        self._lock = threading.RLock()
+        self._own_env = env is None
+        if env is None:
+            from sage_gr00t_tasks import make_env
+
+            env = make_env(c.task, embodiment=c.embodiment, variant=c.variant, **c.task_options)
+        self.env = env
+        self.policy = policy if policy is not None else make_policy(c.policy, env, c.device)
+        if planner is None:
+            from sage_gr00t.plan.planner import HModulePlanner
+
+            planner = HModulePlanner.load(resolve_path(c.planner), device=c.device)
+        self.planner = planner
+        bridge_cfg = BridgeConfig(lmodule=LModuleConfig(language_mode=c.language_mode))
+        self.bridge = PanelBridge(self.policy, env, planner, bridge_cfg,
+                                  metabolic=MetabolicController(c.metabolic))
+        self.bridge.thumbnail_size = c.thumbnail_size
+        self.ticks = 0
+        self.episode = 0
+        self.seed = c.seed
+        self.dreams: deque[Dream] = deque(maxlen=c.max_dreams)
+        self._dream_ids = 0
+        self.log: deque[dict] = deque(maxlen=c.log_len)
+        self.closed = False
+        self.error = ""
+        self.bridge.safety.set_speed_scale(c.speed_percent / 100.0)
+        self.reset(c.seed)
+
+    # ------------------------------------------------------------------ helpers
+    def _note(self, text: str) -> None:
+        self.log.append({"tick": self.ticks, "step": self.bridge.steps, "text": text})
+
+    def _set(self, status: str, message: str) -> None:
+        assert status in STATUSES, status
+        self.status, self.message = status, message
+        self._note(message)
+
+    @property
+    def task(self) -> str:
+        return getattr(self.env, "task_name", self.config.task)
+
+    @property
+    def example_command(self) -> str:
+        return EXAMPLE_COMMANDS.get(self.task, "")
+
+    # ------------------------------------------------------------------ actions
+    def reset(self, seed: int | None = None) -> None:
+        """New episode on a new scene (seed None: the next seed). Keeps speed, e-stop, memory and dreams."""
+        with self._lock:
+            self.seed = self.seed + 1 if seed is None and self.episode > 0 else int(self.seed if seed is None else seed)
+            obs, info = self.env.reset(seed=self.seed)
+            self.bridge.reset(obs, meta={"seed": self.seed, "source": "panel"})
+            self._obs = obs
+            self._front: np.ndarray | None = None
+            self._render_front()
+            self.episode += 1
+            self.command_text = ""
+            self.plan: list[dict] = []
+            self.plan_message = ""
+            self.success = bool(info.get("success", False))
+            self.succeeded_at: int | None = None
+            self._awaiting_plan = False
+            self._bridge_events = 0
+            self.command_steps = 0
+            self.history: deque[dict] = deque(maxlen=self.config.history_len)
+            self._images: dict[str, tuple[int, bytes]] = {}
+            self._record()
+            if self.bridge.safety.estop_engaged:
+                self._set("estop", "Emergency stop engaged: the safety filter holds the robot. Release it to continue.")
+            else:
+                self._set("idle", f"New scene: {self.task}, seed {self.seed}. Type a command and press Run"
+                          + (f" (e.g. '{self.example_command}')." if self.example_command else "."))
+
+    def run(self, text: str | None = None) -> bool:
+        """Plan and execute a command (None: the last one again). Returns False (with a message) if refused here."""
+        with self._lock:
+            if self.bridge.safety.estop_engaged:
+                self.message = "The emergency stop is engaged; release it before running a command."
+                self._note(self.message)
+                return False
+            command, problem = clean_command(self.command_text if text is None else text,
+                                             self.config.max_command_chars)
+            if problem:
+                if self.bridge.active or self._awaiting_plan:  # a bad command aborts the old one: hold still
+                    self.bridge.command("")
+                    self._bridge_events = 0
+                    self._awaiting_plan = False
+                self._set("idle" if self.status in ("running", "planning") else self.status, problem)
+                return False
+            self.bridge.command(command)
+            self.bridge.lmodule.executor.reset()  # a fresh chunk from the current observation
+            self._bridge_events = 0
+            self._awaiting_plan = True
+            self.command_text = command
+            self.command_steps = 0
+            self.plan, self.plan_message = [], ""
+            self._set("planning", f"Planning {command!r} from the perceived scene...")
+            return True
+
+    def stop(self) -> None:
+        """Abort the command; the robot holds its current pose (Run re-plans from the perceived scene)."""
+        with self._lock:
+            self._abort()
+            if self.bridge.safety.estop_engaged:
+                return
+            self._set("stopped", "Stopped: the robot holds its pose. Run re-plans the command from what it sees now.")
+
+    def emergency_stop(self) -> None:
+        """The safety filter holds the measured joint positions from its next call on, until released."""
+        self.bridge.safety.engage_estop()  # first, without waiting for a tick in flight
+        with self._lock:
+            self._abort()
+            self._set("estop", "EMERGENCY STOP: the safety filter holds the robot at its measured pose. "
+                               "Release the e-stop, then Run to continue.")
+
+    def release_estop(self) -> None:
+        with self._lock:
+            if not self.bridge.safety.estop_engaged:
+                return
+            self.bridge.safety.release_estop()
+            self._set("stopped", "Emergency stop released; the robot holds still. Press Run to continue.")
+
+    def set_speed(self, percent: object) -> float:
+        """Speed slider (10..100 %) -> the safety filter's speed scale (velocity and acceleration limits)."""
+        try:
+            value = float(percent)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"Speed must be a number of percent in 10..100, got {percent!r}.") from None
+        if not math.isfinite(value):
+            raise ValueError(f"Speed must be a finite number of percent in 10..100, got {percent!r}.")
+        lo, hi = SPEED_RANGE
+        value = min(max(value, lo), hi)
+        with self._lock:
+            self.bridge.safety.set_speed_scale(value / 100.0)
+            self._note(f"speed {value:.0f}%")
+        return value
+
+    @property
+    def speed_percent(self) -> float:
+        return 100.0 * self.bridge.safety.speed_scale
+
+    def _abort(self) -> None:
+        if self.bridge.active or self._awaiting_plan:
+            self.bridge.command("")  # clears the plan; the bridge holds the robot where it is
+            self._bridge_events = 0
+        self._awaiting_plan = False
+        for entry in self.plan:
+            if entry["status"] in ("running", "pending"):
+                entry["status"] = "aborted"
+
+    # ------------------------------------------------------------------ the control step
+    def tick(self) -> dict:
+        """One control step: bridge.step (perceive, plan, act, learn) -> env.step; sleep cycles; status."""
+        with self._lock:
+            if self.closed:
+                return {"ticked": False}
+            bridge = self.bridge
+            action = bridge.step(self._obs)
+            obs, _, _, _, info = self.env.step(action)
+            self._obs = obs
+            self.ticks += 1
+            if self.status in ("planning", "running"):
+                self.command_steps += 1
+            self.success = bool(info.get("success", False))
+            self._follow_bridge()
+            if self.config.front_view_every and self.ticks % self.config.front_view_every == 0:
+                self._render_front()
+            self._dream()
+            self._record()
+            return {"ticked": True, "tick": self.ticks, "status": self.status}
+
+    def _follow_bridge(self) -> None:
+        bridge = self.bridge
+        if self._awaiting_plan and bridge.plan_result is not None:
+            self._awaiting_plan = False
+            result = bridge.plan_result
+            if result.ok:
+                self.plan_message = bridge.message
+                self._set("running", f"Plan ({len(result.subtasks)} subtask"
+                          f"{'s' if len(result.subtasks) != 1 else ''}, {result.latency_ms:.0f} ms): "
+                          + "; ".join(s.language for s in result.subtasks))
+            else:
+                self.plan_message = result.message
+                self._set("refused", f"The planner refused the command ({result.refusal}): {result.message} "
+                          "The robot holds still.")
+        if bridge.plan_result is not None and bridge.plan_result.ok:
+            current = bridge.pending[0] if bridge.active else None
+            self.plan = [{"skill": s.skill, "object": s.object_name, "target": s.target_name,
+                          "language": s.language,
+                          "status": "done" if s in bridge.completed else "failed" if s in bridge.failed
+                          else "running" if s == current else "pending"} for s in bridge.plan_result.subtasks]
+        for event in bridge.events[self._bridge_events:]:
+            if event["kind"] in ("done", "failed", "retry"):
+                self._note(f"subtask {event['kind']}: {event['subtask']}")
+        self._bridge_events = len(bridge.events)
+        if self.status != "running":
+            return
+        if self.success and self.config.stop_on_success:
+            self.succeeded_at = self.command_steps
+            bridge.end_episode(True)
+            self._abort()
+            for entry in self.plan:
+                if entry["status"] == "aborted":
+                    entry["status"] = "done"  # the task's own success predicate covers the whole plan
+            self._set("succeeded", f"Task succeeded in {self.command_steps} control steps "
+                      f"(the {self.task} success check holds); the robot holds still.")
+        elif not bridge.active:
+            if bridge.failed:
+                self._set("failed", f"Finished with failed subtasks: {'; '.join(s.language for s in bridge.failed)}.")
+            else:
+                self.succeeded_at = self.command_steps if self.success else None
+                self._set("succeeded" if self.success else "done",
+                          f"Plan done in {self.command_steps} control steps"
+                          + (" and the task's success check holds." if self.success else "."))
+
+    def _dream(self) -> None:
+        bridge = self.bridge
+        if not bridge.metabolic.should_sleep:
+            return
+        replay = bridge.buffer.pending()
+        summary = bridge.sleep_cycle()
+        if summary is None:
+            return
+        shots, saliences, seen = [], [], set()
+        for exp in replay:  # most salient first
+            thumb = (exp.trajectory or {}).get("thumbnail")
+            if thumb is None or (exp.episode_id, exp.step) in seen:
+                continue
+            seen.add((exp.episode_id, exp.step))
+            shots.append(encode_png(thumb))
+            saliences.append(float(exp.salience))
+            if len(shots) >= self.config.thumbnails_per_dream:
+                break
+        self._dream_ids += 1
+        dream = Dream(self._dream_ids, self.ticks, self.episode, summary["replayed"], summary["mean_salience"],
+                      summary["successes"], summary["failures"], dict(summary["by_subtask"]),
+                      summary["consolidated"], shots, saliences)
+        self.dreams.append(dream)
+        self._note(f"dream {dream.id}: replayed {dream.replayed} salient steps "
+                   f"(mean salience {dream.mean_salience:.2f})")
+
+    def _render_front(self) -> None:
+        h, w = self.config.front_view_size
+        render = getattr(self.env, "render_camera", None)
+        if self.config.front_view_every and render is not None:
+            self._front = render("front_view", h, w)
+
+    def _record(self) -> None:
+        trust = self.bridge.trust
+        exp = self.bridge.last_experience
+        self.history.append({
+            "tick": self.ticks,
+            "sensors": {k: float(v) for k, v in trust.trusts().items()},
+            "components": {k: float(v) for k, v in trust.components.items()},
+            "salience": float(exp.salience) if exp is not None else 0.0,
+        })
+
+    # ------------------------------------------------------------------ reading
+    def joint_positions(self) -> np.ndarray:
+        with self._lock:
+            state = self.env.state()
+            return np.concatenate([np.ravel(state[k]) for k in sorted(state)])
+
+    def frame(self, view: str = "ego") -> np.ndarray | None:
+        with self._lock:
+            if view == "front":
+                return None if self._front is None else self._front.copy()
+            return np.array(self._obs["video.ego_view"], copy=True)
+
+    def image(self, view: str = "ego", fmt: str = "jpeg") -> bytes | None:
+        """The latest camera image, encoded (cached per tick)."""
+        with self._lock:
+            key, tick = f"{view}.{fmt}", self.ticks
+            cached = self._images.get(key)
+            if cached is not None and cached[0] == tick:
+                return cached[1]
+            frame = self.frame(view)
+        if frame is None:
+            return None
+        data = encode_png(frame) if fmt == "png" else encode_jpeg(frame)
+        with self._lock:
+            self._images[key] = (tick, data)
+        return data
+
+    def dream_thumbnail(self, dream_id: int, index: int) -> bytes | None:
+        with self._lock:
+            for d in self.dreams:
+                if d.id == dream_id and 0 <= index < len(d.thumbnails):
+                    return d.thumbnails[index]
+        return None
+
+    def state(self, history: bool = True) -> dict:
+        """Everything the panel draws, as a JSON-ready dict."""
+        with self._lock:
+            bridge, trust = self.bridge, self.bridge.trust
+            sensors = {}
+            for name in trust.sensors:
+                st = trust.sensors[name]
+                sensors[name] = {"trust": round(trust.trust(name), 4), "frozen": bool(st.frozen),
+                                 **{k: round(float(v), 4) for k, v in vars(st.scores).items()}}
+            exp = bridge.last_experience
+            snarc = {k: round(float(v), 4) for k, v in exp.scores.as_dict().items()} if exp and exp.scores else {}
+            if snarc:
+                snarc["salient"] = bool(exp.salience >= bridge.buffer.config.threshold)
+            meta = bridge.metabolic
+            out = {
+                "task": self.task, "seed": self.seed, "episode": self.episode, "tick": self.ticks,
+                "step": bridge.steps, "command_steps": self.command_steps,
+                "status": self.status, "message": self.message, "error": self.error,
+                "command": self.command_text, "example_command": self.example_command,
+                "plan": [dict(p) for p in self.plan], "plan_message": self.plan_message,
+                "success": self.success, "succeeded_at": self.succeeded_at,
+                "trust": {"sensors": sensors,
+                          "components": {k: round(float(v), 4) for k, v in trust.components.items()}},
+                "metabolic": {"state": str(meta.state), "energy": round(meta.energy, 4),
+                              "salience_level": round(meta.salience_level, 4), "failure_streak": meta.failure_streak,
+                              "transitions": [{"step": s, "state": str(st), "reason": r}
+                                              for s, st, r in meta.transitions[-6:]]},
+                "snarc": snarc,
+                "buffer": {"size": len(bridge.buffer), "unconsolidated": bridge.buffer.n_unconsolidated,
+                           "offered": bridge.buffer.n_offered},
+                "dreams": [d.summary() for d in reversed(self.dreams)],
+                "safety": {"speed_percent": round(self.speed_percent, 1), "estop": bridge.safety.estop_engaged,
+                           "interventions": {k: int(v) for k, v in bridge.safety.stats.items()},
+                           "calls": bridge.safety.calls},
+                "overhead_ms": {k: round(v, 2) for k, v in bridge.overhead_ms().items()},
+                "log": list(self.log)[-12:],
+                "has_front_view": self._front is not None,
+            }
+            if history:
+                samples = list(self.history)
+                names = sorted({n for s in samples for n in s["sensors"]})
+                comps = sorted({n for s in samples for n in s["components"]})
+                out["history"] = {
+                    "tick": [s["tick"] for s in samples],
+                    "sensors": {n: [round(s["sensors"].get(n, float("nan")), 4) for s in samples] for n in names},
+                    "components": {n: [round(s["components"].get(n, float("nan")), 4) for s in samples]
+                                   for n in comps},
+                    "salience": [round(s["salience"], 4) for s in samples],
+                }
+            return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._own_env:
+                self.env.close()
+
+
+class ControlLoop:
+    """Background thread that calls `vm.tick()` at control rate (at `idle_hz` while nothing runs)."""
+
+    ACTIVE = ("planning", "running", "estop")
+
+    def __init__(self, vm: PanelViewModel, hz: float | None = None, idle_hz: float = 5.0) -> None:
+        self.vm, self.hz, self.idle_hz = vm, float(hz or vm.config.control_hz), float(idle_hz)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ControlLoop:
+        self._thread = threading.Thread(target=self._run, name="sage-panel-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import traceback
+
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                self.vm.tick()
+            except Exception as exc:  # keep the panel alive; show the error and hold off a little
+                self.vm.error = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                self._stop.wait(1.0)
+            hz = self.hz if self.vm.status in self.ACTIVE else self.idle_hz
+            self._stop.wait(max(0.0, 1.0 / hz - (time.perf_counter() - t0)))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
