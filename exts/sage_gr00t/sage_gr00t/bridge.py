@@ -15,6 +15,7 @@ the simulator's depth render excluded; see `overhead_ms()`.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, PerceivedState
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
+from sage_gr00t.learn.dreams import Dream, DreamGenerator
+from sage_gr00t.learn.sleep import SleepTrainer
 from sage_gr00t.memory import (
     Experience,
     ExperienceStore,
@@ -30,7 +33,7 @@ from sage_gr00t.memory import (
     SalienceBuffer,
     SNARCScorer,
 )
-from sage_gr00t.perceive.fusion import PerceptionPipeline, PerceptionStep
+from sage_gr00t.perceive.fusion import FusionConfig, PerceptionPipeline, PerceptionStep, PipelineConfig, SensorFusion
 from sage_gr00t.perceive.sensors import CameraConfig, CameraFrame, CameraObjectEstimator, CameraSensor
 from sage_gr00t.plan.planner import HModulePlanner, PlanResult
 from sage_gr00t.plan.scene import Scene
@@ -60,6 +63,8 @@ class BridgeConfig:
     lmodule: LModuleConfig = field(default_factory=LModuleConfig)
     safety: SafetyFilterConfig | None = None  # default: SafetyFilterConfig(table_height=env.table_height)
     camera_size: int | None = None  # None: the observation's image size
+    camera_every: int = 4  # camera frames every k-th control step (5 Hz); between them proprioception + memory
+    use_trust: bool = True  # False: ablation, fusion ignores trust (FusionConfig.use_trust)
     replan_on_failure: bool = False  # a failed subtask triggers one new plan from the perceived scene
 
 
@@ -74,12 +79,16 @@ class SAGEGr00TBridge:
         scorer: SNARCScorer | None = None,
         buffer: SalienceBuffer | None = None,
         metabolic: MetabolicController | None = None,
+        dreamer: DreamGenerator | None = None,
+        sleep_trainer: SleepTrainer | None = None,
     ) -> None:
         self.config = config or BridgeConfig()
         self.env, self.planner, self.store = env, planner, store
         self.scorer = scorer or SNARCScorer()
         self.buffer = buffer or SalienceBuffer()
         self.metabolic = metabolic or MetabolicController()
+        self.dreamer, self.sleep_trainer = dreamer, sleep_trainer
+        self.dreams: deque[Dream] = deque(maxlen=16)  # the most recent dreams (the panel shows them)
         self.policy = policy
         safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
         self.safety = SafetyFilter(env.embodiment, env.action_ranges(), safety_cfg)
@@ -103,7 +112,9 @@ class SAGEGr00TBridge:
             h = w = size or 224
         cam_cfg = CameraConfig(height=h, width=w, table_height=float(self.env.table_height))
         self.camera = _TimedCamera(CameraObjectEstimator(self.env.object_body_names(), cam_cfg))
-        self.pipeline = PerceptionPipeline(self.camera)
+        self.pipeline = PerceptionPipeline(
+            self.camera, fusion=SensorFusion(FusionConfig(use_trust=self.config.use_trust)),
+            config=PipelineConfig(camera_every=self.config.camera_every))
         self.trust = self.pipeline.trust
         self.perceived: PerceptionStep | None = None
 
@@ -260,10 +271,11 @@ class SAGEGr00TBridge:
                                    meta={"command": self.text, "message": self.message, **(meta or {})})
             self.episode_id = None
 
-    def sleep_cycle(self) -> dict | None:
-        """Only when the metabolic controller says so (DREAM): replay the salient buffer, mark it
-        consolidated, return a summary. Nothing is trained here (sleep training is not built yet)."""
-        if not self.metabolic.should_sleep:
+    def sleep_cycle(self, force: bool = False) -> dict | None:
+        """When the metabolic controller says so (DREAM), or `force`: replay the salient buffer, dream
+        (synthetic demonstrations in a private simulator, the failed subtasks first) and consolidate the
+        dreams into the policy with a few small updates (when a dreamer / sleep trainer was given)."""
+        if not (self.metabolic.should_sleep or force):
             return None
         replay = self.buffer.pending()
         by_subtask: dict[str, int] = {}
@@ -276,6 +288,13 @@ class SAGEGr00TBridge:
             "failures": sum(e.success is False for e in replay),
             "by_subtask": by_subtask,
         }
+        if self.dreamer is not None:
+            failed = list(dict.fromkeys(e.subtask for e in replay if e.success is False and e.subtask))
+            dreams = self.dreamer.dream(focus=failed or None)
+            self.dreams.extend(dreams)
+            summary["dreams"] = [{"seed": d.seed, "subtasks": d.subtasks, "steps": d.steps} for d in dreams]
+            if self.sleep_trainer is not None:
+                summary["training"] = self.sleep_trainer.consolidate(dreams)
         summary["consolidated"] = self.buffer.mark_consolidated()
         self.metabolic.step(MetabolicInputs(consolidation_done=True, unconsolidated=0))
         return summary

@@ -161,7 +161,8 @@ class DemoData:
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
-        """In-memory episodes {images (T,H,W,3) uint8, state.<g> (T,d), action.<g> (T,d), task str}."""
+        """In-memory episodes {images (T,H,W,3) uint8, state.<g> (T,d), action.<g> (T,d), task str,
+        optional subtask: T per-frame subtask strings}."""
         def layout(prefix: str) -> dict:
             spec, start = {}, 0
             for g in GROUPS:
@@ -170,7 +171,9 @@ class DemoData:
                 start += dim
             return spec
 
-        tasks = sorted({e["task"] for e in episodes})
+        tasks = sorted({e["task"] for e in episodes} | {t for e in episodes for t in e.get("subtask", [])})
+        subtask = np.concatenate([np.array([tasks.index(t) for t in e["subtask"]]) if "subtask" in e
+                                  else np.full(len(e["images"]), -1) for e in episodes])
         images = [((resize_images(e["images"], image_size) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
                   for e in episodes]
         return cls(
@@ -180,6 +183,7 @@ class DemoData:
             episode=np.concatenate([np.full(len(e["images"]), i) for i, e in enumerate(episodes)]),
             task=np.concatenate([np.full(len(e["images"]), tasks.index(e["task"])) for e in episodes]),
             tasks=tasks, modality={"state": layout("state"), "action": layout("action")}, robot_type=robot_type,
+            subtask=subtask,
         )
 
     def groups(self, kind: str) -> dict[str, int]:
