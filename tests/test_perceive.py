@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sage_gr00t.bridge import BridgeConfig
 from sage_gr00t.experts.policy import ExpertPolicy
 from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
-from sage_gr00t.perceive.fusion import PerceptionPipeline, SensorFusion
+from sage_gr00t.perceive.fusion import FusionConfig, PerceptionPipeline, PipelineConfig, SensorFusion
 from sage_gr00t.perceive.sensors import (
     CameraConfig,
     CameraObjectEstimator,
@@ -21,6 +22,7 @@ from sage_gr00t_tasks import make_env
 
 SIZE = 160  # ego image side for the closed-loop tests (fast); accuracy is measured at 224
 FAULT_STEP = 30
+BRIDGE_CAMERA_EVERY = BridgeConfig().camera_every  # the bridge's camera rate (every k-th control step)
 SMALL_OBJECTS = {"red_block", "blue_block", "green_block", "apple"}
 
 
@@ -52,12 +54,13 @@ def test_camera_estimator_accuracy_on_rendered_scenes(task: str) -> None:
         env.close()
 
 
-def _run(kind: str, seed: int = 0, steps: int = 150) -> dict:
+def _run(kind: str, seed: int = 0, steps: int = 150, camera_every: int = 1, use_trust: bool = True) -> dict:
     env = make_env("sort_blocks", image_height=SIZE, image_width=SIZE)
     try:
         obs, _ = env.reset(seed=seed)
         camera = FaultyCamera(CameraSensor(_camera(env, SIZE)), FaultConfig(kind=kind, start_step=FAULT_STEP))
-        pipe = PerceptionPipeline(camera)
+        pipe = PerceptionPipeline(camera, fusion=SensorFusion(FusionConfig(use_trust=use_trust)),
+                                  config=PipelineConfig(camera_every=camera_every))
         policy = ExpertPolicy(env)
         policy.reset()
         fused_err, cam_err = [], []
@@ -65,7 +68,8 @@ def _run(kind: str, seed: int = 0, steps: int = 150) -> dict:
             st = pipe.step(env, env.data.time, obs["video.ego_view"])
             # Ground truth is used here only to score the estimates.
             fused_err.append(max(np.linalg.norm(f.position - env.body_pos(o)) for o, f in st.fused.items()))
-            cam = st.readings[0].estimates
+            reading = st.reading("camera")
+            cam = reading.estimates if reading is not None else {}
             cam_err.append(np.median([np.linalg.norm(e.position - env.body_pos(o)) for o, e in cam.items()])
                            if cam else np.nan)
             action = {k: v[0] for k, v in policy.get_action(obs).items()}
@@ -78,9 +82,11 @@ def _run(kind: str, seed: int = 0, steps: int = 150) -> dict:
         env.close()
 
 
-def test_camera_trust_stays_high_without_faults() -> None:
-    r = _run("none")
-    print(f"no fault: camera trust min {r['trust'].min():.2f}, fused max error median {np.median(r['fused_err']):.3f}")
+@pytest.mark.parametrize("camera_every", [1, BRIDGE_CAMERA_EVERY])
+def test_camera_trust_stays_high_without_faults(camera_every: int) -> None:
+    r = _run("none", camera_every=camera_every)
+    print(f"no fault, camera every {camera_every}: camera trust min {r['trust'].min():.2f}, "
+          f"fused max error median {np.median(r['fused_err']):.3f}")
     assert r["success"]
     assert r["trust"].min() > 0.6
     assert np.median(r["fused_err"]) < 0.03
@@ -88,9 +94,10 @@ def test_camera_trust_stays_high_without_faults() -> None:
     assert set(hist) >= {"consistency", "reliability", "accuracy", "quality", "trust"}
 
 
+@pytest.mark.parametrize("camera_every", [1, BRIDGE_CAMERA_EVERY])
 @pytest.mark.parametrize("kind", ["noise", "frozen", "dropout"])
-def test_camera_fault_drops_trust_and_fusion_ignores_it(kind: str) -> None:
-    r = _run(kind)
+def test_camera_fault_drops_trust_and_fusion_ignores_it(kind: str, camera_every: int) -> None:
+    r = _run(kind, camera_every=camera_every)
     trust = r["trust"]
     below = np.flatnonzero(trust[FAULT_STEP:] < 0.3)
     assert below.size, f"{kind}: camera trust never fell below 0.3 (min {trust[FAULT_STEP:].min():.2f})"
@@ -98,7 +105,7 @@ def test_camera_fault_drops_trust_and_fusion_ignores_it(kind: str) -> None:
     after = r["fused_err"][FAULT_STEP + steps :]
     cam = r["cam_err"][FAULT_STEP:]
     cam_med = float(np.median(cam[np.isfinite(cam)])) if np.isfinite(cam).any() else float("nan")
-    print(f"{kind}: camera trust < 0.3 after {steps} steps; fused max-object error median "
+    print(f"{kind}, camera every {camera_every}: camera trust < 0.3 after {steps} steps; fused max-object error median "
           f"{np.median(after):.3f} m, max {after.max():.3f} m; camera median error {cam_med:.3f} m")
     assert steps <= 20
     assert r["success"]  # the expert is privileged; this checks the episode itself was not disturbed

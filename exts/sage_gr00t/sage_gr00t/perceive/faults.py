@@ -19,7 +19,7 @@ FAULT_KINDS = ("none", "noise", "image_noise", "frozen", "dropout", "black")
 @dataclass
 class FaultConfig:
     kind: str = "none"
-    start_step: int = 0  # control step (count of reads) from which the fault is active
+    start_step: int = 0  # control step (reads + skipped steps between camera frames) from which it is active
     noise_std: float = 0.05  # metres, per axis, on estimates ("noise")
     image_noise_std: float = 60.0  # uint8 levels, on pixels ("image_noise")
     seed: int = 0
@@ -47,6 +47,10 @@ class FaultyCamera:
         self._check(kind)
         self.config = replace(self.config, kind=kind, start_step=self.steps, **overrides)
         self._frozen = None
+
+    def skip(self) -> None:
+        """A control step without a camera frame (the pipeline reads the camera every k-th step)."""
+        self.steps += 1
 
     @property
     def active(self) -> bool:

@@ -4,8 +4,15 @@
 trust <= 0.2 are dropped; when the remaining estimates disagree by more than a threshold the most
 trusted sensor is followed (averaging two incompatible beliefs gives a position neither supports).
 
+`FusionConfig(use_trust=False)` is the ablation without trust: every sensor counts as fully trusted
+(weights = self-reported confidence only), nothing is dropped, the trust engine's validity checks
+(frozen stream, impossible jumps) are ignored and memory takes every fused estimate. The trust
+engine still runs, so its scores can be reported, but nothing acts on them.
+
 `PerceptionPipeline`: proprioception + camera (optionally fault-injected) + memory -> trust -> fusion,
 with grasps/releases inferred from proprioception and fed back to the trust engine as confirmations.
+The camera is read every `camera_every`-th control step (a 5-10 Hz camera at 20 Hz control); in
+between, fusion runs on proprioception (held objects) and memory.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from sage_gr00t.perceive.sensors import (
     FrameSource,
     MemorySensor,
     ProprioceptionSensor,
+    ProprioReading,
     RobotStateSource,
     SensorReading,
 )
@@ -30,6 +38,7 @@ from sage_gr00t.perceive.trust import TrustEngine
 class FusionConfig:
     drop_threshold: float = 0.2  # sensors at or below this trust are ignored
     disagreement: float = 0.06  # m: beyond this spread, follow the most trusted sensor
+    use_trust: bool = True  # False: ablation, all sensors fully trusted, none dropped, validity ignored
 
 
 @dataclass(frozen=True)
@@ -53,10 +62,13 @@ class SensorFusion:
         timestamp: float = 0.0,
     ) -> dict[str, FusedEstimate]:
         c = self.config
+        if not c.use_trust:
+            trust = {r.sensor: 1.0 for r in readings}
+            valid = None
         candidates: dict[str, list[tuple[str, Estimate, float]]] = {}
         for r in readings:
             t = trust.get(r.sensor, 0.0)
-            if t <= c.drop_threshold:
+            if c.use_trust and t <= c.drop_threshold:
                 continue
             for obj, est in r.estimates.items():
                 if valid is not None and obj not in valid.get(r.sensor, set()):
@@ -93,6 +105,12 @@ class PipelineConfig:
     moving_threshold: float = 1e-3  # rad per control step: the robot is moving
     release_hold: float = 1.0  # s: proprioception vouches for a released object's resting place this long
     memory_min_trust: float = 0.5  # memory only takes positions supported by a sensor this trusted
+    camera_every: int = 1  # read the camera every k-th step (k=4: 5 Hz at 20 Hz control)
+    reach: float = 0.25  # m: a hand (or the arm behind it) this close to an object can move it
+
+    def __post_init__(self) -> None:
+        if self.camera_every < 1:
+            raise ValueError(f"camera_every must be >= 1, got {self.camera_every}.")
 
 
 @dataclass
@@ -103,6 +121,10 @@ class PerceptionStep:
     trust: dict[str, float]
     grasped: list[tuple[str, np.ndarray]] = field(default_factory=list)
     released: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+    def reading(self, sensor: str) -> SensorReading | None:
+        """This step's reading of `sensor` (None: not read this step, e.g. between camera frames)."""
+        return next((r for r in self.readings if r.sensor == sensor), None)
 
 
 class PerceptionPipeline:
@@ -124,18 +146,44 @@ class PerceptionPipeline:
         self.fusion = fusion or SensorFusion()
         self.config = config or PipelineConfig()
         self.fused: dict[str, FusedEstimate] = {}
+        self.steps = 0
+        self._moved = False  # the robot moved since the last camera frame
+        self.travel: dict[str, float] = {}  # object -> hand travel while within reach of it (m)
+
+    def _update_travel(self, previous: ProprioReading | None, current: ProprioReading) -> None:
+        """Per-object odometer: how far a hand within `reach` of the object's belief moved this step."""
+        if previous is None:
+            return
+        moved = {s: float(np.linalg.norm(current.ee[s] - previous.ee[s])) for s in current.ee}
+        for obj, f in self.fused.items():
+            near = [m for s, m in moved.items()
+                    if min(np.linalg.norm(f.position - current.ee[s]), np.linalg.norm(f.position - previous.ee[s]))
+                    <= self.config.reach]
+            self.travel[obj] = self.travel.get(obj, 0.0) + max(near, default=0.0)
+
+    def camera_due(self) -> bool:
+        """Whether the next `step` reads the camera."""
+        return self.steps % self.config.camera_every == 0
 
     def step(self, env: PerceptionEnv, timestamp: float, rgb: np.ndarray | None = None) -> PerceptionStep:
         previous = self.proprio.last
         joints = self.proprio.read(env, timestamp)
-        moving = self.proprio.motion(previous, joints) > self.config.moving_threshold
+        self._moved |= self.proprio.motion(previous, joints) > self.config.moving_threshold
+        self._update_travel(previous, joints)
         held = self.proprio.estimate(joints)
         # Recently released objects: proprioception knows where it let go of them.
         for obj, est in self.proprio.released.items():
             if timestamp - est.timestamp <= self.config.release_hold and obj not in held.estimates:
                 held.estimates[obj] = Estimate(est.position, est.confidence, timestamp)
-        readings = [self.camera.read(env, timestamp, rgb), held, self.memory.estimate(timestamp)]
-        valid = self.trust.observe(readings, moving, timestamp)
+        readings = [held, self.memory.estimate(timestamp)]
+        moved = self._moved  # frozen-frame check: did the robot move since the previous frame?
+        if self.camera_due():
+            readings.insert(0, self.camera.read(env, timestamp, rgb))
+            self._moved = False
+        elif hasattr(self.camera, "skip"):
+            self.camera.skip()  # time passes for the camera (fault schedules count control steps)
+        self.steps += 1
+        valid = self.trust.observe(readings, moved, timestamp, robot_travel=self.travel)
         trust = self.trust.trusts()
         fused = self.fusion.fuse(readings, trust, valid, timestamp)
         self.fused = fused
@@ -145,13 +193,15 @@ class PerceptionPipeline:
         # estimate would otherwise accumulate there step after step.
         strong = {
             o: e for o, e in as_estimates.items()
-            if o not in self.memory.store
+            if not self.fusion.config.use_trust
+            or o not in self.memory.store
             or any(trust.get(s, 0.0) >= self.config.memory_min_trust for s in fused[o].sources)
         }
         self.memory.update(strong, fresh, timestamp)
         grasped, released = self.proprio.update_grasps(joints, as_estimates)
         for obj, pos in grasped + released:
             self.trust.confirm(obj, pos, timestamp)
-        for obj, _ in released:  # held -> resting: a jump that proprioception itself predicts
-            self.trust.forget(self.proprio.name, obj)
+        for obj, _ in released:  # held -> resting: a jump (a fall) that proprioception itself predicts
+            for sensor in self.trust.sensors:
+                self.trust.forget(sensor, obj)
         return PerceptionStep(fused, readings, valid, trust, grasped, released)

@@ -2,7 +2,9 @@
 
 - `CameraObjectEstimator`: colour segmentation of the ego RGB image, back-projection through the
   depth image, camera intrinsics and pose to world xyz. Works on rendered images only; it never
-  reads object poses from the simulator.
+  reads object poses from the simulator. Pixels are classified through an exact RGB -> colour-class
+  lookup table (the HSV thresholds evaluated once per distinct colour, filled lazily), and only the
+  pixels of a wanted colour are back-projected.
 - `ProprioceptionSensor`: joint positions (the robot's own joint sensors) and end-effector
   positions by forward kinematics; also tracks a grasped object from the hand it is held in.
 - `MemorySensor`: the last fused estimate of each object, confidence decaying with its age.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -183,6 +186,26 @@ def color_mask(hsv: np.ndarray, c: ColorRange) -> np.ndarray:
     return hue & (s >= c.s_min) & (s <= c.s_max) & (v >= c.v_min) & (v <= c.v_max)
 
 
+def quantile(x: np.ndarray, q: float) -> float:
+    """`np.percentile(x, 100 q)` (linear interpolation) of a 1-D array by one partial sort: the
+    numpy function's fixed overhead is larger than the work on the few hundred pixels of an object."""
+    n = len(x)
+    pos = q * (n - 1)
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    part = np.partition(x, (lo, hi))
+    a, b, t = float(part[lo]), float(part[hi]), pos - lo
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+
+
+def median_xy(p: np.ndarray) -> np.ndarray:
+    """Per-column median of the first two columns of (N, >=2) points (`np.median(p[:, :2], axis=0)`)."""
+    n = len(p)
+    lo, hi = (n - 1) // 2, n // 2
+    part = np.partition(p[:, :2], (lo, hi), axis=0)
+    return (part[lo] + part[hi]) / 2.0
+
+
 def backproject(frame: CameraFrame) -> np.ndarray:
     """(H, W, 3) world points of every pixel (depth is distance along the optical axis)."""
     h, w = frame.depth.shape
@@ -190,6 +213,74 @@ def backproject(frame: CameraFrame) -> np.ndarray:
     d = frame.depth
     cam = np.stack([(u - frame.cx) / frame.fx * d, -(v - frame.cy) / frame.fy * d, -d], axis=-1)
     return cam @ frame.rotation.T + frame.position
+
+
+def backproject_pixels(frame: CameraFrame, index: np.ndarray) -> np.ndarray:
+    """(N, 3) world points of the pixels with flat (row-major) indices `index`; same maths as `backproject`."""
+    w = frame.depth.shape[1]
+    d = frame.depth.ravel()[index]
+    u, v = (index % w).astype(np.float32), (index // w).astype(np.float32)
+    cam = np.stack([(u - frame.cx) / frame.fx * d, -(v - frame.cy) / frame.fy * d, -d], axis=-1)
+    return cam @ frame.rotation.T + frame.position
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H*W,) uint32 keys r | g << 8 | b << 16."""
+    key = rgb[..., 0].astype(np.uint32)
+    key |= rgb[..., 1].astype(np.uint32) << 8
+    key |= rgb[..., 2].astype(np.uint32) << 16
+    return key.ravel()
+
+
+class ColorLUT:
+    """Exact RGB -> colour-class bitmask (bit i: `colors[i]`'s HSV thresholds hold) over all 2^24 colours.
+
+    Filled lazily: a colour is converted to HSV and thresholded the first time it appears, so a
+    frame costs one integer pack and one table gather once the scene's palette has been seen. The
+    result is identical to `color_mask(rgb_to_hsv(rgb), c)` per pixel.
+    """
+
+    def __init__(self, colors: tuple[ColorRange, ...]) -> None:
+        if len(colors) > 15:
+            raise ValueError(f"ColorLUT holds at most 15 colour ranges, got {len(colors)}.")
+        self.colors = colors
+        dtype = np.uint8 if len(colors) <= 7 else np.uint16
+        self.unknown = np.iinfo(dtype).max  # never a valid bitmask: the top bit is unused
+        self.table = np.full(1 << 24, self.unknown, dtype)
+
+    def bit(self, color: ColorRange) -> int:
+        return 1 << self.colors.index(color)
+
+    def classify(self, rgb: np.ndarray) -> np.ndarray:
+        """(H*W,) bitmask per pixel of an (H, W, 3) uint8 image."""
+        keys = pack_rgb(rgb)
+        labels = self.table[keys]
+        miss = np.flatnonzero(labels == self.unknown)
+        if miss.size:
+            new = np.unique(keys[miss])
+            colors = np.stack([new & 255, (new >> 8) & 255, new >> 16], axis=-1).astype(np.uint8)
+            hsv = rgb_to_hsv(colors)
+            bits = np.zeros(len(new), self.table.dtype)
+            for i, c in enumerate(self.colors):
+                bits |= color_mask(hsv, c).astype(self.table.dtype) << i
+            self.table[new] = bits
+            labels[miss] = self.table[keys[miss]]
+        return labels
+
+
+_LUTS: dict[tuple[ColorRange, ...], ColorLUT] = {}
+
+
+def color_lut(colors: tuple[ColorRange, ...]) -> ColorLUT:
+    """Process-wide shared table per set of colour ranges (16-32 MB each, filled as colours appear)."""
+    if colors not in _LUTS:
+        _LUTS[colors] = ColorLUT(colors)
+    return _LUTS[colors]
+
+
+def frame_fingerprint(rgb: np.ndarray) -> str:
+    """Cheap digest of a whole image (CRC-32 of every byte; frozen-frame detection)."""
+    return f"{zlib.crc32(np.ascontiguousarray(rgb)):08x}"
 
 
 class CameraObjectEstimator:
@@ -204,32 +295,39 @@ class CameraObjectEstimator:
             raise ValueError(f"No colour spec for {unknown}; add them to ColorTable.objects.")
         # Containers first: their walls are then removed from same-colour small objects' pixels.
         self.objects = sorted(objects, key=lambda o: not self.config.colors.objects[o].container)
+        colors = tuple(dict.fromkeys(self.config.colors.objects[o].color for o in self.objects))
+        self.lut = color_lut(colors)
+        self.bits = {o: self.lut.bit(self.config.colors.objects[o].color) for o in self.objects}
+        self.wanted = int(np.bitwise_or.reduce(list(self.bits.values()))) if self.bits else 0
 
     def estimate(self, frame: CameraFrame | None) -> SensorReading:
         if frame is None:
             return SensorReading(self.name, {}, float("nan"), None, raw_valid=False)
-        fingerprint = hashlib.blake2b(frame.rgb.tobytes(), digest_size=16).hexdigest()
+        fingerprint = frame_fingerprint(frame.rgb)
         if frame.rgb.max() < 10:  # a black frame carries no information
             return SensorReading(self.name, {}, frame.timestamp, fingerprint, raw_valid=False)
         return SensorReading(self.name, self.detect(frame), frame.timestamp, fingerprint)
 
     def detect(self, frame: CameraFrame) -> dict[str, Estimate]:
         c = self.config
-        hsv = rgb_to_hsv(frame.rgb)
-        pts = backproject(frame)
-        height = pts[..., 2] - c.table_height
+        # Only pixels of a wanted colour are back-projected (a few thousand of the image's 50k).
+        labels = self.lut.classify(frame.rgb)
+        index = np.flatnonzero(labels & self.wanted)
+        pts = backproject_pixels(frame, index)
         inside = (
-            (pts[..., 0] >= c.workspace_x[0]) & (pts[..., 0] <= c.workspace_x[1])
-            & (pts[..., 1] >= c.workspace_y[0]) & (pts[..., 1] <= c.workspace_y[1])
-            & np.isfinite(frame.depth)
+            (pts[:, 0] >= c.workspace_x[0]) & (pts[:, 0] <= c.workspace_x[1])
+            & (pts[:, 1] >= c.workspace_y[0]) & (pts[:, 1] <= c.workspace_y[1])
+            & np.isfinite(pts[:, 2])
         )
+        pts, labels = pts[inside], labels[index[inside]]
+        height = pts[:, 2] - c.table_height
         # Pixel-count expectations scale with image area and inverse squared depth.
         area_scale = (frame.depth.shape[0] * frame.depth.shape[1]) / (224.0 * 224.0)
         bins: list[tuple[ColorRange, np.ndarray]] = []
         out: dict[str, Estimate] = {}
         for name in self.objects:
             spec = c.colors.objects[name]
-            mask = color_mask(hsv, spec.color) & inside & (height >= spec.z_range[0]) & (height <= spec.z_range[1])
+            mask = ((labels & self.bits[name]) != 0) & (height >= spec.z_range[0]) & (height <= spec.z_range[1])
             p = pts[mask]
             if not spec.container:
                 for color, center in bins:
@@ -239,22 +337,22 @@ class CameraObjectEstimator:
             if len(p) < c.min_pixels * area_scale:
                 continue
             # Robust cluster: keep points near the median, twice (rejects stray same-colour pixels).
-            center = np.median(p[:, :2], axis=0)
+            center = median_xy(p)
             keep = p
             for _ in range(2):
-                keep = p[np.linalg.norm(p[:, :2] - center, axis=1) <= spec.radius]
+                keep = p[((p[:, :2] - center) ** 2).sum(axis=1) <= spec.radius**2]
                 if len(keep) == 0:
                     break
-                center = np.median(keep[:, :2], axis=0)
+                center = median_xy(keep)
             if len(keep) < c.min_pixels * area_scale:
                 continue
             z = keep[:, 2]
             if spec.layer == "top":
-                layer = keep[z >= np.percentile(z, 95) - spec.layer_band]
+                layer = keep[z >= quantile(z, 0.95) - spec.layer_band]
             else:
-                layer = keep[z <= np.percentile(z, 5) + spec.layer_band]
+                layer = keep[z <= quantile(z, 0.05) + spec.layer_band]
             xy = self._container_center(keep, spec, c.table_height) if spec.container else layer[:, :2].mean(axis=0)
-            ref_z = float(np.median(layer[:, 2]))
+            ref_z = quantile(layer[:, 2], 0.5)
             position = np.array([xy[0], xy[1], ref_z - spec.ref_to_origin])
             # Confidence: enough pixels for the expected size, and compact (few rejected pixels).
             depth = float(np.linalg.norm(position - frame.position))
@@ -265,7 +363,6 @@ class CameraObjectEstimator:
             if spec.container:
                 bins.append((spec.color, position))
         return out
-
 
     @staticmethod
     def _container_center(points: np.ndarray, spec: ObjectSpec, table_height: float) -> np.ndarray:
@@ -278,7 +375,7 @@ class CameraObjectEstimator:
         tall = points[:, 2] - table_height > 0.02
         for k in range(2):
             x = points[:, k]
-            lo, hi = np.percentile(x, 1), np.percentile(x, 99)
+            lo, hi = quantile(x, 0.01), quantile(x, 0.99)
             lo_wall = bool(np.any(tall & (x < lo + 0.01)))
             hi_wall = bool(np.any(tall & (x > hi - 0.01)))
             if lo_wall and not hi_wall and hi - lo < 1.8 * spec.outer_half:

@@ -5,11 +5,17 @@ RESEARCH.md section 4), each component an exponential moving average of per-step
 - consistency: agreement of the sensor's estimates with the trust-weighted estimate of the *other*
   sensors (leave-one-out, so a sensor cannot agree with itself);
 - reliability: the step delivered valid, fresh, non-frozen data (dropouts, frozen frames while the
-  robot moves, non-finite or physically impossible jumps count against it);
+  robot moves, non-finite or physically impossible jumps count against it). Objects on the table
+  move only when the robot moves them, so when the caller passes per-object odometers
+  (`robot_travel`: how far the hands travelled while near each object) an estimate may move at
+  most that far since the sensor's previous one (plus detector jitter), capped by `max_speed`;
 - accuracy: agreement with positions confirmed later (`confirm`, e.g. where a grasp closed);
 - quality: the sensor's self-reported confidence of its valid estimates (0 for invalid ones:
   a detector's confidence means nothing when its data is stale or impossible).
 Component trust (gr00t_visual, ...) moves +0.05 on success and -0.03 on failure within [0.1, 1].
+
+The EMA rate is defined per `control_dt` of time: a sensor that reports less often (a 5 Hz camera
+at 20 Hz control) takes correspondingly larger steps, so its trust reacts in the same time.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ COMPONENTS_INITIAL = {"gr00t_visual": 0.8, "gr00t_language": 0.9, "sage_planning
 @dataclass
 class TrustConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(TRUST_WEIGHTS))
-    smoothing: float = 0.2  # EMA rate per control step: a broken sensor loses trust within ~10 steps
+    smoothing: float = 0.2  # EMA rate per control_dt: a broken sensor loses trust within ~10 control steps
+    control_dt: float = 0.05  # s: the time `smoothing` refers to (20 Hz control)
     accuracy_smoothing: float = 0.5  # confirmations are rare, so each one counts more
     initial: dict[str, dict[str, float]] = field(  # per-sensor priors of the four components
         default_factory=lambda: {
@@ -39,11 +46,11 @@ class TrustConfig:
     )
     consistency_scale: float = 0.03  # m: agreement score exp(-d^2 / 2 s^2)
     accuracy_scale: float = 0.03
-    frozen_steps: int = 3  # identical data this many steps in a row while the robot moves = frozen
+    frozen_steps: int = 3  # identical data this many readings in a row while the robot moves = frozen
     frozen_checked: tuple[str, ...] = ("camera",)  # sensors whose raw data must change when the robot moves
     max_speed: float = 0.6  # m/s: faster apparent motion of an object is impossible here
-    jump_tolerance: float = 0.03  # m, added to max_speed * dt (detector jitter, partial occlusion)
-    gap_reset: float = 0.5  # s: an object unseen this long may reappear anywhere
+    jump_tolerance: float = 0.03  # m, added to the motion bound (detector jitter, partial occlusion)
+    gap_reset: float = 0.5  # s: an object not reported this long may reappear anywhere
     confirm_max_age: float = 1.0  # s: estimates older than this are not judged by a confirmation
     component_initial: dict[str, float] = field(default_factory=lambda: dict(COMPONENTS_INITIAL))
     success_delta: float = 0.05
@@ -69,6 +76,8 @@ class _SensorState:
     repeats: int = 0
     frozen: bool = False
     last: dict[str, Estimate] = field(default_factory=dict)  # last delivered estimate per object
+    reported: dict[str, tuple[Estimate, float]] = field(default_factory=dict)  # previous report, odometer
+    last_seen: float | None = None  # timestamp of the sensor's previous reading
 
 
 def _agreement(distance: float, scale: float) -> float:
@@ -105,19 +114,40 @@ class TrustEngine:
         rate = self.config.smoothing if rate is None else rate
         return float(np.clip((1 - rate) * old + rate * new, 0.0, 1.0))
 
-    def _valid(self, state: _SensorState, obj: str, est: Estimate) -> bool:
-        """Finite, and no impossible jump from the sensor's own previous estimate of the object."""
+    def _rate(self, state: _SensorState, timestamp: float) -> float:
+        """EMA rate for a reading `timestamp - last_seen` after the previous one (`smoothing` per control_dt)."""
+        c = self.config
+        if state.last_seen is None or not np.isfinite(timestamp) or timestamp - state.last_seen <= c.control_dt:
+            return c.smoothing
+        steps = min((timestamp - state.last_seen) / c.control_dt, 20.0)
+        return float(1.0 - (1.0 - c.smoothing) ** steps)
+
+    def _valid(self, state: _SensorState, obj: str, est: Estimate, travel: dict[str, float] | None = None) -> bool:
+        """Finite, and no impossible jump from the sensor's own previous report of the object.
+
+        The previous REPORT, valid or not: a sensor whose consecutive reports jump around is unreliable
+        even if it keeps returning near an old position; a single glitch costs two invalid reports.
+        """
         c = self.config
         if not np.all(np.isfinite(est.position)) or not np.isfinite(est.confidence):
             return False
-        prev = state.last.get(obj)
+        prev, prev_travel = state.reported.get(obj, (None, 0.0))
         if prev is None or not np.isfinite(prev.timestamp) or est.timestamp - prev.timestamp > c.gap_reset:
             return True
-        dt = max(est.timestamp - prev.timestamp, 0.0)
-        return bool(np.linalg.norm(est.position - prev.position) <= c.jump_tolerance + c.max_speed * dt)
+        bound = c.max_speed * max(est.timestamp - prev.timestamp, 0.0)
+        if travel is not None and obj in travel:
+            bound = min(bound, travel[obj] - prev_travel)
+        return bool(np.linalg.norm(est.position - prev.position) <= c.jump_tolerance + bound)
 
-    def observe(self, readings: Iterable[SensorReading], robot_moving: bool, timestamp: float) -> dict[str, set[str]]:
-        """Score one control step; returns sensor -> objects whose estimates are valid (fusable)."""
+    def observe(
+        self, readings: Iterable[SensorReading], robot_moving: bool, timestamp: float,
+        robot_travel: dict[str, float] | None = None,
+    ) -> dict[str, set[str]]:
+        """Score one control step; returns sensor -> objects whose estimates are valid (fusable).
+
+        `robot_travel`: object -> cumulative path length (m, monotone) of the robot's hands while near
+        it, i.e. the farthest the robot can have moved it; objects not listed are bounded by `max_speed`.
+        """
         c = self.config
         readings = list(readings)
         valid: dict[str, set[str]] = {}
@@ -134,24 +164,30 @@ class TrustEngine:
                 state.last_fingerprint = r.fingerprint
             ok = r.raw_valid and not state.frozen
             step_ok[r.sensor] = ok
-            valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e)}
+            valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e, robot_travel)}
+            if ok:
+                for o, e in r.estimates.items():
+                    if np.all(np.isfinite(e.position)):
+                        state.reported[o] = (e, (robot_travel or {}).get(o, 0.0))
 
         trusts = {r.sensor: self.trust(r.sensor) for r in readings}
         for r in readings:
             state = self._state(r.sensor)
             s = state.scores
+            rate = self._rate(state, timestamp)
+            state.last_seen = timestamp
             if not step_ok[r.sensor]:
                 # Nothing usable this step: no reliability, and no evidence of consistency or quality.
-                s.reliability = self._ema(s.reliability, 0.0)
-                s.consistency = self._ema(s.consistency, 0.0)
-                s.quality = self._ema(s.quality, 0.0)
+                s.reliability = self._ema(s.reliability, 0.0, rate)
+                s.consistency = self._ema(s.consistency, 0.0, rate)
+                s.quality = self._ema(s.quality, 0.0, rate)
                 continue
             n = len(r.estimates)
-            s.reliability = self._ema(s.reliability, len(valid[r.sensor]) / n if n else 1.0)
+            s.reliability = self._ema(s.reliability, len(valid[r.sensor]) / n if n else 1.0, rate)
             if n:
                 s.quality = self._ema(
                     s.quality, float(np.mean([e.confidence if o in valid[r.sensor] else 0.0
-                                              for o, e in r.estimates.items()]))
+                                              for o, e in r.estimates.items()])), rate
                 )
             agreements = []
             for obj, est in r.estimates.items():
@@ -161,7 +197,7 @@ class TrustEngine:
                 d = float(np.linalg.norm(est.position - ref)) if obj in valid[r.sensor] else np.inf
                 agreements.append(_agreement(d, c.consistency_scale) if np.isfinite(d) else 0.0)
             if agreements:
-                s.consistency = self._ema(s.consistency, float(np.mean(agreements)))
+                s.consistency = self._ema(s.consistency, float(np.mean(agreements)), rate)
             for obj, est in r.estimates.items():
                 if obj in valid[r.sensor]:
                     state.last[obj] = est
@@ -206,6 +242,7 @@ class TrustEngine:
         """The sensor knows its model of `obj` changed discontinuously (e.g. the hand let go of it):
         its next estimate is not judged against the previous one."""
         self._state(sensor).last.pop(obj, None)
+        self._state(sensor).reported.pop(obj, None)
 
     # ------------------------------------------------------------------ components
     def record_outcome(self, component: str, success: bool, timestamp: float | None = None) -> float:
