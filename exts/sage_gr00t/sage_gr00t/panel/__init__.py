@@ -7,9 +7,9 @@ from sage_gr00t.panel.viewmodel import (
     SPEED_RANGE,
     STATUSES,
     ControlLoop,
-    Dream,
     PanelConfig,
     PanelViewModel,
+    SleepCycle,
 )
 
-__all__ = ["SPEED_RANGE", "STATUSES", "ControlLoop", "Dream", "PanelConfig", "PanelViewModel"]
+__all__ = ["SPEED_RANGE", "STATUSES", "ControlLoop", "PanelConfig", "PanelViewModel", "SleepCycle"]

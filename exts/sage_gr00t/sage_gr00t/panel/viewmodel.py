@@ -16,16 +16,20 @@ robot keeps holding), `stop()` (abort; the robot holds its pose), `emergency_sto
 at the next filter call even while a tick is in flight), `set_speed(percent)` (10..100 % -> the safety
 filter's speed scale), `reset(seed)` (new scene).
 
-Dreams: the bridge's experience buffer keeps SNARC-salient steps; the panel's bridge attaches a small
-camera thumbnail to each admitted experience (`Experience.trajectory["thumbnail"]`). When the metabolic
-controller enters DREAM, `tick()` runs `bridge.sleep_cycle()` and records a `Dream` with the replay summary
-and PNG thumbnails of the most salient replayed steps.
+Sleep and dreams: the bridge's experience buffer keeps SNARC-salient steps; the panel's bridge attaches a
+small camera thumbnail to each admitted experience (`Experience.trajectory["thumbnail"]`). When the metabolic
+controller enters DREAM (or after `sleep_now()`), `tick()` runs `bridge.sleep_cycle()`: replay of the salient
+buffer, dreams (expert episodes in a private simulator, `sage_gr00t.learn`) and, for a learned policy, a few
+consolidation updates. It runs outside the view-model's lock, so the panel stays readable while the robot
+sleeps. Each cycle becomes a `SleepCycle` with the summary and PNG thumbnails (dreamt episodes' first frames,
+then the most salient replayed memories).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import threading
 import time
 import unicodedata
@@ -66,8 +70,11 @@ class PanelConfig:
     speed_percent: float = 100.0
     history_len: int = 400  # trust samples kept for the plots
     log_len: int = 30
-    max_dreams: int = 6
-    thumbnails_per_dream: int = 4
+    max_dreams: int = 6  # sleep cycles kept for the gallery
+    thumbnails_per_dream: int = 4  # salient-memory thumbnails per cycle (besides the dreamt episodes')
+    dream_episodes: int = 1  # expert episodes dreamt per sleep cycle (0: replay only, no dreamer)
+    dream_image_size: int = 128
+    sleep_training_steps: int = 20  # consolidation updates per cycle for a learned policy (0: none)
     thumbnail_size: int = 64
     front_view_every: int = 0  # render the front view every N ticks (0: never; the ego camera is always there)
     front_view_size: tuple[int, int] = (240, 320)  # (height, width)
@@ -143,6 +150,21 @@ def clean_command(text: object, max_chars: int) -> tuple[str, str]:
     return text, ""
 
 
+def release_gl_context() -> None:
+    """Unbind this thread's current EGL context (MuJoCo's offscreen renderers bind one per thread), so the
+    next render may come from another thread: the panel builds the env in one thread and ticks it in another."""
+    if os.environ.get("MUJOCO_GL", "").lower() != "egl":
+        return
+    try:
+        from OpenGL import EGL
+
+        display = EGL.eglGetCurrentDisplay()
+        if display and display != EGL.EGL_NO_DISPLAY:
+            EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+    except Exception:  # no EGL here: nothing is bound
+        return
+
+
 class PanelBridge(SAGEGr00TBridge):
     """The bridge with two panel hooks: the last scored experience, and camera thumbnails on salient ones."""
 
@@ -151,11 +173,12 @@ class PanelBridge(SAGEGr00TBridge):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_experience = None
+        self.last_command = None  # the SafeCommand sent to the robot at the last step
 
     def learn(self, obs: dict, command: Any, outcome: str, subtask: Any = None) -> Any:
         admitted = self.buffer.n_offered - self.buffer.n_rejected
         exp = super().learn(obs, command, outcome, subtask)
-        self.last_experience = exp
+        self.last_experience, self.last_command = exp, command
         image = obs.get("video.ego_view")
         if image is not None and self.buffer.n_offered - self.buffer.n_rejected > admitted:
             exp.trajectory = {**(exp.trajectory or {}), "thumbnail": thumbnail(image, self.thumbnail_size)}
@@ -163,8 +186,8 @@ class PanelBridge(SAGEGr00TBridge):
 
 
 @dataclass
-class Dream:
-    """One sleep cycle as the panel shows it."""
+class SleepCycle:
+    """One sleep cycle as the panel shows it: replay summary, dreams, consolidation, thumbnails."""
 
     id: int
     tick: int
@@ -175,15 +198,20 @@ class Dream:
     failures: int
     by_subtask: dict[str, int]
     consolidated: int
-    thumbnails: list[bytes]  # PNG, most salient replayed steps first
-    saliences: list[float]
+    dreams: list[dict]  # per dreamt episode: seed, instruction, subtasks, steps
+    training: dict  # consolidation result (loss before/after), empty without a sleep trainer
+    thumbnails: list[bytes]  # PNG: dreamt episodes' first frames, then the most salient replayed memories
+    captions: list[str]
+    seconds: float
+    forced: bool = False
     wall_time: float = field(default_factory=time.time)
 
     def summary(self) -> dict:
         return {"id": self.id, "tick": self.tick, "episode": self.episode, "replayed": self.replayed,
                 "mean_salience": round(self.mean_salience, 4), "successes": self.successes,
                 "failures": self.failures, "by_subtask": self.by_subtask, "consolidated": self.consolidated,
-                "thumbnails": len(self.thumbnails), "saliences": [round(s, 3) for s in self.saliences]}
+                "dreams": self.dreams, "training": self.training, "thumbnails": len(self.thumbnails),
+                "captions": self.captions, "seconds": round(self.seconds, 2), "forced": self.forced}
 
 
 class PanelViewModel:
@@ -206,14 +234,28 @@ class PanelViewModel:
             planner = HModulePlanner.load(resolve_path(c.planner), device=c.device)
         self.planner = planner
         bridge_cfg = BridgeConfig(lmodule=LModuleConfig(language_mode=c.language_mode))
-        self.bridge = PanelBridge(self.policy, env, planner, bridge_cfg,
-                                  metabolic=MetabolicController(c.metabolic))
+        self.dreamer = self.sleep_trainer = None
+        if c.dream_episodes > 0:
+            from sage_gr00t.learn import DreamConfig, DreamGenerator
+
+            self.dreamer = DreamGenerator(DreamConfig(
+                task=self.task, embodiment=c.embodiment, episodes_per_cycle=c.dream_episodes,
+                image_size=c.dream_image_size, thumbnail_size=c.thumbnail_size))
+            release_gl_context()
+            if c.sleep_training_steps > 0 and hasattr(self.policy, "model"):
+                from sage_gr00t.learn import SleepTrainer, SleepTrainingConfig
+
+                self.sleep_trainer = SleepTrainer(self.policy, SleepTrainingConfig(steps=c.sleep_training_steps))
+        self.bridge = PanelBridge(self.policy, env, planner, bridge_cfg, metabolic=MetabolicController(c.metabolic),
+                                  dreamer=self.dreamer, sleep_trainer=self.sleep_trainer)
         self.bridge.thumbnail_size = c.thumbnail_size
         self.ticks = 0
         self.episode = 0
         self.seed = c.seed
-        self.dreams: deque[Dream] = deque(maxlen=c.max_dreams)
+        self.dreams: deque[SleepCycle] = deque(maxlen=c.max_dreams)
         self._dream_ids = 0
+        self.sleeping = False
+        self._sleep_requested = False
         self.log: deque[dict] = deque(maxlen=c.log_len)
         self.closed = False
         self.error = ""
@@ -242,11 +284,14 @@ class PanelViewModel:
         """New episode on a new scene (seed None: the next seed). Keeps speed, e-stop, memory and dreams."""
         with self._lock:
             self.seed = self.seed + 1 if seed is None and self.episode > 0 else int(self.seed if seed is None else seed)
-            obs, info = self.env.reset(seed=self.seed)
-            self.bridge.reset(obs, meta={"seed": self.seed, "source": "panel"})
-            self._obs = obs
-            self._front: np.ndarray | None = None
-            self._render_front()
+            try:
+                obs, info = self.env.reset(seed=self.seed)
+                self.bridge.reset(obs, meta={"seed": self.seed, "source": "panel"})
+                self._obs = obs
+                self._front: np.ndarray | None = None
+                self._render_front()
+            finally:
+                release_gl_context()
             self.episode += 1
             self.command_text = ""
             self.plan: list[dict] = []
@@ -270,6 +315,10 @@ class PanelViewModel:
         with self._lock:
             if self.bridge.safety.estop_engaged:
                 self.message = "The emergency stop is engaged; release it before running a command."
+                self._note(self.message)
+                return False
+            if self.sleeping:
+                self.message = "The robot is asleep (replaying and dreaming); run the command when it wakes."
                 self._note(self.message)
                 return False
             command, problem = clean_command(self.command_text if text is None else text,
@@ -343,25 +392,52 @@ class PanelViewModel:
                 entry["status"] = "aborted"
 
     # ------------------------------------------------------------------ the control step
+    def sleep_now(self) -> bool:
+        """Ask for a sleep cycle at the next tick even if the metabolic controller is not in DREAM (not while a
+        command runs). Returns False with a message when refused."""
+        with self._lock:
+            if self.status in ("planning", "running"):
+                self.message = "Not now: a command is running (Stop it first, or let it finish)."
+                self._note(self.message)
+                return False
+            self._sleep_requested = True
+            self._note("sleep requested")
+            return True
+
     def tick(self) -> dict:
-        """One control step: bridge.step (perceive, plan, act, learn) -> env.step; sleep cycles; status."""
+        """One control step: bridge.step (perceive, plan, act, learn) -> env.step; status; a sleep cycle
+        when the metabolic controller (or `sleep_now`) asks for one."""
+        out = self._tick()
+        if out.get("sleep"):
+            self._sleep(forced=out["sleep"] == "forced")
+        return out
+
+    def _tick(self) -> dict:
         with self._lock:
             if self.closed:
                 return {"ticked": False}
-            bridge = self.bridge
-            action = bridge.step(self._obs)
-            obs, _, _, _, info = self.env.step(action)
-            self._obs = obs
+            try:
+                action = self.bridge.step(self._obs)
+                obs, _, _, _, info = self.env.step(action)
+                self._obs = obs
+                if self.config.front_view_every and (self.ticks + 1) % self.config.front_view_every == 0:
+                    self._render_front()
+            finally:
+                release_gl_context()
             self.ticks += 1
             if self.status in ("planning", "running"):
                 self.command_steps += 1
             self.success = bool(info.get("success", False))
             self._follow_bridge()
-            if self.config.front_view_every and self.ticks % self.config.front_view_every == 0:
-                self._render_front()
-            self._dream()
             self._record()
-            return {"ticked": True, "tick": self.ticks, "status": self.status}
+            out = {"ticked": True, "tick": self.ticks, "status": self.status}
+            if self.bridge.metabolic.should_sleep or self._sleep_requested:
+                out["sleep"] = "metabolic" if self.bridge.metabolic.should_sleep else "forced"
+                self._sleep_requested = False
+                self.sleeping = True
+                self._replay = self.bridge.buffer.pending()  # most salient first, before consolidation
+                self._note("sleeping: replaying salient memories" + (" and dreaming" if self.dreamer else ""))
+            return out
 
     def _follow_bridge(self) -> None:
         bridge = self.bridge
@@ -407,31 +483,53 @@ class PanelViewModel:
                           f"Plan done in {self.command_steps} control steps"
                           + (" and the task's success check holds." if self.success else "."))
 
-    def _dream(self) -> None:
+    def _sleep(self, forced: bool) -> None:
+        """One sleep cycle, outside the lock (dreaming and consolidation take seconds; the panel stays
+        readable; only the ticking thread steps the bridge, and it is busy here)."""
         bridge = self.bridge
-        if not bridge.metabolic.should_sleep:
-            return
-        replay = bridge.buffer.pending()
-        summary = bridge.sleep_cycle()
-        if summary is None:
-            return
-        shots, saliences, seen = [], [], set()
-        for exp in replay:  # most salient first
-            thumb = (exp.trajectory or {}).get("thumbnail")
-            if thumb is None or (exp.episode_id, exp.step) in seen:
-                continue
-            seen.add((exp.episode_id, exp.step))
-            shots.append(encode_png(thumb))
-            saliences.append(float(exp.salience))
-            if len(shots) >= self.config.thumbnails_per_dream:
-                break
-        self._dream_ids += 1
-        dream = Dream(self._dream_ids, self.ticks, self.episode, summary["replayed"], summary["mean_salience"],
-                      summary["successes"], summary["failures"], dict(summary["by_subtask"]),
-                      summary["consolidated"], shots, saliences)
-        self.dreams.append(dream)
-        self._note(f"dream {dream.id}: replayed {dream.replayed} salient steps "
-                   f"(mean salience {dream.mean_salience:.2f})")
+        n_dreams = len(bridge.dreams)
+        t0 = time.perf_counter()
+        summary, error = None, ""
+        try:
+            summary = bridge.sleep_cycle(force=True)
+        except Exception as exc:  # a failed dream must not take the controller down
+            error = f"sleep cycle failed: {type(exc).__name__}: {exc}"
+        finally:
+            release_gl_context()
+        seconds = time.perf_counter() - t0
+        with self._lock:
+            self.sleeping = False
+            replay, self._replay = self._replay, []
+            if summary is None:
+                self.error = error
+                self._note(error or "sleep cycle skipped")
+                return
+            shots, captions = [], []
+            for dream in list(bridge.dreams)[n_dreams:]:
+                shots.append(encode_png(dream.thumbnail))
+                captions.append(f"dreamt {dream.task} seed {dream.seed}: {dream.instruction} ({dream.steps} steps)")
+            seen: set[tuple] = set()
+            for exp in replay:  # most salient first
+                thumb = (exp.trajectory or {}).get("thumbnail")
+                if thumb is None or (exp.episode_id, exp.step) in seen:
+                    continue
+                seen.add((exp.episode_id, exp.step))
+                shots.append(encode_png(thumb))
+                captions.append(f"memory: step {exp.step}, salience {exp.salience:.2f}"
+                                + (f", {exp.subtask}" if exp.subtask else ""))
+                if len(seen) >= self.config.thumbnails_per_dream:
+                    break
+            self._dream_ids += 1
+            cycle = SleepCycle(self._dream_ids, self.ticks, self.episode, summary["replayed"],
+                               summary["mean_salience"], summary["successes"], summary["failures"],
+                               dict(summary["by_subtask"]), summary["consolidated"], list(summary.get("dreams", [])),
+                               dict(summary.get("training", {})), shots, captions, seconds, forced)
+            self.dreams.append(cycle)
+            training = cycle.training
+            learnt = (f"; policy loss {training['loss_before']:.3f} -> {training['loss_after']:.3f}"
+                      if "loss_after" in training else "")
+            self._note(f"sleep cycle {cycle.id} ({seconds:.1f} s): replayed {cycle.replayed} salient memories, "
+                       f"dreamt {len(cycle.dreams)} episode{'s' if len(cycle.dreams) != 1 else ''}{learnt}")
 
     def _render_front(self) -> None:
         h, w = self.config.front_view_size
@@ -498,6 +596,7 @@ class PanelViewModel:
                 snarc["salient"] = bool(exp.salience >= bridge.buffer.config.threshold)
             meta = bridge.metabolic
             out = {
+                "sleeping": self.sleeping,
                 "task": self.task, "seed": self.seed, "episode": self.episode, "tick": self.ticks,
                 "step": bridge.steps, "command_steps": self.command_steps,
                 "status": self.status, "message": self.message, "error": self.error,
@@ -539,14 +638,19 @@ class PanelViewModel:
             if self.closed:
                 return
             self.closed = True
-            if self._own_env:
-                self.env.close()
+            try:
+                if self._own_env:
+                    self.env.close()
+                if self.dreamer is not None:
+                    self.dreamer.close()
+            finally:
+                release_gl_context()
 
 
 class ControlLoop:
     """Background thread that calls `vm.tick()` at control rate (at `idle_hz` while nothing runs)."""
 
-    ACTIVE = ("planning", "running", "estop")
+    ACTIVE = ("planning", "running", "estop")  # ticked at control rate; other statuses at idle_hz
 
     def __init__(self, vm: PanelViewModel, hz: float | None = None, idle_hz: float = 5.0) -> None:
         self.vm, self.hz, self.idle_hz = vm, float(hz or vm.config.control_hz), float(idle_hz)
