@@ -17,6 +17,7 @@ between, fusion runs on proprioception (held objects) and memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,17 +77,23 @@ class SensorFusion:
                 candidates.setdefault(obj, []).append((r.sensor, est, t))
         out: dict[str, FusedEstimate] = {}
         for obj, cands in candidates.items():
-            pos = np.array([e.position for _, e, _ in cands])
-            spread = max((float(np.linalg.norm(a - b)) for i, a in enumerate(pos) for b in pos[i + 1 :]), default=0.0)
+            if len(cands) == 1:
+                sensor, est, _ = cands[0]
+                out[obj] = FusedEstimate(est.position.copy(), est.confidence, timestamp, (sensor,))
+                continue
+            pos = [e.position.tolist() for _, e, _ in cands]
+            spread = max(math.dist(a, b) for i, a in enumerate(pos) for b in pos[i + 1 :])
             if spread > c.disagreement:
                 # Most trusted wins; self-reported confidence only breaks ties.
                 sensor, est, _ = max(cands, key=lambda x: (x[2], x[1].confidence))
                 out[obj] = FusedEstimate(est.position.copy(), est.confidence, timestamp, (sensor,), followed=sensor)
                 continue
-            w = np.array([max(t * e.confidence, 1e-6) for _, e, t in cands])
-            conf = float(np.average([e.confidence for _, e, _ in cands], weights=w))
-            out[obj] = FusedEstimate(np.average(pos, axis=0, weights=w), conf, timestamp,
-                                     tuple(s for s, _, _ in cands))
+            # Weighted mean (trust x confidence) over a few 3-vectors, in plain Python.
+            w = [max(t * e.confidence, 1e-6) for _, e, t in cands]
+            total = sum(w)
+            conf = sum(wi * e.confidence for wi, (_, e, _) in zip(w, cands, strict=True)) / total
+            position = np.array([sum(wi * p[k] for wi, p in zip(w, pos, strict=True)) / total for k in range(3)])
+            out[obj] = FusedEstimate(position, conf, timestamp, tuple(s for s, _, _ in cands))
         return out
 
 
@@ -154,11 +161,13 @@ class PerceptionPipeline:
         """Per-object odometer: how far a hand within `reach` of the object's belief moved this step."""
         if previous is None:
             return
-        moved = {s: float(np.linalg.norm(current.ee[s] - previous.ee[s])) for s in current.ee}
+        now = {s: e.tolist() for s, e in current.ee.items()}
+        before = {s: e.tolist() for s, e in previous.ee.items()}
+        moved = {s: math.dist(now[s], before[s]) for s in now}
         for obj, f in self.fused.items():
+            p = f.position.tolist()
             near = [m for s, m in moved.items()
-                    if min(np.linalg.norm(f.position - current.ee[s]), np.linalg.norm(f.position - previous.ee[s]))
-                    <= self.config.reach]
+                    if min(math.dist(p, now[s]), math.dist(p, before[s])) <= self.config.reach]
             self.travel[obj] = self.travel.get(obj, 0.0) + max(near, default=0.0)
 
     def camera_due(self) -> bool:

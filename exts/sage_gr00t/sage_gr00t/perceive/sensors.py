@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -447,7 +448,7 @@ class ProprioceptionSensor:
         for side in ("left", "right"):
             q = joints.get(f"state.{side}_hand")
             span = c.hand_open - c.hand_closed
-            closure[side] = float(np.clip(np.mean((c.hand_open - q) / span), 0, 1)) if q is not None else 0.0
+            closure[side] = min(max(float(((c.hand_open - q) / span).mean()), 0.0), 1.0) if q is not None else 0.0
         self.last = ProprioReading(joints, ee, closure, timestamp)
         return self.last
 
@@ -474,11 +475,10 @@ class ProprioceptionSensor:
                 released.append((obj, pos))
             elif side not in self.held and closure > c.grasp_closure:
                 held_objects = {o for o, _ in self.held.values()}
-                candidates = [
-                    (float(np.linalg.norm(e.position - ee)), o)
-                    for o, e in fused.items()
-                    if o not in held_objects and np.linalg.norm(e.position - ee) < c.grasp_radius
-                ]
+                hand = ee.tolist()
+                distances = ((math.dist(e.position.tolist(), hand), o)
+                             for o, e in fused.items() if o not in held_objects)
+                candidates = [(d, o) for d, o in distances if d < c.grasp_radius]
                 if candidates:
                     # The closed hand, not the (possibly corrupted) belief, says where the object is.
                     _, obj = min(candidates)

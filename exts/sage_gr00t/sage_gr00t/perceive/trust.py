@@ -20,6 +20,7 @@ at 20 Hz control) takes correspondingly larger steps, so its trust reacts in the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -81,7 +82,16 @@ class _SensorState:
 
 
 def _agreement(distance: float, scale: float) -> float:
-    return float(np.exp(-0.5 * (distance / scale) ** 2))
+    return math.exp(-0.5 * (distance / scale) ** 2)
+
+
+def _finite(position: np.ndarray) -> bool:
+    return math.isfinite(float(position.sum()))  # NaN or inf anywhere makes the sum non-finite
+
+
+# Per-step work is on a handful of 3-vectors: plain Python math avoids numpy's per-call overhead.
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return math.dist(a.tolist(), b.tolist())
 
 
 class TrustEngine:
@@ -112,7 +122,7 @@ class TrustEngine:
 
     def _ema(self, old: float, new: float, rate: float | None = None) -> float:
         rate = self.config.smoothing if rate is None else rate
-        return float(np.clip((1 - rate) * old + rate * new, 0.0, 1.0))
+        return min(max((1 - rate) * old + rate * new, 0.0), 1.0)
 
     def _rate(self, state: _SensorState, timestamp: float) -> float:
         """EMA rate for a reading `timestamp - last_seen` after the previous one (`smoothing` per control_dt)."""
@@ -129,7 +139,7 @@ class TrustEngine:
         even if it keeps returning near an old position; a single glitch costs two invalid reports.
         """
         c = self.config
-        if not np.all(np.isfinite(est.position)) or not np.isfinite(est.confidence):
+        if not _finite(est.position) or not math.isfinite(est.confidence):
             return False
         prev, prev_travel = state.reported.get(obj, (None, 0.0))
         if prev is None or not np.isfinite(prev.timestamp) or est.timestamp - prev.timestamp > c.gap_reset:
@@ -137,7 +147,7 @@ class TrustEngine:
         bound = c.max_speed * max(est.timestamp - prev.timestamp, 0.0)
         if travel is not None and obj in travel:
             bound = min(bound, travel[obj] - prev_travel)
-        return bool(np.linalg.norm(est.position - prev.position) <= c.jump_tolerance + bound)
+        return _dist(est.position, prev.position) <= c.jump_tolerance + bound
 
     def observe(
         self, readings: Iterable[SensorReading], robot_moving: bool, timestamp: float,
@@ -167,7 +177,7 @@ class TrustEngine:
             valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e, robot_travel)}
             if ok:
                 for o, e in r.estimates.items():
-                    if np.all(np.isfinite(e.position)):
+                    if _finite(e.position):
                         state.reported[o] = (e, (robot_travel or {}).get(o, 0.0))
 
         trusts = {r.sensor: self.trust(r.sensor) for r in readings}
@@ -186,18 +196,17 @@ class TrustEngine:
             s.reliability = self._ema(s.reliability, len(valid[r.sensor]) / n if n else 1.0, rate)
             if n:
                 s.quality = self._ema(
-                    s.quality, float(np.mean([e.confidence if o in valid[r.sensor] else 0.0
-                                              for o, e in r.estimates.items()])), rate
+                    s.quality, sum(e.confidence for o, e in r.estimates.items() if o in valid[r.sensor]) / n, rate
                 )
             agreements = []
             for obj, est in r.estimates.items():
                 ref = self._reference(obj, r.sensor, readings, valid, trusts)
                 if ref is None:
                     continue
-                d = float(np.linalg.norm(est.position - ref)) if obj in valid[r.sensor] else np.inf
-                agreements.append(_agreement(d, c.consistency_scale) if np.isfinite(d) else 0.0)
+                ok_obj = obj in valid[r.sensor]
+                agreements.append(_agreement(_dist(est.position, ref), c.consistency_scale) if ok_obj else 0.0)
             if agreements:
-                s.consistency = self._ema(s.consistency, float(np.mean(agreements)), rate)
+                s.consistency = self._ema(s.consistency, sum(agreements) / len(agreements), rate)
             for obj, est in r.estimates.items():
                 if obj in valid[r.sensor]:
                     state.last[obj] = est
@@ -218,7 +227,9 @@ class TrustEngine:
             weights.append(max(trusts[r.sensor] * e.confidence, 1e-6))
         if not pos:
             return None
-        return np.average(np.array(pos), axis=0, weights=np.array(weights))
+        if len(pos) == 1:
+            return pos[0]
+        return sum(w * p for w, p in zip(weights, pos, strict=True)) / sum(weights)
 
     def confirm(self, obj: str, position: np.ndarray, timestamp: float | None = None) -> dict[str, float]:
         """Ground a past belief: `obj` really was at `position` (grasp closed / object placed there).
@@ -231,7 +242,7 @@ class TrustEngine:
             est = state.last.get(obj)
             if est is None or (timestamp is not None and timestamp - est.timestamp > c.confirm_max_age):
                 continue
-            score = _agreement(float(np.linalg.norm(est.position - position)), c.accuracy_scale)
+            score = _agreement(_dist(est.position, np.asarray(position, float)), c.accuracy_scale)
             state.scores.accuracy = self._ema(state.scores.accuracy, score, c.accuracy_smoothing)
             scores[name] = score
         self.events.append({"t": timestamp, "kind": "confirm", "object": obj,
