@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--planner", default="assets/planner", help="H-module checkpoint for --controller sage")
     p.add_argument("--language-mode", default="command", choices=("command", "subtask"),
                    help="--controller sage: language the policy gets (the whole command or each subtask's)")
+    p.add_argument("--backend", default="mujoco", choices=("mujoco", "isaaclab"),
+                   help="embedded MuJoCo simulator, or the Isaac Lab 3.0 tasks (needs the isaaclab extra)")
     p.add_argument("--task-option", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override TaskConfig fields, e.g. image_height=128 max_steps=300 settle_steps=50")
     return p.parse_args(argv)
@@ -112,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 
     all_results: list[EpisodeResult] = []
     for task in tasks:
-        env = make_env(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization,
-                       **parse_task_options(args.task_option))
+        make = make_env
+        if args.backend == "isaaclab":  # Isaac Lab 3.0 manager-based env (kit-less Newton) behind the same API
+            from sage_gr00t_tasks.isaaclab import make_isaaclab_env as make
+        env = make(task, embodiment=args.embodiment, variant=args.variant, randomization=randomization,
+                   **parse_task_options(args.task_option))
         if args.max_steps:
             env.config.max_steps = args.max_steps
         policy = make_policy(args.policy, env, args.device)
