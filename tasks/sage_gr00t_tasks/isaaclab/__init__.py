@@ -15,8 +15,9 @@ import gymnasium as gym
 GYM_IDS = {
     "pick_apple": "SageGr00t-PickApple-v0",
     "sort_blocks": "SageGr00t-SortBlocks-v0",
+    "pour_water": "SageGr00t-PourWater-v0",
 }
-_CFG_CLASSES = {"pick_apple": "PickAppleEnvCfg", "sort_blocks": "SortBlocksEnvCfg"}
+_CFG_CLASSES = {"pick_apple": "PickAppleEnvCfg", "sort_blocks": "SortBlocksEnvCfg", "pour_water": "PourWaterEnvCfg"}
 
 
 def _register() -> None:

@@ -99,7 +99,14 @@ def _ego_camera(height: int, width: int) -> CameraCfg:
     )
 
 
+# Fixtures (plate, bins, cup) are static bodies in the embedded simulator. As Newton kinematic bodies
+# (free joints with a locking armature in C MuJoCo) they throw objects dropped into them out of the
+# scene, so they are dynamic bodies resting on the table here; the task moves them only at reset.
+KINEMATIC_FIXTURES = False
+
+
 def object_cfg(task: str, name: str, pos: tuple[float, float, float], kinematic: bool = False) -> RigidObjectCfg:
+    kinematic = kinematic and KINEMATIC_FIXTURES
     rigid_props = sim_utils.UsdPhysicsRigidBodyCfg(kinematic_enabled=True) if kinematic else None
     return RigidObjectCfg(
         prim_path="{ENV_REGEX_NS}/" + name,
@@ -247,3 +254,25 @@ class SortBlocksSceneCfg(TabletopSceneCfg):
 class SortBlocksEnvCfg(TabletopEnvCfg):
     task: str = "sort_blocks"
     scene: SortBlocksSceneCfg = SortBlocksSceneCfg(num_envs=1, env_spacing=3.0)
+
+
+@configclass
+class PourWaterSceneCfg(TabletopSceneCfg):
+    pitcher = object_cfg("pour_water", "pitcher", (0.47, 0.0, TABLE_Z + 0.001))
+    cup = object_cfg("pour_water", "cup", (0.37, 0.1, TABLE_Z), kinematic=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        # The "water": N frictionless spheres, one rigid object each (one USD, referenced N times).
+        from sage_gr00t_tasks.pour_water import PourWaterEnv
+
+        for i in range(PourWaterEnv.N_PARTICLES):
+            water = object_cfg("pour_water", "water", (-0.5, -0.3 + 0.03 * i, 0.05))
+            water.prim_path = "{ENV_REGEX_NS}/" + f"water{i}"
+            setattr(self, f"water{i}", water)
+
+
+@configclass
+class PourWaterEnvCfg(TabletopEnvCfg):
+    task: str = "pour_water"
+    scene: PourWaterSceneCfg = PourWaterSceneCfg(num_envs=1, env_spacing=3.0)
