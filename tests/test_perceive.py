@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,7 @@ def test_camera_estimator_accuracy_on_rendered_scenes(task: str) -> None:
         env.close()
 
 
+@functools.cache  # several tests look at the same episode
 def _run(kind: str, seed: int = 0, steps: int = 150, camera_every: int = 1, use_trust: bool = True) -> dict:
     env = make_env("sort_blocks", image_height=SIZE, image_width=SIZE)
     try:
@@ -63,11 +66,12 @@ def _run(kind: str, seed: int = 0, steps: int = 150, camera_every: int = 1, use_
                                   config=PipelineConfig(camera_every=camera_every))
         policy = ExpertPolicy(env)
         policy.reset()
-        fused_err, cam_err = [], []
+        fused_err, cam_err, cam_used = [], [], []
         for _ in range(steps):
             st = pipe.step(env, env.data.time, obs["video.ego_view"])
             # Ground truth is used here only to score the estimates.
             fused_err.append(max(np.linalg.norm(f.position - env.body_pos(o)) for o, f in st.fused.items()))
+            cam_used.append(any("camera" in f.sources for f in st.fused.values()))
             reading = st.reading("camera")
             cam = reading.estimates if reading is not None else {}
             cam_err.append(np.median([np.linalg.norm(e.position - env.body_pos(o)) for o, e in cam.items()])
@@ -77,7 +81,8 @@ def _run(kind: str, seed: int = 0, steps: int = 150, camera_every: int = 1, use_
             if done:
                 break
         return {"trust": pipe.trust.series("camera"), "fused_err": np.array(fused_err),
-                "cam_err": np.array(cam_err), "engine": pipe.trust, "success": env.is_success()}
+                "cam_err": np.array(cam_err), "cam_used": np.array(cam_used), "engine": pipe.trust,
+                "success": env.is_success()}
     finally:
         env.close()
 
@@ -114,6 +119,36 @@ def test_camera_fault_drops_trust_and_fusion_ignores_it(kind: str, camera_every:
     assert after.max() < 0.08
     if kind == "noise":
         assert np.median(after) < 0.5 * cam_med
+
+
+def test_without_trust_fusion_follows_a_faulty_camera() -> None:
+    """The ablation switch (FusionConfig(use_trust=False), the bridge's use_trust) really changes fusion."""
+    every = BRIDGE_CAMERA_EVERY
+    frames = np.zeros(150, bool)
+    frames[::every] = True
+    after = np.arange(150) >= FAULT_STEP + 20  # the fault is detected by then (see the test above)
+    with_trust, without = _run("frozen", camera_every=every), _run("frozen", camera_every=every, use_trust=False)
+    n = min(len(with_trust["cam_used"]), len(without["cam_used"]))
+    # A frozen camera: dropped with trust, still fused on every frame without (its trust is low in both).
+    assert not with_trust["cam_used"][:n][after[:n]].any()
+    assert without["cam_used"][:n][(after & frames)[:n]].all()
+    assert without["trust"][FAULT_STEP + 20 :].max() < 0.3
+    # Noisy estimates: without trust the fused positions carry the noise.
+    with_trust, without = _run("noise", camera_every=every), _run("noise", camera_every=every, use_trust=False)
+    err_trust = np.median(with_trust["fused_err"][FAULT_STEP + 20 :])
+    err_plain = np.median(without["fused_err"][FAULT_STEP + 20 :])
+    print(f"noise: fused max-object error median {err_trust:.3f} m with trust, {err_plain:.3f} m without")
+    assert err_plain > 2 * err_trust
+
+
+def test_fusion_without_trust_uses_every_sensor() -> None:
+    a, b = _reading("a", [0.0, 0.0, 0.0], conf=0.5), _reading("b", [0.02, 0.0, 0.0], conf=1.0)
+    trust, valid = {"a": 0.9, "b": 0.1}, {"a": {"cube"}, "b": set()}
+    f = SensorFusion().fuse([a, b], trust, valid)["cube"]
+    assert f.sources == ("a",)  # b: trust below the drop threshold and its estimate invalid
+    f = SensorFusion(FusionConfig(use_trust=False)).fuse([a, b], trust, valid)["cube"]
+    assert f.sources == ("a", "b")  # nothing dropped; weights are the confidences alone
+    assert np.allclose(f.position, [0.02 * 1.0 / 1.5, 0, 0])
 
 
 def _reading(sensor: str, pos: list[float], conf: float = 0.9) -> SensorReading:
