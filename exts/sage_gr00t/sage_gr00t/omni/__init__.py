@@ -1,9 +1,8 @@
-"""Omniverse Kit entry point of the `sage_gr00t` extension (imports omni: only Kit loads this module).
+"""Omniverse Kit side of the `sage_gr00t` extension.
 
-config/extension.toml lists it as a python module; Kit finds `SageGr00tExtension` (an `omni.ext.IExt`) here.
-`import sage_gr00t` never imports this package, so the project works without Kit installed.
+- `sage_gr00t.omni.extension`: the `omni.ext.IExt` subclass Kit starts (config/extension.toml lists this
+  module; it imports omni, so only Kit loads it);
+- `sage_gr00t.omni.drivers`: physics-step / update-event subscriptions and the control-rate `Pacer`
+  (omni imports inside the functions, so it imports anywhere).
+`import sage_gr00t` never imports this package, and this package imports nothing from omni itself.
 """
-
-from sage_gr00t.omni.extension import SageGr00tExtension, get_extension, stats
-
-__all__ = ["SageGr00tExtension", "get_extension", "stats"]

@@ -283,6 +283,10 @@ class PanelViewModel:
     def reset(self, seed: int | None = None) -> None:
         """New episode on a new scene (seed None: the next seed). Keeps speed, e-stop, memory and dreams."""
         with self._lock:
+            if self.sleeping:
+                self.message = "The robot is asleep (replaying and dreaming); a new scene when it wakes."
+                self._note(self.message)
+                return
             self.seed = self.seed + 1 if seed is None and self.episode > 0 else int(self.seed if seed is None else seed)
             try:
                 obs, info = self.env.reset(seed=self.seed)
@@ -396,6 +400,9 @@ class PanelViewModel:
         """Ask for a sleep cycle at the next tick even if the metabolic controller is not in DREAM (not while a
         command runs). Returns False with a message when refused."""
         with self._lock:
+            if self.sleeping:
+                self.message = "Already asleep."
+                return False
             if self.status in ("planning", "running"):
                 self.message = "Not now: a command is running (Stop it first, or let it finish)."
                 self._note(self.message)
@@ -633,7 +640,11 @@ class PanelViewModel:
                 }
             return out
 
-    def close(self) -> None:
+    def close(self, timeout: float = 120.0) -> None:
+        """Close the simulator(s); waits for a sleep cycle in flight (it uses the dreamer's simulator)."""
+        deadline = time.monotonic() + timeout
+        while self.sleeping and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self._lock:
             if self.closed:
                 return

@@ -60,8 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"ok": False, "message": message}, status)
 
     def _body(self) -> dict | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+            return None
+        if length < 0 or length > MAX_BODY:
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
             return None
         raw = self.rfile.read(length) if length else b""
