@@ -43,6 +43,8 @@ def pin(core: int | None) -> int:
 
 
 def run_config(env, policy, planner, camera_every: int, seeds: list[int], command: str) -> dict:
+    import torch
+
     from sage_gr00t.act.chunking import ChunkExecutorConfig
     from sage_gr00t.act.lmodule import LModuleConfig
     from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
@@ -74,6 +76,7 @@ def run_config(env, policy, planner, camera_every: int, seeds: list[int], comman
     render_s, successes, steps = 0.0, 0, 0
     policy0 = bridge.lmodule.policy.elapsed
     for seed in seeds:
+        torch.manual_seed(seed)  # the policy's flow-matching noise
         result = run_bridge_episode(env, bridge, seed, command)
         render_s += bridge.camera.capture_s  # depth render (+ calibration) of this episode's camera frames
         successes += result.success
