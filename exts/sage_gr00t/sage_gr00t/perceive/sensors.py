@@ -442,13 +442,17 @@ class ProprioceptionSensor:
 
     def read(self, robot: RobotStateSource, timestamp: float) -> ProprioReading:
         c = self.config
-        joints = {k: np.asarray(v, float).copy() for k, v in robot.state().items()}
-        ee = {side: np.asarray(robot.ee_pos(side), float) for side in ("left", "right")}
+        joints = {k: np.array(v, float) for k, v in robot.state().items()}
+        ee = {side: np.array(robot.ee_pos(side), float) for side in ("left", "right")}
         closure = {}
+        span = c.hand_open - c.hand_closed
         for side in ("left", "right"):
             q = joints.get(f"state.{side}_hand")
-            span = c.hand_open - c.hand_closed
-            closure[side] = min(max(float(((c.hand_open - q) / span).mean()), 0.0), 1.0) if q is not None else 0.0
+            if q is None:
+                closure[side] = 0.0
+                continue
+            fingers = q.tolist()
+            closure[side] = min(max(sum((c.hand_open - x) / span for x in fingers) / len(fingers), 0.0), 1.0)
         self.last = ProprioReading(joints, ee, closure, timestamp)
         return self.last
 
