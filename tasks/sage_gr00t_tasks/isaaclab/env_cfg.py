@@ -211,8 +211,10 @@ class TabletopEnvCfg(ManagerBasedRLEnvCfg):
                 solver="newton",
                 iterations=100,
                 ls_iterations=50,
-                njmax=600,
-                nconmax=200,
+                # Room for pour_water (12 pitcher wall boxes + 14 cup wall boxes on the table and 30
+                # particles: > 100 contacts, ~400 constraint rows at rest).
+                njmax=6000,
+                nconmax=1500,
             ),
             use_cuda_graph=False,
         )
