@@ -113,7 +113,7 @@ class PipelineConfig:
     release_hold: float = 1.0  # s: proprioception vouches for a released object's resting place this long
     memory_min_trust: float = 0.5  # memory only takes positions supported by a sensor this trusted
     camera_every: int = 1  # read the camera every k-th step (k=4: 5 Hz at 20 Hz control)
-    reach: float = 0.25  # m: a hand (or the arm behind it) this close to an object can move it
+    reach: float = 0.15  # m: an object centred this close to an end effector can be touched by that hand
 
     def __post_init__(self) -> None:
         if self.camera_every < 1:
