@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Camera faults through the SAGE bridge, with and without trust: does trust keep the task working?
 
-    python scripts/bench_faults.py --seeds 10
+    python scripts/bench_faults.py --seeds 20
 
 Closed loop on sort_blocks from one command ("sort the blocks into the bins of the same colour") with
 the shipped compact policy and H-module planner, pinned to one core. At `--fault-step` a camera fault
@@ -33,7 +33,7 @@ TRUST_LOW = 0.3
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=10, help="episodes per fault and mode (held-out seeds)")
+    p.add_argument("--seeds", type=int, default=20, help="episodes per fault and mode (held-out seeds; 20: ~6-8 min)")
     p.add_argument("--seed-start", type=int, default=1000)
     p.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
     p.add_argument("--fault-step", type=int, default=40, help="control step at which the fault starts")
