@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--policy", type=Path, default=ROOT / "assets/policies/gr00t_compact")
     p.add_argument("--planner", type=Path, default=ROOT / "assets/planner")
     p.add_argument("--command", default="sort the blocks into the bins of the same colour")
+    p.add_argument("--language-mode", default="command", choices=("command", "subtask"),
+                   help="language the policy gets: the whole command, or the L-module's current subtask")
     p.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
     p.add_argument("--json", type=Path, default=ROOT / "outputs/bench_faults.json")
     return p.parse_args(argv)
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     bridges = {
         mode: SAGEGr00TBridge(policy, env, planner, BridgeConfig(
-            lmodule=LModuleConfig(language_mode="command", chunking=ChunkExecutorConfig()), use_trust=mode == "trust"))
+            lmodule=LModuleConfig(language_mode=args.language_mode, chunking=ChunkExecutorConfig()),
+            use_trust=mode == "trust"))
         for mode in ("trust", "no trust")
     }
     results: list[dict] = []
