@@ -73,3 +73,26 @@ def test_refused_command_keeps_the_robot_still(parts) -> None:
     end = np.concatenate([env.state()[k] for k in sorted(env.state())])
     assert np.abs(end - start).max() < 0.02, np.abs(end - start).max()
     print(f"\nrefused: {bridge.message}")
+
+
+def test_lmodule_judges_completion_against_the_target_where_it_was_first_seen(parts) -> None:
+    """A bin's camera estimate drifts once a same-coloured block lands in it; the anchor does not."""
+    from sage_gr00t.act.lmodule import LModule, LModuleConfig, PerceivedState
+    from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
+    from sage_gr00t.skills import Subtask
+
+    env, policy, _ = parts
+    safety = SafetyFilter(env.embodiment, env.action_ranges(), SafetyFilterConfig(table_height=env.table_height))
+    subtask = Subtask("pick_place", "red_block", "red_bin", "pick up the red block and place it in the red bin")
+    bin_at, block_in_bin = np.array([0.42, -0.24, 0.78]), np.array([0.42, -0.23, 0.805])
+    drifted_bin = bin_at + np.array([0.0, 0.09, 0.0])  # 9 cm off: the block now looks outside it
+    for anchored, expected in ((True, True), (False, False)):
+        lmodule = LModule(policy, safety, LModuleConfig(anchor_targets=anchored))
+        lmodule.is_complete(subtask, PerceivedState({"red_block": np.array([0.3, 0.0, 0.8]), "red_bin": bin_at}))
+        seen = PerceivedState({"red_block": block_in_bin, "red_bin": drifted_bin})
+        assert lmodule.is_complete(subtask, seen) is expected
+    # A target a hand holds moves for real: its anchor follows.
+    moved = bin_at + np.array([0.1, 0.0, 0.0])
+    lmodule.config.anchor_targets = True
+    lmodule.is_complete(subtask, PerceivedState({"red_block": block_in_bin, "red_bin": moved}, held={"red_bin"}))
+    assert np.allclose(lmodule.target_position("red_bin", PerceivedState({"red_bin": bin_at})), moved)

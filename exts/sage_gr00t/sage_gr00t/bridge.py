@@ -135,6 +135,7 @@ class SAGEGr00TBridge:
         self.safety.reset({k: v for k, v in obs.items() if k.startswith("state.")})
         self.lmodule.executor.reset()
         self.lmodule.release_hold()
+        self.lmodule.reset_episode()
         self.steps = 0
         self._prev_action: np.ndarray | None = None
         if self.store is not None:

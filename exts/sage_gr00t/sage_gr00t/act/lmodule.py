@@ -46,6 +46,10 @@ class LModuleConfig:
         default_factory=lambda: {"bin": 0.07, "plate": 0.08, "tray": 0.08}
     )
     default_footprint: float = 0.05
+    # Targets (bins, plates, cups) stay where they are unless a hand holds them, but their camera
+    # estimate drifts once a same-coloured object lands inside or an arm occludes a wall. So each
+    # target's position is taken when first seen in the episode and kept until a hand holds it.
+    anchor_targets: bool = True
 
     def __post_init__(self) -> None:
         if self.language_mode not in LANGUAGE_MODES:
@@ -99,6 +103,7 @@ class LModule:
         self._reset_progress()
         self.retries = 0
         self._hold: dict[str, np.ndarray] | None = None
+        self._anchors: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def _reset_progress(self) -> None:
@@ -119,6 +124,18 @@ class LModule:
         return self.command_text
 
     # ------------------------------------------------------------------ perception-based checks
+    def reset_episode(self) -> None:
+        """Forget per-episode state (target anchors); the bridge calls it on reset."""
+        self._anchors.clear()
+
+    def target_position(self, target: str, seen: PerceivedState) -> np.ndarray | None:
+        pos = seen.positions.get(target)
+        if not self.config.anchor_targets or pos is None:
+            return pos
+        if target in seen.held or target not in self._anchors:
+            self._anchors[target] = np.asarray(pos, float).copy()
+        return self._anchors[target]
+
     def footprint(self, target: str) -> float:
         kind = target.rsplit("_", 1)[-1]
         return self.config.footprints.get(kind, self.config.default_footprint) + self.config.footprint_margin
@@ -130,14 +147,14 @@ class LModule:
         """
         if subtask.skill != "pick_place":
             return False
-        obj, tgt = seen.positions.get(subtask.object_name), seen.positions.get(subtask.target_name)
+        obj, tgt = seen.positions.get(subtask.object_name), self.target_position(subtask.target_name, seen)
         if obj is None or tgt is None or subtask.object_name in seen.held:
             return False
         inside = bool(np.all(np.abs(obj[:2] - tgt[:2]) < self.footprint(subtask.target_name)))
-        return inside and obj[2] < self.config.table_height + self.config.max_height
+        return inside and bool(obj[2] < self.config.table_height + self.config.max_height)
 
     def potential(self, subtask: Subtask, seen: PerceivedState) -> float:
-        obj, tgt = seen.positions.get(subtask.object_name), seen.positions.get(subtask.target_name)
+        obj, tgt = seen.positions.get(subtask.object_name), self.target_position(subtask.target_name, seen)
         if obj is None or tgt is None:
             return float("inf")
         value = float(np.linalg.norm(obj[:2] - tgt[:2]))
