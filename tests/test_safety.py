@@ -192,10 +192,20 @@ def test_malformed_input_holds_the_last_safe_command(env) -> None:
     start = {k: np.asarray(state["state." + k.removeprefix("action.")]) for k in ACTION_KEYS}
     for bad in (None, {"action.left_arm": np.zeros(7)}, {k: np.full(_SIZES[k], np.nan) for k in ACTION_KEYS}):
         cmd = filt.filter(bad, state)
-        assert cmd.intervened
+        assert cmd.intervened and cmd.hazard  # a crisis-worthy violation, not mere smoothing
         for key in ACTION_KEYS:  # at rest, holding means exactly the previous command
             np.testing.assert_allclose(cmd.action[key], start[key], atol=1e-6)
     assert filt.stats["malformed"] == 2 and filt.stats["non_finite"] == 1
+
+
+def test_a_fast_but_reachable_command_is_smoothed_not_a_hazard(env) -> None:
+    filt = SafetyFilter(env.embodiment, env.action_ranges())
+    state = env.state()
+    filt.reset(state)
+    fast = {k: np.asarray(state["state." + k.removeprefix("action.")], np.float32).copy() for k in ACTION_KEYS}
+    fast["action.left_arm"][3] += 0.3  # a 0.3 rad elbow jump in one step: rate-limited
+    cmd = filt.filter(fast, state)
+    assert {i.kind for i in cmd.interventions} & {"velocity", "acceleration"} and not cmd.hazard
 
 
 def test_speed_scale_range_is_enforced(env) -> None:

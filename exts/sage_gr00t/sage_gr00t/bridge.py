@@ -260,7 +260,7 @@ class SAGEGr00TBridge:
             self.store.add(exp)
         self.metabolic.step(MetabolicInputs(
             task_active=self.active, salience=exp.scores.total if exp.scores else 0.0,
-            failure=outcome == FAILED, success=outcome == DONE, safety_violation=command.intervened,
+            failure=outcome == FAILED, success=outcome == DONE, safety_violation=command.hazard,
             unconsolidated=self.buffer.n_unconsolidated,
         ))
         return exp

@@ -42,6 +42,10 @@ INTERVENTION_KINDS = (
     "emergency_stop",
     "malformed",
 )
+# Interventions that stopped a hazardous command (out of the workspace, into the table, non-finite or
+# malformed), as opposed to rate and range limits that only smooth a fast one. Every kind counts in
+# `stats`; only hazards count as safety violations for the metabolic controller's crisis rule.
+HAZARD_KINDS = frozenset({"workspace", "table_clearance", "non_finite", "malformed"})
 SPEED_SCALE_RANGE = (0.1, 1.0)
 _UNLIMITED = 1e9  # stands in for "no rate limit" (keeps the braking formula finite)
 _TOL = 1e-9
@@ -123,6 +127,10 @@ class SafeCommand:
     @property
     def intervened(self) -> bool:
         return bool(self.interventions)
+
+    @property
+    def hazard(self) -> bool:
+        return any(i.kind in HAZARD_KINDS for i in self.interventions)
 
 
 class SafetyFilter:
