@@ -99,7 +99,11 @@ class HModulePlanner:
             if sk == STOP:
                 break
             o, t = objs[int(out.obj[0, k].argmax())], objs[int(out.tgt[0, k].argmax())]
-            steps.append(("pour" if sk == 1 else "pick_place", o, t))
+            step = ("pour" if sk == 1 else "pick_place", o, t)
+            # A step repeated verbatim is a no-op (the object is already there, the pitcher already
+            # empty): a decoding artefact, never part of a plan.
+            if all((s, a.name, b.name) != (step[0], o.name, t.name) for s, a, b in steps):
+                steps.append(step)
         if reason == "impossible":
             return PlanResult(refusal=reason, segments=len(outs), message=self._impossible_message(steps, command))
         # Safety net: a plan the model calls ok must still respect what each skill can do.
