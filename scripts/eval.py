@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command", default="sort the blocks into the bins of the same colour",
                    help="user command for --controller sage")
     p.add_argument("--planner", default="assets/planner", help="H-module checkpoint for --controller sage")
-    p.add_argument("--language-mode", default="command", choices=("command", "subtask"),
+    p.add_argument("--language-mode", default="subtask", choices=("command", "subtask"),
                    help="--controller sage: language the policy gets (the whole command or each subtask's)")
     p.add_argument("--backend", default="mujoco", choices=("mujoco", "isaaclab"),
                    help="embedded MuJoCo simulator, or the Isaac Lab 3.0 tasks (needs the isaaclab extra)")

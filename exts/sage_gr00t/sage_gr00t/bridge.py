@@ -126,6 +126,7 @@ class SAGEGr00TBridge:
         self.message = ""
         self._needs_plan = False
         self.events: list[dict] = []
+        self._done_streak: dict[Subtask, int] = {}
 
     def reset(self, obs: dict, meta: dict | None = None) -> None:
         """New episode: fresh perception, safety filter at the measured pose, no plan, store episode opened."""
@@ -214,6 +215,18 @@ class SAGEGr00TBridge:
                 self.lmodule.start(s, self.text)
                 return
 
+    def _notice_done_out_of_order(self, seen: PerceivedState) -> None:
+        """A later subtask found done (the policy did it first): confirm it like the current one, then
+        drop it from the plan rather than ask for it again."""
+        for s in self.pending[1:]:
+            streak = self._done_streak.get(s, 0) + 1 if self.lmodule.is_complete(s, seen) else 0
+            self._done_streak[s] = streak
+            if streak >= self.lmodule.config.confirm_steps:
+                self.pending.remove(s)
+                self.completed.append(s)
+                self.trust.record_outcome("sage_execution", True, self._timestamp())
+                self.events.append({"step": self.steps, "kind": DONE, "subtask": s.language, "out_of_order": True})
+
     def act(self, obs: dict, seen: PerceivedState | None = None) -> tuple[SafeCommand, str, float]:
         """One control step of execution -> (safe command, subtask outcome 'running'/'done'/'failed'/'idle',
         seconds spent inside the policy)."""
@@ -221,6 +234,7 @@ class SAGEGr00TBridge:
         if not self.active:
             return self.lmodule.hold(obs), "idle", 0.0
         self._follow_policy(seen)
+        self._notice_done_out_of_order(seen)
         subtask = self.pending[0]
         out = self.lmodule.act(obs, seen)
         if out.retried:

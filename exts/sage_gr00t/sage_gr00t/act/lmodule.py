@@ -29,11 +29,11 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 
 @dataclass
 class LModuleConfig:
-    # "command" by default: the shipped compact policy was trained on WHOLE-TASK instructions
-    # ("sort the blocks into the bins of the same colour"), never on per-subtask language, so giving it
-    # "pick up the red block and place it in the red bin" is out of distribution. "subtask" is for
-    # policies trained on subtask-level language.
-    language_mode: str = "command"
+    # "subtask": the policy gets the current subtask's language ("pick up the red block and place it
+    # in the red bin"), so the plan's order is the order executed. "command": it gets the user's whole
+    # command and picks the order itself (the L-module follows whichever object it is holding); for
+    # policies trained only on whole-task instructions. The shipped compact policy was trained on both.
+    language_mode: str = "subtask"
     chunking: ChunkExecutorConfig = field(default_factory=ChunkExecutorConfig)
     stall_steps: int = 80  # steps without progress -> stall (4 s at 20 Hz)
     progress_eps: float = 0.01  # m: the potential must improve by this much to count as progress

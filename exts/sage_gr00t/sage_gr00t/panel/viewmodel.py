@@ -64,7 +64,7 @@ class PanelConfig:
     embodiment: str = "sage_humanoid"
     variant: str = "train"
     device: str = "cpu"
-    language_mode: str = "command"  # what the policy reads: the whole command (the shipped policy) or subtasks
+    language_mode: str = "subtask"  # what the policy reads: each subtask (SAGE) or the whole command
     control_hz: float = 20.0
     stop_on_success: bool = True  # hold the robot once the task's success predicate holds (as eval does)
     speed_percent: float = 100.0

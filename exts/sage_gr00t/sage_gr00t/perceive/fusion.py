@@ -61,7 +61,11 @@ class SensorFusion:
         trust: dict[str, float],
         valid: dict[str, set[str]] | None = None,
         timestamp: float = 0.0,
+        authority: str | None = None,
     ) -> dict[str, FusedEstimate]:
+        """`authority`: a sensor whose (valid, not dropped) estimate of an object is taken alone --
+        proprioception for what the robot's own hand holds or just let go of: a carried object moves
+        with the hand, and averaging it with a lagging memory, or outvoting it, leaves it behind."""
         c = self.config
         if not c.use_trust:
             trust = {r.sensor: 1.0 for r in readings}
@@ -77,6 +81,8 @@ class SensorFusion:
                 candidates.setdefault(obj, []).append((r.sensor, est, t))
         out: dict[str, FusedEstimate] = {}
         for obj, cands in candidates.items():
+            if authority is not None and len(cands) > 1 and any(sensor == authority for sensor, _, _ in cands):
+                cands = [x for x in cands if x[0] == authority]
             if len(cands) == 1:
                 sensor, est, _ = cands[0]
                 out[obj] = FusedEstimate(est.position.copy(), est.confidence, timestamp, (sensor,))
@@ -164,10 +170,13 @@ class PerceptionPipeline:
         now = {s: e.tolist() for s, e in current.ee.items()}
         before = {s: e.tolist() for s, e in previous.ee.items()}
         moved = {s: math.dist(now[s], before[s]) for s in now}
+        holding = {side: obj for side, (obj, _) in self.proprio.held.items()}
         for obj, f in self.fused.items():
             p = f.position.tolist()
-            near = [m for s, m in moved.items()
-                    if min(math.dist(p, now[s]), math.dist(p, before[s])) <= self.config.reach]
+            # A hand that holds the object carries it however stale the belief is; otherwise a belief
+            # left behind would cap the odometer and reject the hand's own reports of its load forever.
+            near = [m for s, m in moved.items() if holding.get(s) == obj
+                    or min(math.dist(p, now[s]), math.dist(p, before[s])) <= self.config.reach]
             self.travel[obj] = self.travel.get(obj, 0.0) + max(near, default=0.0)
 
     def camera_due(self) -> bool:
@@ -194,7 +203,7 @@ class PerceptionPipeline:
         self.steps += 1
         valid = self.trust.observe(readings, moved, timestamp, robot_travel=self.travel)
         trust = self.trust.trusts()
-        fused = self.fusion.fuse(readings, trust, valid, timestamp)
+        fused = self.fusion.fuse(readings, trust, valid, timestamp, authority=self.proprio.name)
         self.fused = fused
         fresh = {o: any(s != self.memory.name for s in f.sources) for o, f in fused.items()}
         as_estimates = {o: Estimate(f.position, f.confidence, timestamp) for o, f in fused.items()}

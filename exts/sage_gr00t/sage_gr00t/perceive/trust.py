@@ -144,9 +144,12 @@ class TrustEngine:
         prev, prev_travel = state.reported.get(obj, (None, 0.0))
         if prev is None or not np.isfinite(prev.timestamp) or est.timestamp - prev.timestamp > c.gap_reset:
             return True
-        bound = c.max_speed * max(est.timestamp - prev.timestamp, 0.0)
         if travel is not None and obj in travel:
-            bound = min(bound, travel[obj] - prev_travel)
+            # Measured: how far a hand near (or holding) the object moved -- a carried object goes as
+            # fast as the hand, which may exceed the assumed speed limit below.
+            bound = travel[obj] - prev_travel
+        else:
+            bound = c.max_speed * max(est.timestamp - prev.timestamp, 0.0)
         return _dist(est.position, prev.position) <= c.jump_tolerance + bound
 
     def observe(
