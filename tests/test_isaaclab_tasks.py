@@ -119,7 +119,7 @@ def test_expert_completes_pick_apple_in_isaaclab(pick_apple):
     assert successes >= 16, [(r.seed, r.success, r.steps) for r in results]
 
 
-@pytest.mark.parametrize("task", ["sort_blocks", "pour_water"])
+@pytest.mark.parametrize("task", ["sort_blocks"])
 def test_other_tasks_build_reset_and_step_with_the_expert(task):
     _close_open_envs()
     env = make_isaaclab_env(task, image_height=IMAGE, image_width=IMAGE)
@@ -135,5 +135,36 @@ def test_other_tasks_build_reset_and_step_with_the_expert(task):
         moved = max(np.abs(obs["state.left_arm"] - start[0]).max(), np.abs(obs["state.right_arm"] - start[1]).max())
         assert moved > 0.05, "the expert's arm did not move"
         assert all(np.all(np.isfinite(v)) for k, v in obs.items() if k.startswith("state."))
+    finally:
+        env.close()
+
+
+def test_expert_completes_pour_water_in_isaaclab():
+    """The water stays in the pitcher while settling and the expert pours it: all of 4 seeds.
+
+    Regression test for MuJoCo's midphase, which `physics.NewtonMujocoCpuManager` switches off: with
+    the bounding-volume hierarchies Newton leaves in a stale inertial frame, the fingers passed
+    through the pitcher's thin walls and particles leaked out of it.
+    """
+    import mujoco
+
+    from sage_gr00t.evaluation import run_episode
+    from sage_gr00t_tasks.pour_water import PourWaterEnv
+
+    _close_open_envs()
+    env = make_isaaclab_env("pour_water", image_height=IMAGE, image_width=IMAGE)
+    try:
+        from isaaclab_newton.physics import NewtonManager
+
+        assert NewtonManager._solver.mj_model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_MIDPHASE
+        obs, _ = env.reset(seed=1000)
+        assert obs["video.ego_view"].shape == (IMAGE, IMAGE, 3)
+        pitcher = env.body_pos("pitcher")
+        inside = [np.hypot(*(env.body_pos(f"water{i}")[:2] - pitcher[:2])) < PourWaterEnv.PITCHER_RADIUS
+                  for i in range(PourWaterEnv.N_PARTICLES)]
+        assert all(inside), f"{inside.count(False)} particles left the pitcher while settling"
+        policy = ExpertPolicy(env)
+        results = [run_episode(env, policy, seed) for seed in range(1000, 1004)]
+        assert all(r.success for r in results), [(r.seed, r.success, r.steps) for r in results]
     finally:
         env.close()
