@@ -14,6 +14,11 @@ steps from the fault until the camera's trust falls below 0.3 (the trust engine 
 only acts on fusion with trust), and the mean fused object-position error during the fault (ground
 truth used for scoring only). The L-module judges subtask completion from these fused positions, so
 wrong ones end subtasks early (the plan finishes and the robot holds still) or stall them until they fail.
+
+`--stop sage` removes the simulator's success oracle: an episode runs until SAGE itself decides the
+plan is over (every subtask judged done or failed; it then holds still) or the step limit, and success
+is the task's predicate at that moment. A real robot has no oracle, so it must know when it is done;
+the table then also counts episodes where SAGE reported "done" and the task really was done.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command", default="sort the blocks into the bins of the same colour")
     p.add_argument("--language-mode", default="command", choices=("command", "subtask"),
                    help="language the policy gets: the whole command, or the L-module's current subtask")
+    p.add_argument("--stop", choices=("oracle", "sage"), default="oracle",
+                   help="end an episode at the simulator's success (oracle) or when SAGE's plan is over (sage)")
     p.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
     p.add_argument("--json", type=Path, default=ROOT / "outputs/bench_faults.json")
     return p.parse_args(argv)
 
 
-def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: int) -> dict:
+def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: int, stop: str = "oracle") -> dict:
     import torch
 
     from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
@@ -73,8 +80,10 @@ def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: in
         obs, _, terminated, truncated, info = env.step(action)
         step += 1
         success = bool(info["success"])
-        if terminated or truncated:
+        if truncated or (terminated and stop == "oracle"):
             break
+        if stop == "sage" and bridge.plan_result is not None and not bridge.active:
+            break  # SAGE judged its plan over and holds still: the outcome is what the world shows now
     bridge.end_episode(success)
     trust = bridge.trust.series("camera")[fault_step:]
     below = np.flatnonzero(trust < TRUST_LOW)
@@ -85,6 +94,7 @@ def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: in
         "done": len(bridge.completed), "failed": len(bridge.failed), "idle_after_fault": idle_steps,
         "ended_early": idle_steps > 0 and not success,
         "message": bridge.message,
+        "reported_done": bridge.message == "done",
     }
 
 
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for fault in args.faults:
         for mode, bridge in bridges.items():
             for seed in seeds:
-                r = run_episode(env, bridge, seed, args.command, fault, args.fault_step)
+                r = run_episode(env, bridge, seed, args.command, fault, args.fault_step, args.stop)
                 r["mode"] = mode
                 results.append(r)
                 console.print(f"[{time.perf_counter() - start:6.0f} s] {fault:8s} {mode:8s} seed {seed}: "
@@ -131,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     env.close()
 
     table = Table(title=f"sort_blocks through the SAGE bridge, camera fault from step {args.fault_step} to the end "
-                        f"(seeds {seeds[0]}..{seeds[-1]}, core {core})")
-    for c in ("fault", "fusion", "success", f"steps to trust < {TRUST_LOW}", "fused error during fault (m)",
-              "subtasks done / failed", "plan ended, task not done"):
+                        f"(seeds {seeds[0]}..{seeds[-1]}, core {core}, episodes end: {args.stop})")
+    for c in ("fault", "fusion", "success", "SAGE said done, and it was", f"steps to trust < {TRUST_LOW}",
+              "fused error during fault (m)", "subtasks done / failed", "plan ended, task not done"):
         table.add_column(c, justify="left" if c in ("fault", "fusion") else "right")
     for fault in args.faults:
         for mode in bridges:
@@ -147,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 low = "never"
             table.add_row(
-                fault, mode, f"{sum(r['success'] for r in rs)}/{len(rs)}", low,
+                fault, mode, f"{sum(r['success'] for r in rs)}/{len(rs)}",
+                f"{sum(r['success'] and r['reported_done'] for r in rs)}/{len(rs)}", low,
                 f"{np.nanmean([r['fused_error'] for r in rs]):.3f}",
                 f"{sum(r['done'] for r in rs)} / {sum(r['failed'] for r in rs)}",
                 f"{sum(r['ended_early'] for r in rs)} episodes",
@@ -158,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                   "state while the task was not done, so the bridge held the robot still.",
                   highlight=False)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"fault_step": args.fault_step, "seeds": seeds, "results": results}, indent=1))
+    meta = {"fault_step": args.fault_step, "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds}
+    args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
     console.print(f"results: {args.json}")
     return 0
 
