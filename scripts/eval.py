@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="--controller sage: language the policy gets (the whole command or each subtask's)")
     p.add_argument("--backend", default="mujoco", choices=("mujoco", "isaaclab"),
                    help="embedded MuJoCo simulator, or the Isaac Lab 3.0 tasks (needs the isaaclab extra)")
+    p.add_argument("--stop", default="success", choices=("success", "controller"),
+                   help="'success': end an episode at the simulator's success check (an oracle); 'controller': "
+                        "only when the controller decides it is done (SAGE: its plan is over; a plain policy never "
+                        "decides, so the step limit), success = the task's predicate at that moment")
     p.add_argument("--task-option", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override TaskConfig fields, e.g. image_height=128 max_steps=300 settle_steps=50")
     return p.parse_args(argv)
@@ -140,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                     frames.append(front)
 
             if bridge is not None:
-                results.append(run_bridge_episode(env, bridge, seed, args.command, on_frame=grab))
+                results.append(run_bridge_episode(env, bridge, seed, args.command, on_frame=grab,
+                                                  stop_on_success=args.stop == "success"))
                 if bridge.message and bridge.message != "done":
                     tqdm.write(f"seed {seed}: {bridge.message}")
             else:
-                results.append(run_episode(env, policy, seed, on_frame=grab, chunking=chunking))
+                results.append(run_episode(env, policy, seed, on_frame=grab, chunking=chunking,
+                                           stop_on_success=args.stop == "success"))
             if record and frames:
                 import imageio
 

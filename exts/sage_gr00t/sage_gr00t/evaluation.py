@@ -30,8 +30,10 @@ class EpisodeResult:
 
 
 def _rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
-             on_frame: Callable[[object, dict], None] | None, stop_on_success: bool) -> tuple[bool, int, float, float]:
-    """Step `env` with `act(obs)` until success (if `stop_on_success`), truncation or `limit` steps.
+             on_frame: Callable[[object, dict], None] | None, stop_on_success: bool,
+             finished: Callable[[], bool] | None = None) -> tuple[bool, int, float, float]:
+    """Step `env` with `act(obs)` until success (if `stop_on_success`), the controller says it has
+    `finished`, truncation or `limit` steps. Success is the task's predicate at the last step.
 
     Returns (success, steps, wall seconds, mean squared jerk of the commanded arm targets).
     """
@@ -47,7 +49,7 @@ def _rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int
         if on_frame is not None:
             on_frame(env, obs)
         success = bool(info["success"])
-        if (terminated and stop_on_success) or truncated:
+        if (terminated and stop_on_success) or truncated or (finished is not None and finished()):
             break
     jerk = mean_squared_jerk(np.array(arm_targets), 1.0 / env.config.control_hz)
     return success, steps, time.perf_counter() - start, jerk
@@ -80,12 +82,18 @@ def run_episode(
 
 
 def run_bridge_episode(env, bridge, seed: int, command: str,
-                       on_frame: Callable[[object, dict], None] | None = None) -> EpisodeResult:
-    """One closed-loop episode through the SAGE bridge; success is still the task's own predicate."""
+                       on_frame: Callable[[object, dict], None] | None = None,
+                       stop_on_success: bool = True) -> EpisodeResult:
+    """One closed-loop episode through the SAGE bridge; success is the task's own predicate.
+
+    `stop_on_success=False` takes the simulator's success oracle away: the episode ends when SAGE
+    judges its plan over (it then holds still) or at the step limit -- as a real robot would have to.
+    """
     obs, info = env.reset(seed=seed)
     bridge.reset(obs, meta={"seed": seed})
     bridge.command(command)
-    outcome = _rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success=True)
+    outcome = _rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success,
+                       finished=lambda: bridge.plan_result is not None and not bridge.active)
     bridge.end_episode(outcome[0])
     return _result(env, seed, command, outcome, bridge.lmodule.executor.queries)
 
