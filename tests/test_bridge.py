@@ -96,3 +96,17 @@ def test_lmodule_judges_completion_against_the_target_where_it_was_first_seen(pa
     lmodule.config.anchor_targets = True
     lmodule.is_complete(subtask, PerceivedState({"red_block": block_in_bin, "red_bin": moved}, held={"red_bin"}))
     assert np.allclose(lmodule.target_position("red_bin", PerceivedState({"red_bin": bin_at})), moved)
+
+
+def test_without_the_success_oracle_sage_ends_the_episode_itself(parts) -> None:
+    """No simulator success check: the episode ends when SAGE judges every subtask done from what it
+    perceives, and the world agrees."""
+    from sage_gr00t.evaluation import run_bridge_episode
+
+    env, policy, planner = parts
+    bridge = SAGEGr00TBridge(policy, env, planner)
+    result = run_bridge_episode(env, bridge, 1000, COMMAND, stop_on_success=False)
+    print(f"\nended by SAGE after {result.steps} steps: {bridge.message}; events {bridge.events}")
+    assert bridge.message == "done" and not bridge.active
+    assert result.steps < env.config.max_steps
+    assert result.success and env.is_success()
