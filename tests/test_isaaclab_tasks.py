@@ -108,6 +108,21 @@ def test_pick_apple_rejects_bad_actions(pick_apple):
     assert set(ACTION_KEYS) == {f"action.{k.removeprefix('state.')}" for k in obs if k.startswith("state.")}
 
 
+def test_rendering_randomization_off_without_a_profile(pick_apple):
+    """The default ('none') profile adds no rendering events: nominal camera offset and FOV."""
+    from sage_gr00t_tasks.isaaclab.env_cfg import EMB
+
+    env = pick_apple
+    terms = env.env.event_manager.active_terms["reset"]
+    assert not {"object_colors", "ego_camera", "light_direction"} & set(terms)
+    first = _render_randomization_state(env)
+    env.reset(seed=5)
+    second = _render_randomization_state(env)
+    for key, value in first.items():
+        np.testing.assert_array_equal(value, second[key], err_msg=key)
+    np.testing.assert_allclose(first["camera_pos"][0], EMB.ego_camera.pos, atol=1e-5)
+
+
 def test_expert_completes_pick_apple_in_isaaclab(pick_apple):
     """The embedded simulator's scripted expert, unchanged, on the Isaac Lab env: >= 80% of 20 seeds."""
     env = pick_apple
@@ -165,6 +180,70 @@ def test_expert_completes_pour_water_in_isaaclab():
         assert all(inside), f"{inside.count(False)} particles left the pitcher while settling"
         policy = ExpertPolicy(env)
         results = [run_episode(env, policy, seed) for seed in range(1000, 1004)]
+        assert all(r.success for r in results), [(r.seed, r.success, r.steps) for r in results]
+    finally:
+        env.close()
+
+
+def _render_randomization_state(env) -> dict[str, np.ndarray]:
+    """Camera local offset / intrinsics, apple + plate shape colours and light direction, as Newton renders them."""
+    camera = env.env.scene["ego_view"]
+    pos, _ = camera._view.get_local_poses()
+    renderer = camera._renderer
+    context = renderer.newton_sensor._SensorTiledCamera__render_context
+    model = renderer.backend.model
+    assert context.shape_colors.ptr == model.shape_color.ptr  # the renderer draws the model's colour array
+    return {"camera_pos": pos.torch.cpu().numpy().copy(),
+            "intrinsics": np.array(camera.data.intrinsic_matrices.torch.cpu()).copy(),
+            "colors": model.shape_color.numpy().copy(),
+            "light": context.lights_orientation.numpy().copy()}
+
+
+def test_rendering_randomization_ported_to_isaaclab():
+    """'train' profile: colour, camera position / FOV and light direction jitter as EventManager reset events.
+
+    Different seeds give different colours, camera offsets, FOVs, light directions and images; the same
+    seed the same ones; all within the YAML ranges. The expert still succeeds under randomization.
+    """
+    from sage_gr00t.evaluation import run_episode
+    from sage_gr00t.sim.randomization import DomainRandomizationConfig
+    from sage_gr00t_tasks.isaaclab.env_cfg import EMB
+    from sage_gr00t_tasks.isaaclab.mdp import NEWTON_DEFAULT_LIGHT_DIRECTION
+
+    config = DomainRandomizationConfig.from_yaml(profile="train")
+    _close_open_envs()
+    env = make_isaaclab_env("pick_apple", image_height=IMAGE, image_width=IMAGE, randomization=config)
+    try:
+        terms = env.env.event_manager.active_terms["reset"]
+        assert {"object_colors", "ego_camera", "light_direction"} <= set(terms)
+        states, images = [], []
+        for seed in (1, 2, 1):
+            obs, _ = env.reset(seed=seed)
+            states.append(_render_randomization_state(env))
+            images.append(obs["video.ego_view"].astype(int))
+        a, b, again = states
+        nominal_colors = env.env.event_manager.get_term_cfg("object_colors").func._nominal
+        for key in a:
+            assert not np.array_equal(a[key], b[key]), f"{key} not randomized between seeds"
+            np.testing.assert_array_equal(a[key], again[key], err_msg=f"{key} not reproducible from the seed")
+        assert np.abs(images[0] - images[1]).mean() > 1.0
+        # A camera jittered into the head's visor box must not see its inside (mount shapes hidden).
+        means = [image.mean() for image in images]
+        assert min(means) > 0.8 * max(means), means
+        # Within the YAML ranges.
+        offset = a["camera_pos"][0] - np.asarray(EMB.ego_camera.pos)
+        assert np.all(np.abs(offset) <= config.camera_position_jitter + 1e-5) and np.abs(offset).max() > 0
+        fovy = np.rad2deg(2 * np.arctan(IMAGE / 2 / a["intrinsics"][0, 1, 1]))
+        assert abs(fovy - EMB.ego_camera.fovy) <= config.camera_fovy_jitter + 1e-3
+        changed = np.abs(a["colors"] - nominal_colors).max(axis=1) > 0
+        assert changed.any() and np.abs(a["colors"] - nominal_colors).max() <= config.color_jitter + 1e-5
+        model = env.env.scene["ego_view"]._renderer.backend.model
+        labels = [model.body_label[b] for b in model.shape_body.numpy()[changed]]
+        assert {label.split("/")[4] for label in labels} <= {"apple", "plate"}, labels  # task objects only
+        light = a["light"][0] / np.linalg.norm(a["light"][0])
+        assert np.degrees(np.arccos(np.clip(light @ NEWTON_DEFAULT_LIGHT_DIRECTION, -1, 1))) < 30
+        policy = ExpertPolicy(env)
+        results = [run_episode(env, policy, seed) for seed in (1000, 1001)]
         assert all(r.success for r in results), [(r.seed, r.success, r.steps) for r in results]
     finally:
         env.close()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import warp as wp
 from isaaclab.managers import EventTermCfg, ManagerTermBase, SceneEntityCfg
 
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
@@ -41,6 +42,145 @@ class PlaceTaskObjects(ManagerTermBase):
         logic.env_index = 0
 
 
+def _draw(low: float, high: float, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Uniform draws from torch's RNG, which `env.reset(seed=...)` seeds (like Isaac Lab's own events)."""
+    return (low + (high - low) * torch.rand(shape, dtype=torch.float64)).numpy()
+
+
+class RandomizeEgoCamera(ManagerTermBase):
+    """Reset event: the embedded simulator's camera jitter (`camera_position_jitter`, `camera_fovy_jitter`).
+
+    Position: +- jitter per axis added to the camera's nominal offset in its parent body (the head) frame,
+    like MuJoCo's `cam_pos`; written into the Newton site frame view's body-local offset, so the camera
+    stays attached to the head. Field of view: +- jitter degrees on the nominal vertical FOV, written as
+    new intrinsics (`Camera.set_intrinsic_matrices`; Newton's renderer rebuilds its ray field).
+    The orientation is not jittered (the YAML has no orientation range; MuJoCo keeps `cam_quat`).
+    The camera's mount (head) shapes are hidden from the renderer (`_hide_mount_body`), as MuJoCo's
+    back-face culling hides them when the jitter moves the camera inside them.
+    """
+
+    def __init__(self, cfg: EventTermCfg, env: ManagerBasedRLEnv):
+        super().__init__(cfg, env)
+        self._nominal: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, position_jitter: float = 0.0,
+                 fovy_jitter: float = 0.0, sensor_name: str = "ego_view"):
+        camera = env.scene[sensor_name]
+        view = camera._view
+        if self._nominal is None:
+            _hide_mount_body(camera)
+            pos, quat = view.get_local_poses()
+            self._nominal = (pos.torch.clone().cpu().numpy(), quat.torch.clone().cpu().numpy(),
+                             camera.data.intrinsic_matrices.torch.clone().cpu().numpy()
+                             if hasattr(camera.data.intrinsic_matrices, "torch")
+                             else torch.as_tensor(camera.data.intrinsic_matrices).clone().cpu().numpy())
+        pos0, quat0, k0 = self._nominal
+        ids = np.arange(env.num_envs) if env_ids is None or isinstance(env_ids, slice) else np.asarray(
+            torch.as_tensor(env_ids).cpu())
+        pos = pos0[ids] + _draw(-position_jitter, position_jitter, (len(ids), 3))
+        idx = wp.array(ids.astype(np.int32), dtype=wp.int32, device=view.device)
+        with view.xform_local_space_writer() as writer:
+            writer.set_poses(wp.array(pos.astype(np.float32), dtype=wp.vec3f, device=view.device),
+                             wp.array(quat0[ids].astype(np.float32), dtype=wp.vec4f, device=view.device), idx)
+        camera._update_poses(env_ids=idx)
+        if fovy_jitter > 0:
+            height = camera.cfg.height
+            k = k0[ids].copy()
+            fovy = 2 * np.arctan(height / 2 / k[:, 1, 1]) + np.deg2rad(_draw(-fovy_jitter, fovy_jitter, (len(ids),)))
+            focal = height / 2 / np.tan(fovy / 2)
+            k[:, 0, 0] = k[:, 1, 1] = focal
+            camera.set_intrinsic_matrices(torch.as_tensor(k, dtype=torch.float32, device=env.device),
+                                          env_ids=ids.tolist())
+
+
+def _hide_mount_body(camera) -> None:
+    """Hide the shapes of the body the camera is mounted on (the head) from the Newton Warp renderer.
+
+    The ego camera's nominal position lies on the front face of the head's visor box. Jittered backwards
+    it is inside the visor (or skull) box; MuJoCo's renderer culls those boxes' back faces (and clips at
+    znear), but Newton's ray tracer hits analytic primitives from inside (its backface culling applies
+    to meshes only; it has no near plane), so the frame shows the inside of the box. The camera never
+    sees its own mount from outside (it looks forward and down), so the mount's shapes lose the
+    `ShapeFlags.VISIBLE` bit and the renderer's shape BVH is rebuilt; collisions are unaffected.
+    """
+    import newton
+
+    renderer = camera._renderer
+    model = renderer.backend.model
+    bodies = camera._view._site_body.numpy()
+    hide = np.isin(model.shape_body.numpy(), bodies[bodies >= 0])
+    flags = model.shape_flags.numpy()
+    if not np.any(flags[hide] & int(newton.ShapeFlags.VISIBLE)):
+        return
+    flags[hide] &= ~np.int32(int(newton.ShapeFlags.VISIBLE))
+    model.shape_flags.assign(wp.array(flags, dtype=model.shape_flags.dtype, device=model.shape_flags.device))
+    model.bvh_build_shapes(renderer.backend.state_0)
+
+
+def _newton_render_model(env: ManagerBasedRLEnv, sensor_name: str = "ego_view"):
+    """The Newton model and sensor the camera's Newton Warp renderer draws (its `shape_color` is read per frame)."""
+    renderer = env.scene[sensor_name]._renderer
+    return renderer.backend.model, renderer
+
+
+class RandomizeObjectColors(ManagerTermBase):
+    """Reset event: the embedded simulator's `color_jitter` (+- per RGB channel of the task objects' shapes).
+
+    Newton Warp's renderer reads `Model.shape_color` (RenderContext.shape_colors is that array) every
+    frame, so the event writes jittered copies of the nominal colours of every shape of the named
+    objects' bodies, clipped to [0, 1].
+    """
+
+    def __init__(self, cfg: EventTermCfg, env: ManagerBasedRLEnv):
+        super().__init__(cfg, env)
+        self._shapes: dict[int, np.ndarray] | None = None  # env index -> shape indices
+        self._nominal: np.ndarray | None = None
+
+    def _index(self, env: ManagerBasedRLEnv, names: list[str]) -> None:
+        model, _ = _newton_render_model(env)
+        bodies = list(model.body_label)
+        shape_body = model.shape_body.numpy()
+        self._shapes = {}
+        for index in range(env.num_envs):
+            root = env.scene.env_prim_paths[index]
+            wanted = {b for b, label in enumerate(bodies)
+                      if any(label == f"{root}/{n}" or label.startswith(f"{root}/{n}/") for n in names)}
+            self._shapes[index] = np.flatnonzero(np.isin(shape_body, list(wanted)))
+        self._nominal = model.shape_color.numpy().copy()
+
+    def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, color_jitter: float = 0.0,
+                 object_names: list[str] | None = None):
+        if self._shapes is None:
+            # Default: the embedded task's own `object_body_names()` (task objects and fixtures, not water).
+            self._index(env, object_names if object_names is not None else task_logic(env).object_body_names())
+        model, _ = _newton_render_model(env)
+        colors = model.shape_color.numpy()
+        ids = range(env.num_envs) if env_ids is None or isinstance(env_ids, slice) else env_ids.tolist()
+        for index in ids:
+            shapes = self._shapes[int(index)]
+            jitter = _draw(-color_jitter, color_jitter, (len(shapes), 3))
+            colors[shapes] = np.clip(self._nominal[shapes] + jitter, 0.0, 1.0)
+        model.shape_color.assign(wp.array(colors, dtype=wp.vec3f, device=model.shape_color.device))
+
+
+NEWTON_DEFAULT_LIGHT_DIRECTION = np.array([-1.0, 1.0, -1.0]) / np.sqrt(3.0)  # SensorTiledCamera.create_default_light
+
+
+def randomize_light_direction(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None,
+                              direction_jitter: float = 0.0, sensor_name: str = "ego_view"):
+    """Reset event: the embedded simulator's `light_direction_jitter` (+- per direction component).
+
+    Newton Warp's renderer has one directional light (`create_default_light`), shared by all worlds, so
+    one draw applies to every environment. Its light model has no intensity (a light adds
+    `albedo * n.l * shadow`, the ambient term is fixed), so `light_intensity` has no counterpart here.
+    """
+    _, renderer = _newton_render_model(env, sensor_name)
+    direction = NEWTON_DEFAULT_LIGHT_DIRECTION + _draw(-direction_jitter, direction_jitter, (3,))
+    direction /= max(np.linalg.norm(direction), 1e-6)
+    renderer.newton_sensor.utils.create_default_light(enable_shadows=renderer.cfg.enable_shadows,
+                                                      direction=wp.vec3f(*direction.astype(np.float32)))
+
+
 def task_success(env: ManagerBasedRLEnv) -> torch.Tensor:
     """1.0 where the embedded task's success predicate holds (computed from Isaac Lab state)."""
     logic = task_logic(env)
@@ -56,8 +196,10 @@ def apply_randomization_profile(cfg, config: DomainRandomizationConfig) -> None:
     """Map a `config/domain_randomization.yaml` profile onto EventManager / observation-noise terms.
 
     Applied: object pose range scale, object mass scale, object friction scale, actuator gain scale
-    (reset events) and joint-state noise (observation corruption). The rendering-side terms
-    (colours, lights, camera jitter, image noise) and action latency are embedded-simulator only.
+    (reset events), joint-state noise (observation corruption), and on the rendering side (reset events on
+    the Newton Warp renderer) object colour jitter, camera position / FOV jitter and light direction
+    jitter. Image noise and action latency are applied by the adapter. `light_intensity` has no
+    counterpart: Newton Warp's lights have no intensity (see `randomize_light_direction`).
     """
     import isaaclab.envs.mdp as mdp
     from isaaclab.utils.noise import GaussianNoiseCfg
@@ -85,6 +227,16 @@ def apply_randomization_profile(cfg, config: DomainRandomizationConfig) -> None:
         params={"asset_cfg": SceneEntityCfg("robot"), "operation": "scale",
                 "stiffness_distribution_params": tuple(config.actuator_gain_scale),
                 "damping_distribution_params": tuple(config.actuator_gain_scale)})
+    if config.color_jitter > 0:
+        cfg.events.object_colors = EventTermCfg(func=RandomizeObjectColors, mode="reset",
+                                                params={"color_jitter": config.color_jitter})
+    if config.camera_position_jitter > 0 or config.camera_fovy_jitter > 0:
+        cfg.events.ego_camera = EventTermCfg(func=RandomizeEgoCamera, mode="reset",
+                                             params={"position_jitter": config.camera_position_jitter,
+                                                     "fovy_jitter": config.camera_fovy_jitter})
+    if config.light_direction_jitter > 0:
+        cfg.events.light_direction = EventTermCfg(func=randomize_light_direction, mode="reset",
+                                                  params={"direction_jitter": config.light_direction_jitter})
     if config.state_noise_std > 0:
         group = cfg.observations.policy
         group.enable_corruption = True
