@@ -68,6 +68,50 @@ class InvalidActionError(ValueError):
     """An action dict that must not reach the simulator."""
 
 
+def home_action(embodiment: EmbodimentSpec) -> dict[str, np.ndarray]:
+    """Arms at their home pose, hands open: every backend's neutral command."""
+    return {
+        "action.left_arm": np.array(embodiment.left.arm_home, np.float32),
+        "action.right_arm": np.array(embodiment.right.arm_home, np.float32),
+        "action.left_hand": np.array(embodiment.left.hand_open, np.float32),
+        "action.right_hand": np.array(embodiment.right.hand_open, np.float32),
+    }
+
+
+def check_action(action: dict, ctrl_range: dict[str, np.ndarray], embodiment: str) -> dict[str, np.ndarray]:
+    """Keys, shapes, finiteness and joint ranges of an action dict -> {action key: float64 values}.
+
+    Every backend runs this before touching its simulator; `ctrl_range` is (d, 2) bounds per group.
+    """
+    if not isinstance(action, dict):
+        raise InvalidActionError(f"Action must be a dict with keys {ACTION_KEYS}, got {type(action).__name__}.")
+    missing = [k for k in ACTION_KEYS if k not in action]
+    if missing:
+        raise InvalidActionError(f"Action is missing keys {missing}; expected {ACTION_KEYS}.")
+    out = {}
+    for key in ACTION_KEYS:
+        group = key.removeprefix("action.")
+        value = np.asarray(action[key], dtype=np.float64)
+        expected = (len(ctrl_range[group]),)
+        if value.shape != expected:
+            raise InvalidActionError(
+                f"{key} has shape {value.shape}, expected {expected} for embodiment "
+                f"{embodiment} (one control step; execute action chunks step by step)."
+            )
+        if not np.all(np.isfinite(value)):
+            raise InvalidActionError(f"{key} contains NaN or inf: {value}. The robot holds its pose.")
+        lo, hi = ctrl_range[group].T
+        bad = (value < lo - 1e-6) | (value > hi + 1e-6)
+        if np.any(bad):
+            idx = np.flatnonzero(bad)
+            raise InvalidActionError(
+                f"{key} out of joint range at indices {idx.tolist()}: values {value[idx].round(4).tolist()}, "
+                f"limits {ctrl_range[group][idx].round(4).tolist()}. Clip with a safety filter first."
+            )
+        out[key] = value
+    return out
+
+
 class TabletopTaskEnv(gym.Env, ABC):
     """Base class: scene construction, reset/step, rendering, validation, randomization."""
 
@@ -274,13 +318,7 @@ class TabletopTaskEnv(gym.Env, ABC):
 
     # ------------------------------------------------------------------ actions
     def home_action(self) -> dict[str, np.ndarray]:
-        emb = self.embodiment
-        return {
-            "action.left_arm": np.array(emb.left.arm_home, np.float32),
-            "action.right_arm": np.array(emb.right.arm_home, np.float32),
-            "action.left_hand": np.array(emb.left.hand_open, np.float32),
-            "action.right_hand": np.array(emb.right.hand_open, np.float32),
-        }
+        return home_action(self.embodiment)
 
     def action_ranges(self) -> dict[str, np.ndarray]:
         """(d, 2) lower/upper joint-target bounds per action key."""
@@ -288,32 +326,10 @@ class TabletopTaskEnv(gym.Env, ABC):
 
     def validate_action(self, action: dict[str, np.ndarray]) -> np.ndarray:
         """Check an action dict and turn it into a ctrl vector; raise before touching the simulator."""
-        if not isinstance(action, dict):
-            raise InvalidActionError(f"Action must be a dict with keys {ACTION_KEYS}, got {type(action).__name__}.")
-        missing = [k for k in ACTION_KEYS if k not in action]
-        if missing:
-            raise InvalidActionError(f"Action is missing keys {missing}; expected {ACTION_KEYS}.")
+        checked = check_action(action, self._ctrl_range, self.embodiment.name)
         ctrl = self.data.ctrl.copy()
-        for key in ACTION_KEYS:
-            group = key.removeprefix("action.")
-            value = np.asarray(action[key], dtype=np.float64)
-            expected = (len(self._ctrl_ids[group]),)
-            if value.shape != expected:
-                raise InvalidActionError(
-                    f"{key} has shape {value.shape}, expected {expected} for embodiment "
-                    f"{self.embodiment.name} (one control step; execute action chunks step by step)."
-                )
-            if not np.all(np.isfinite(value)):
-                raise InvalidActionError(f"{key} contains NaN or inf: {value}. The robot holds its pose.")
-            lo, hi = self._ctrl_range[group].T
-            bad = (value < lo - 1e-6) | (value > hi + 1e-6)
-            if np.any(bad):
-                idx = np.flatnonzero(bad)
-                raise InvalidActionError(
-                    f"{key} out of joint range at indices {idx.tolist()}: values {value[idx].round(4).tolist()}, "
-                    f"limits {self._ctrl_range[group][idx].round(4).tolist()}. Clip with a safety filter first."
-                )
-            ctrl[self._ctrl_ids[group]] = value
+        for key, value in checked.items():
+            ctrl[self._ctrl_ids[key.removeprefix("action.")]] = value
         return ctrl
 
     def _write_ctrl(self, action: dict[str, np.ndarray]) -> None:

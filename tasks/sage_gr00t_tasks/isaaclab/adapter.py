@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sage_gr00t.sim.embodiment import SAGE_HUMANOID, load_robot_spec
-from sage_gr00t_tasks.base import ACTION_KEYS, LANGUAGE_KEY, STATE_GROUPS, InvalidActionError, TaskConfig
+from sage_gr00t_tasks.base import LANGUAGE_KEY, STATE_GROUPS, TaskConfig, check_action, home_action
 from sage_gr00t_tasks.isaaclab.logic import task_logic
 
 # Task-logic methods answered by the embedded task class (run on Isaac Lab state).
@@ -147,41 +147,14 @@ class IsaacLabTaskEnv:
 
     # ------------------------------------------------------------------ actions
     def home_action(self) -> dict[str, np.ndarray]:
-        emb = self.embodiment
-        return {
-            "action.left_arm": np.array(emb.left.arm_home, np.float32),
-            "action.right_arm": np.array(emb.right.arm_home, np.float32),
-            "action.left_hand": np.array(emb.left.hand_open, np.float32),
-            "action.right_hand": np.array(emb.right.hand_open, np.float32),
-        }
+        return home_action(self.embodiment)
 
     def action_ranges(self) -> dict[str, np.ndarray]:
         return {f"action.{g}": r.copy() for g, r in self._ctrl_range.items()}
 
     def validate_action(self, action: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The embedded env's checks (keys, shapes, finite, joint ranges); raises before touching the simulator."""
-        if not isinstance(action, dict):
-            raise InvalidActionError(f"Action must be a dict with keys {ACTION_KEYS}, got {type(action).__name__}.")
-        missing = [k for k in ACTION_KEYS if k not in action]
-        if missing:
-            raise InvalidActionError(f"Action is missing keys {missing}; expected {ACTION_KEYS}.")
-        out = {}
-        for key in ACTION_KEYS:
-            group = key.removeprefix("action.")
-            value = np.asarray(action[key], dtype=np.float64)
-            expected = (len(self._ctrl_range[group]),)
-            if value.shape != expected:
-                raise InvalidActionError(f"{key} has shape {value.shape}, expected {expected} (one control step).")
-            if not np.all(np.isfinite(value)):
-                raise InvalidActionError(f"{key} contains NaN or inf: {value}. The robot holds its pose.")
-            lo, hi = self._ctrl_range[group].T
-            bad = (value < lo - 1e-6) | (value > hi + 1e-6)
-            if np.any(bad):
-                idx = np.flatnonzero(bad)
-                raise InvalidActionError(f"{key} out of joint range at indices {idx.tolist()}: values "
-                                         f"{value[idx].round(4).tolist()}. Clip with a safety filter first.")
-            out[key] = value
-        return out
+        return check_action(action, self._ctrl_range, self.embodiment.name)
 
     def _action_tensor(self, action: dict[str, np.ndarray]) -> torch.Tensor:
         flat = np.concatenate([np.asarray(action[f"action.{g}"], np.float32) for g in STATE_GROUPS])
