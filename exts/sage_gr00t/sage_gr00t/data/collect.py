@@ -50,8 +50,11 @@ def run_expert_episode(
     on_step: Callable[[dict, dict], None] | None = None,
     tail_steps: int = 5,
     should_stop: Callable[[], bool] | None = None,
+    after_reset: Callable[[], None] | None = None,
 ) -> EpisodeOutcome:
     """Reset with `seed` and run the expert until its plan is done (+ `tail_steps`) or the env truncates.
+
+    `after_reset()` runs once env and expert are reset, before the first step (e.g. to reorder the plan).
 
     `on_step(obs, action)` sees every (observation, action taken from it) pair; when the expert exposes
     its current subtask, the observation carries its language under SUBTASK_KEY (GR00T's per-step
@@ -61,6 +64,8 @@ def run_expert_episode(
     start = time.perf_counter()
     obs, info = env.reset(seed=seed)
     expert.reset(seed=seed)
+    if after_reset is not None:
+        after_reset()
     steps, after_done = 0, 0
     while True:
         if should_stop is not None and should_stop():

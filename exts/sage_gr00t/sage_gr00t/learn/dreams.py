@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-LANGUAGE_KEY = "annotation.human.task_description"
-
 
 @dataclass
 class DreamConfig:
@@ -70,35 +68,28 @@ class DreamGenerator:
         return dreams
 
     def _episode(self, seed: int, first: str | None) -> Dream | None:
+        from sage_gr00t.data.collect import run_expert_episode
+        from sage_gr00t.data.lerobot_dataset import SUBTASK_KEY
+
         env, expert = self.env, self.expert
-        obs, _ = env.reset(seed=seed)
-        expert.reset(seed=seed)
-        if first is not None:  # dream the weak subtask first
-            expert.plan.sort(key=lambda s: s.language != first)
         rec: dict[str, list] = {"images": [], "subtask": []}
-        order: list[str] = []
-        info: dict = {}
-        after_done = 0
-        while True:
-            action = expert.act(obs)
-            language = expert.current.language if expert.current is not None else env.instruction
-            if not order or order[-1] != language:
-                order.append(language)
+
+        def dream_weak_subtask_first() -> None:
+            expert.plan.sort(key=lambda s: s.language != first)
+
+        def record(obs: dict, action: dict) -> None:
             rec["images"].append(obs["video.ego_view"])
-            rec["subtask"].append(language)
-            for key, value in obs.items():
-                if key.startswith("state."):
-                    rec.setdefault(key, []).append(value)
-            for key, value in action.items():
+            rec["subtask"].append(obs.get(SUBTASK_KEY, env.instruction))
+            for key, value in (*((k, v) for k, v in obs.items() if k.startswith("state.")), *action.items()):
                 rec.setdefault(key, []).append(value)
-            obs, _, _, truncated, info = env.step(action)
-            after_done += expert.done
-            if truncated or after_done > 5:
-                break
-        if not info.get("success"):
+
+        outcome = run_expert_episode(env, expert, seed, record,
+                                     after_reset=dream_weak_subtask_first if first is not None else None)
+        if not outcome.success:
             return None
         episode = {k: (v if k == "subtask" else np.stack(v)) for k, v in rec.items()}
         episode["task"] = env.instruction
+        order = list(dict.fromkeys(rec["subtask"]))
         return Dream(self.config.task, seed, env.instruction, order, len(rec["images"]), episode,
                      _thumbnail(episode["images"][0], self.config.thumbnail_size))
 
