@@ -222,10 +222,14 @@ class SAGEGr00TBridge:
             streak = self._done_streak.get(s, 0) + 1 if self.lmodule.is_complete(s, seen) else 0
             self._done_streak[s] = streak
             if streak >= self.lmodule.config.confirm_steps:
-                self.pending.remove(s)
-                self.completed.append(s)
-                self.trust.record_outcome("sage_execution", True, self._timestamp())
-                self.events.append({"step": self.steps, "kind": DONE, "subtask": s.language, "out_of_order": True})
+                self._close_subtask(s, True, out_of_order=True)
+
+    def _close_subtask(self, subtask: Subtask, ok: bool, **event: object) -> None:
+        """Take a finished subtask off the plan, record it, and score SAGE's execution by it."""
+        self.pending.remove(subtask)
+        (self.completed if ok else self.failed).append(subtask)
+        self.trust.record_outcome("sage_execution", ok, self._timestamp())
+        self.events.append({"step": self.steps, "kind": DONE if ok else FAILED, "subtask": subtask.language, **event})
 
     def act(self, obs: dict, seen: PerceivedState | None = None) -> tuple[SafeCommand, str, float]:
         """One control step of execution -> (safe command, subtask outcome 'running'/'done'/'failed'/'idle',
@@ -241,10 +245,7 @@ class SAGEGr00TBridge:
             self.events.append({"step": self.steps, "kind": "retry", "subtask": subtask.language})
         if out.status in (DONE, FAILED):
             ok = out.status == DONE
-            self.pending.pop(0)
-            (self.completed if ok else self.failed).append(subtask)
-            self.trust.record_outcome("sage_execution", ok, self._timestamp())
-            self.events.append({"step": self.steps, "kind": out.status, "subtask": subtask.language})
+            self._close_subtask(subtask, ok)
             if not ok and self.config.replan_on_failure:
                 self._needs_plan = True
             elif self.pending:
