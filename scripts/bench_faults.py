@@ -1,19 +1,26 @@
 #!/usr/bin/env python
 """Camera faults through the SAGE bridge, with and without trust: does trust keep the task working?
 
-    python scripts/bench_faults.py --seeds 20
+    python scripts/bench_faults.py --seeds 20 --fault-steps 60      # the camera fails for 3 s
+    python scripts/bench_faults.py --seeds 20                       # ... and stays broken
+    python scripts/bench_faults.py --seeds 20 --fault-at estimator  # only the object estimator's input
 
 Closed loop on sort_blocks from one command ("sort the blocks into the bins of the same colour") with
 the shipped compact policy and H-module planner, pinned to one core. At `--fault-step` a camera fault
-(perceive/faults.py: `noise` on the estimates, `frozen` frames, `dropout`) is switched on for the rest
-of the episode. The fault corrupts the perception sensor (the camera object estimator's input), not the
-policy's image. Each episode runs twice: WITH trust (the normal pipeline) and WITHOUT
+(perceive/faults.py) is switched on for `--fault-steps` control steps or the rest of the episode.
+`--fault-at camera` (default): the camera itself fails (`image_noise` on the pixels, `frozen` frames,
+`dropout` = black images), so the policy's image AND the object estimator's input are corrupted.
+`--fault-at estimator`: only the estimator's input is (`noise` on its estimates, `frozen`, `dropout`);
+the policy keeps seeing the true image.
+Each episode runs twice: WITH trust (the normal pipeline: trust-weighted fusion, and the robot holds
+still while the camera is distrusted, `BridgeConfig.camera_hold_below`) and WITHOUT
 (`BridgeConfig(use_trust=False)`: fusion treats every sensor as fully trusted, drops nothing, ignores
-the trust engine's validity checks). Per fault x mode: task success (the task's own predicate), control
-steps from the fault until the camera's trust falls below 0.3 (the trust engine runs in both modes; it
-only acts on fusion with trust), and the mean fused object-position error during the fault (ground
-truth used for scoring only). The L-module judges subtask completion from these fused positions, so
-wrong ones end subtasks early (the plan finishes and the robot holds still) or stall them until they fail.
+the trust engine's validity checks, and nothing holds the robot). Per fault x mode: task success (the
+task's own predicate), control steps from the fault until the camera's trust falls below 0.3 (the trust
+engine runs in both modes; only with trust does anything act on it), the mean fused object-position
+error during the fault (ground truth used for scoring only), and the steps held. The L-module judges
+subtask completion from these fused positions, so wrong ones end subtasks early (the plan finishes and
+the robot holds still) or stall them until they fail.
 
 `--stop sage` removes the simulator's success oracle: an episode runs until SAGE itself decides the
 plan is over (every subtask judged done or failed; it then holds still) or the step limit, and success
@@ -28,11 +35,18 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from sage_gr00t.bridge import SAGEGr00TBridge
+
 ROOT = Path(__file__).resolve().parents[1]
-FAULTS = ("none", "noise", "frozen", "dropout")
+FAULTS = {  # per --fault-at: pixel noise is what a faulty camera gives; position noise, a confused detector
+    "camera": ("none", "image_noise", "frozen", "dropout"),
+    "estimator": ("none", "noise", "frozen", "dropout"),
+}
 TRUST_LOW = 0.3
 
 
@@ -40,8 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=20, help="episodes per fault and mode (held-out seeds; 20: ~6-8 min)")
     p.add_argument("--seed-start", type=int, default=1000)
-    p.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
+    p.add_argument("--fault-at", choices=tuple(FAULTS), default="camera",
+                   help="camera: the camera itself fails, so the policy's image is corrupted too; estimator: "
+                        "only the object estimator's input is, the policy sees the true image")
+    p.add_argument("--faults", nargs="+", default=None, choices=sorted({k for kinds in FAULTS.values() for k in kinds}),
+                   help="default: none + the three faults of --fault-at")
     p.add_argument("--fault-step", type=int, default=40, help="control step at which the fault starts")
+    p.add_argument("--fault-steps", type=int, default=0,
+                   help="control steps the fault lasts (0: to the end of the episode)")
     p.add_argument("--policy", type=Path, default=ROOT / "assets/policies/gr00t_compact")
     p.add_argument("--planner", type=Path, default=ROOT / "assets/planner")
     p.add_argument("--command", default="sort the blocks into the bins of the same colour")
@@ -54,24 +74,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: int, stop: str = "oracle") -> dict:
+def run_episode(env, bridge: SAGEGr00TBridge, seed: int, command: str, fault: str, fault_step: int,
+                stop: str = "oracle",
+                fault_at: str = "camera", fault_steps: int = 0) -> dict:
     import torch
 
     from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
 
-    torch.manual_seed(seed)  # the policy's flow-matching noise: the same in both modes (paired comparison)
+    torch.manual_seed(seed)
+    bridge.policy.seed(seed)  # the policy's flow-matching noise: the same in both modes (paired comparison)
     obs, info = env.reset(seed=seed)
     bridge.reset(obs, meta={"seed": seed, "fault": fault})
-    camera = FaultyCamera(bridge.camera, FaultConfig(seed=seed))
-    bridge.pipeline.camera = camera  # the estimator's input is corrupted; the policy still sees obs
+    camera = FaultyCamera(bridge.camera, FaultConfig(
+        seed=seed, duration=fault_steps or None, reaches_policy=fault_at == "camera"))
+    bridge.pipeline.camera = camera
     bridge.command(command)
     names = env.object_body_names()
     errors: list[float] = []
-    idle_steps, success, step = 0, bool(info["success"]), 0
+    idle_steps, held_steps, success, step = 0, 0, bool(info["success"]), 0
     while step < env.config.max_steps:
         if step == fault_step and fault != "none":
             camera.set_fault(fault)
-        action = bridge.step(obs)
+        action = bridge.step(camera.corrupt_observation(obs))  # unchanged unless the fault reaches the policy
+        held_steps += bridge.camera_hold
         if step >= fault_step:
             fused = bridge.pipeline.fused  # scored against ground truth (scoring only)
             err = [float(np.linalg.norm(fused[o].position - env.body_pos(o))) for o in names if o in fused]
@@ -92,6 +117,7 @@ def run_episode(env, bridge, seed: int, command: str, fault: str, fault_step: in
         "trust_low_after": int(below[0]) + 1 if fault != "none" and below.size else None,
         "fused_error": float(np.nanmean(errors)) if errors else float("nan"),
         "done": len(bridge.completed), "failed": len(bridge.failed), "idle_after_fault": idle_steps,
+        "held_steps": held_steps,
         "ended_early": idle_steps > 0 and not success,
         "message": bridge.message,
         "reported_done": bridge.message == "done",
@@ -120,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_policy(args.policy, embodiment=env.embodiment.name, device="cpu")
     planner = HModulePlanner.load(args.planner, device="cpu")
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    faults = args.faults or list(FAULTS[args.fault_at])
     bridges = {
         mode: SAGEGr00TBridge(policy, env, planner, BridgeConfig(
             lmodule=LModuleConfig(language_mode=args.language_mode, chunking=ChunkExecutorConfig()),
@@ -128,24 +155,29 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[dict] = []
     start = time.perf_counter()
-    for fault in args.faults:
+    for fault in faults:
         for mode, bridge in bridges.items():
             for seed in seeds:
-                r = run_episode(env, bridge, seed, args.command, fault, args.fault_step, args.stop)
+                r = run_episode(env, bridge, seed, args.command, fault, args.fault_step, args.stop,
+                                args.fault_at, args.fault_steps)
                 r["mode"] = mode
                 results.append(r)
                 console.print(f"[{time.perf_counter() - start:6.0f} s] {fault:8s} {mode:8s} seed {seed}: "
                               f"{'success' if r['success'] else 'FAIL   '} in {r['steps']} steps, trust<0.3 after "
                               f"{r['trust_low_after']}, fused error {r['fused_error']:.3f} m, subtasks done "
-                              f"{r['done']} failed {r['failed']}; {r['message']}", highlight=False, markup=False)
+                              f"{r['done']} failed {r['failed']}, held {r['held_steps']}; "
+                              f"{r['message']}", highlight=False, markup=False)
     env.close()
 
-    table = Table(title=f"sort_blocks through the SAGE bridge, camera fault from step {args.fault_step} to the end "
+    span = f"for {args.fault_steps} steps" if args.fault_steps else "to the end"
+    table = Table(title=f"sort_blocks through the SAGE bridge, {args.fault_at} fault from step {args.fault_step} "
+                        f"{span} "
                         f"(seeds {seeds[0]}..{seeds[-1]}, core {core}, episodes end: {args.stop})")
     for c in ("fault", "fusion", "success", "SAGE said done, and it was", f"steps to trust < {TRUST_LOW}",
-              "fused error during fault (m)", "subtasks done / failed", "plan ended, task not done"):
+              "fused error during fault (m)", "subtasks done / failed", "plan ended, task not done",
+              "steps held (camera distrusted)"):
         table.add_column(c, justify="left" if c in ("fault", "fusion") else "right")
-    for fault in args.faults:
+    for fault in faults:
         for mode in bridges:
             rs = [r for r in results if r["fault"] == fault and r["mode"] == mode]
             lows = [r["trust_low_after"] for r in rs if r["trust_low_after"] is not None]
@@ -162,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{np.nanmean([r['fused_error'] for r in rs]):.3f}",
                 f"{sum(r['done'] for r in rs)} / {sum(r['failed'] for r in rs)}",
                 f"{sum(r['ended_early'] for r in rs)} episodes",
+                f"{np.mean([r['held_steps'] for r in rs]):.0f}",
             )
     console.print(table)
     console.print("fused error: mean over objects and over the steps from the fault start (for 'none': from the "
@@ -169,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                   "state while the task was not done, so the bridge held the robot still.",
                   highlight=False)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"fault_step": args.fault_step, "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds}
+    meta = {"fault_at": args.fault_at, "fault_step": args.fault_step, "fault_steps": args.fault_steps,
+            "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds}
     args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
     console.print(f"results: {args.json}")
     return 0

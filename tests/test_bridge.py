@@ -110,3 +110,63 @@ def test_without_the_success_oracle_sage_ends_the_episode_itself(parts) -> None:
     assert bridge.message == "done" and not bridge.active
     assert result.steps < env.config.max_steps
     assert result.success and env.is_success()
+
+
+def _run_with_camera_outage(env, bridge, seed: int, duration: int) -> dict:
+    """Drive the bridge until a hand carries an object (lifted 4 cm: ground truth, for the test's timing
+    only), then black out the camera (policy image and estimator) for `duration` control steps; record
+    holds, joint motion and what stays held."""
+    import torch
+
+    from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
+
+    torch.manual_seed(seed)
+    bridge.policy.seed(seed)  # the same flow-matching noise whatever ran before
+    obs, info = env.reset(seed=seed)
+    bridge.reset(obs)
+    camera = FaultyCamera(bridge.camera, FaultConfig(duration=duration, reaches_policy=True))
+    bridge.pipeline.camera = camera
+    bridge.command(COMMAND)
+    out: dict = {"fault_step": None, "hold_steps": [], "joints": [], "held": []}
+    for step in range(env.config.max_steps):
+        carried = {obj for obj, _ in bridge.pipeline.proprio.held.values()
+                   if env.body_pos(obj)[2] > env.table_height + 0.06}
+        if out["fault_step"] is None and carried:
+            out["fault_step"], out["carried"] = step, carried
+            camera.set_fault("dropout")
+        obs, _, terminated, truncated, info = env.step(bridge.step(camera.corrupt_observation(obs)))
+        if bridge.camera_hold:
+            out["hold_steps"].append(step)
+            out["joints"].append(np.concatenate([np.ravel(v) for k, v in sorted(obs.items()) if "arm" in k]))
+            out["held"].append({o: env.body_pos(o)[2] for o in out["carried"]})
+        if terminated or truncated:
+            break
+    out["success"], out["steps"] = bool(info["success"]), step + 1
+    return out
+
+
+def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -> None:
+    """Black images reach the policy: with trust the robot holds still (not moving on bad data) with the
+    object still in its hand, then goes on when the camera is back; without trust it never holds."""
+    from sage_gr00t.bridge import BridgeConfig
+
+    env, policy, planner = parts
+    duration = 40
+    bridge = SAGEGr00TBridge(policy, env, planner)
+    r = _run_with_camera_outage(env, bridge, 1001, duration)  # a seed where a hand latched at its measured
+    # pose drops the block (hands must keep their last command)
+    holds = r["hold_steps"]
+    print(f"\noutage at step {r['fault_step']} for {duration} steps carrying {r['carried']}: held "
+          f"{holds[0]}..{holds[-1] if holds else None}; success {r['success']} in {r['steps']} steps")
+    assert r["fault_step"] is not None and holds, "the bridge never held still during the camera outage"
+    assert holds[0] - r["fault_step"] <= 20  # trust falls below 0.3 within 20 control steps
+    assert holds == list(range(holds[0], holds[-1] + 1)), "the hold flickered"
+    assert 0 < holds[-1] + 1 - (r["fault_step"] + duration) <= 20  # resumed soon after live images came back
+    joints = np.array(r["joints"][5:])  # after the arms have settled on the latched pose
+    assert np.abs(joints - joints[0]).max() < 0.02, "the arms moved while holding"
+    for obj, z in r["held"][-1].items():  # still carried: lifted above the table, not dropped
+        assert z > env.table_height + 0.04, f"{obj} fell out of the hand while holding (z={z:.3f})"
+    assert any(e["kind"] == "camera_resume" for e in bridge.events)
+
+    blind = SAGEGr00TBridge(policy, env, planner, BridgeConfig(use_trust=False))
+    assert not _run_with_camera_outage(env, blind, 1001, duration)["hold_steps"]

@@ -183,3 +183,33 @@ def test_component_trust_updates_and_clips() -> None:
     assert engine.components["gr00t_language"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="Unknown component"):
         engine.record_outcome("nope", True)
+
+
+def test_camera_fault_that_reaches_the_policy_corrupts_its_image_for_its_duration() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    obs = {"video.ego_view": image, "state.left_arm": np.zeros(7)}
+
+    class _NoCamera:  # corrupt_observation never reads the wrapped camera
+        name = "camera"
+
+    expected = {"frozen": image, "dropout": np.zeros_like(image)}
+    for kind in ("frozen", "dropout", "image_noise", "noise"):
+        camera = FaultyCamera(_NoCamera(), FaultConfig(duration=3, reaches_policy=True))  # type: ignore[arg-type]
+        camera.set_fault(kind)
+        seen = []
+        for step in range(5):
+            live = np.full_like(image, step)  # a new image every step
+            seen.append(camera.corrupt_observation({**obs, "video.ego_view": live if step else image}))
+            camera.skip()
+        for step, o in enumerate(seen):
+            got = o["video.ego_view"]
+            assert o["state.left_arm"] is obs["state.left_arm"]
+            if step >= 3 or kind == "noise":  # over (or a fault of the estimates only): the live image
+                assert np.array_equal(got, np.full_like(image, step) if step else image), (kind, step)
+            elif kind in expected:
+                assert np.array_equal(got, expected[kind]), (kind, step)
+            else:
+                assert not np.array_equal(got, np.full_like(image, step) if step else image), (kind, step)
+    only_estimator = FaultyCamera(_NoCamera(), FaultConfig())  # type: ignore[arg-type]
+    only_estimator.set_fault("dropout")
+    assert only_estimator.corrupt_observation(obs) is obs

@@ -66,6 +66,14 @@ class BridgeConfig:
     camera_every: int = 4  # camera frames every k-th control step (5 Hz); between them proprioception + memory
     use_trust: bool = True  # False: ablation, fusion ignores trust (FusionConfig.use_trust)
     replan_on_failure: bool = False  # a failed subtask triggers one new plan from the perceived scene
+    # The policy acts on the camera's image, so with trust the robot does not move on a camera stream SAGE
+    # distrusts: when the camera's trust is below `camera_hold_below` and its images are frozen or missing,
+    # it holds still (the subtask's stall clock stops), and goes on with a fresh action chunk once live
+    # images are back and trust is above `camera_resume_above`. (Estimates that merely disagree with the
+    # other sensors say the object estimator is off, not the image: fusion handles those.) None: never
+    # hold. Without trust (`use_trust=False`) nothing acts on trust, so it never holds.
+    camera_hold_below: float | None = 0.3
+    camera_resume_above: float = 0.5
 
 
 class SAGEGr00TBridge:
@@ -127,6 +135,8 @@ class SAGEGr00TBridge:
         self._needs_plan = False
         self.events: list[dict] = []
         self._done_streak: dict[Subtask, int] = {}
+        self.camera_hold = False
+        self._plan_message = ""
 
     def reset(self, obs: dict, meta: dict | None = None) -> None:
         """New episode: fresh perception, safety filter at the measured pose, no plan, store episode opened."""
@@ -231,12 +241,33 @@ class SAGEGr00TBridge:
         self.trust.record_outcome("sage_execution", ok, self._timestamp())
         self.events.append({"step": self.steps, "kind": DONE if ok else FAILED, "subtask": subtask.language, **event})
 
+    def _camera_distrusted(self) -> bool:
+        """Hold / resume on the camera's trust (with hysteresis); True while the robot must hold still."""
+        c = self.config
+        if not c.use_trust or c.camera_hold_below is None or "camera" not in self.trust.sensors:
+            return False
+        trust, live = self.trust.trust("camera"), self.trust.stream_ok("camera")
+        if not self.camera_hold and trust < c.camera_hold_below and not live:
+            self.camera_hold = True
+            self._plan_message = self.message
+            self.message = (f"holding still: camera trust {trust:.2f} < {c.camera_hold_below} and its images are "
+                            "frozen or missing; going on when live images are back")
+            self.events.append({"step": self.steps, "kind": "camera_hold", "trust": trust})
+        elif self.camera_hold and live and trust > c.camera_resume_above:
+            self.camera_hold = False
+            self.lmodule.resume()
+            self.message = self._plan_message
+            self.events.append({"step": self.steps, "kind": "camera_resume", "trust": trust})
+        return self.camera_hold
+
     def act(self, obs: dict, seen: PerceivedState | None = None) -> tuple[SafeCommand, str, float]:
-        """One control step of execution -> (safe command, subtask outcome 'running'/'done'/'failed'/'idle',
-        seconds spent inside the policy)."""
+        """One control step of execution -> (safe command, subtask outcome 'running'/'done'/'failed'/'idle'/
+        'held', seconds spent inside the policy)."""
         seen = seen or self.seen()
         if not self.active:
             return self.lmodule.hold(obs), "idle", 0.0
+        if self._camera_distrusted():
+            return self.lmodule.hold(obs), "held", 0.0
         self._follow_policy(seen)
         self._notice_done_out_of_order(seen)
         subtask = self.pending[0]

@@ -103,6 +103,7 @@ class LModule:
         self._reset_progress()
         self.retries = 0
         self._hold: dict[str, np.ndarray] | None = None
+        self._last_action: dict[str, np.ndarray] | None = None  # the last command sent (hold keeps its grip)
         self._anchors: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -125,8 +126,9 @@ class LModule:
 
     # ------------------------------------------------------------------ perception-based checks
     def reset_episode(self) -> None:
-        """Forget per-episode state (target anchors); the bridge calls it on reset."""
+        """Forget per-episode state (target anchors, last command); the bridge calls it on reset."""
         self._anchors.clear()
+        self._last_action = None
 
     def target_position(self, target: str, seen: PerceivedState) -> np.ndarray | None:
         pos = seen.positions.get(target)
@@ -193,16 +195,29 @@ class LModule:
         action = self.executor.act(policy_obs)
         policy_s = self.policy.elapsed - before
         state = {k: v for k, v in obs.items() if k.startswith("state.")}
-        return LStep(self.safety.filter(action, state), status, retried, pot, policy_s)
+        command = self.safety.filter(action, state)
+        self._last_action = command.action
+        return LStep(command, status, retried, pot, policy_s)
 
     def hold(self, obs: dict) -> SafeCommand:
         """Keep the robot still: latch the measured joints once and command them, through the safety
-        filter (re-commanding the measured pose every step would let the arms creep under gravity)."""
+        filter (re-commanding the measured pose every step would let the arms creep under gravity).
+        Hands keep their last command: grip force comes from commanding the fingers past the contact,
+        so a hand latched at its measured (touching) pose squeezes nothing and drops what it holds."""
         state = {k: v for k, v in obs.items() if k.startswith("state.")}
         if self._hold is None:
             self._hold = {"action." + k.removeprefix("state."): np.asarray(v, np.float32).copy()
                           for k, v in state.items() if "action." + k.removeprefix("state.") in self.safety.keys}
+            if self._last_action is not None:
+                self._hold.update({k: np.array(v, np.float32) for k, v in self._last_action.items()
+                                   if k.endswith("_hand") and k in self._hold})
         return self.safety.filter(self._hold, state)
 
     def release_hold(self) -> None:
         self._hold = None
+
+    def resume(self) -> None:
+        """Go on after holding still: a fresh chunk from the current observation, a fresh stall clock."""
+        self.release_hold()
+        self.executor.reset()
+        self._reset_progress()

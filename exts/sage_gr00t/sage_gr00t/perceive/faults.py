@@ -1,8 +1,13 @@
 """Fault injection for the camera sensor, switchable mid-episode.
 
-Faults act where real ones do: `frozen` repeats the last good frame forever (a stuck driver),
-`dropout` delivers nothing (or a black image), `image_noise` corrupts pixels, and `noise` perturbs
-the position estimates (a miscalibrated or confused detector).
+Faults act where real ones do: `frozen` repeats the last good frame (a stuck driver), `dropout`
+delivers nothing (or a black image), `image_noise` corrupts pixels, and `noise` perturbs the position
+estimates (a miscalibrated or confused detector). A fault lasts `duration` control steps (None: to
+the end of the episode).
+
+By default only the object estimator sees the fault. With `reaches_policy` the fault is in the camera
+itself, which also feeds the policy: `corrupt_observation` gives the image the policy gets this step
+(the frozen image, black for a dropout, the noisy pixels), and the estimator reads that same image.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import numpy as np
 from sage_gr00t.perceive.sensors import CameraFrame, CameraSensor, Estimate, FrameSource, SensorReading
 
 FAULT_KINDS = ("none", "noise", "image_noise", "frozen", "dropout", "black")
+IMAGE_KEY = "video.ego_view"
 
 
 @dataclass
 class FaultConfig:
     kind: str = "none"
     start_step: int = 0  # control step (reads + skipped steps between camera frames) from which it is active
+    duration: int | None = None  # control steps it lasts; None: to the end of the episode
+    reaches_policy: bool = False  # the camera itself is faulty: the policy's image is corrupted too
     noise_std: float = 0.05  # metres, per axis, on estimates ("noise")
     image_noise_std: float = 60.0  # uint8 levels, on pixels ("image_noise")
     seed: int = 0
@@ -36,6 +44,7 @@ class FaultyCamera:
         self.rng = np.random.default_rng(self.config.seed)
         self.steps = 0
         self._frozen: CameraFrame | None = None
+        self._frozen_image: np.ndarray | None = None
 
     @staticmethod
     def _check(kind: str) -> None:
@@ -47,6 +56,7 @@ class FaultyCamera:
         self._check(kind)
         self.config = replace(self.config, kind=kind, start_step=self.steps, **overrides)
         self._frozen = None
+        self._frozen_image = None
 
     def skip(self) -> None:
         """A control step without a camera frame (the pipeline reads the camera every k-th step)."""
@@ -54,11 +64,32 @@ class FaultyCamera:
 
     @property
     def active(self) -> bool:
-        return self.config.kind != "none" and self.steps >= self.config.start_step
+        c = self.config
+        over = c.duration is not None and self.steps >= c.start_step + c.duration
+        return c.kind != "none" and self.steps >= c.start_step and not over
+
+    def corrupt_observation(self, obs: dict) -> dict:
+        """The observation as the policy gets it this control step (call before the step's `read`)."""
+        if not (self.config.reaches_policy and self.active) or self.config.kind == "noise":
+            self._frozen_image = None
+            return obs
+        image = obs[IMAGE_KEY]
+        if self.config.kind == "frozen":
+            if self._frozen_image is None:
+                self._frozen_image = image.copy()
+            image = self._frozen_image
+        elif self.config.kind in ("dropout", "black"):
+            image = np.zeros_like(image)
+        elif self.config.kind == "image_noise":
+            noisy = image.astype(np.float32) + self.rng.normal(0, self.config.image_noise_std, image.shape)
+            image = np.clip(noisy, 0, 255).astype(np.uint8)
+        return {**obs, IMAGE_KEY: image}
 
     def read(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
         kind = self.config.kind if self.active else "none"
         self.steps += 1
+        if kind == "none":
+            self._frozen = None
         if kind == "dropout":
             return self.camera.estimator.estimate(None)
         frame = self.camera.capture(env, timestamp, rgb)
@@ -71,7 +102,8 @@ class FaultyCamera:
             frame = replace(self._frozen, timestamp=timestamp)
         elif kind == "black":
             frame = replace(frame, rgb=np.zeros_like(frame.rgb))
-        elif kind == "image_noise":
+        elif kind == "image_noise" and not (self.config.reaches_policy and rgb is not None):
+            # (with `reaches_policy` the observation's image passed in is already the noisy one)
             noisy = frame.rgb.astype(np.float32) + self.rng.normal(0, self.config.image_noise_std, frame.rgb.shape)
             frame = replace(frame, rgb=np.clip(noisy, 0, 255).astype(np.uint8))
         reading = self.camera.estimator.estimate(frame)

@@ -76,6 +76,7 @@ class _SensorState:
     last_fingerprint: str | None = None
     repeats: int = 0
     frozen: bool = False
+    stream_ok: bool = True  # the latest reading delivered fresh, valid raw data (not frozen, not a dropout)
     last: dict[str, Estimate] = field(default_factory=dict)  # last delivered estimate per object
     reported: dict[str, tuple[Estimate, float]] = field(default_factory=dict)  # previous report, odometer
     last_seen: float | None = None  # timestamp of the sensor's previous reading
@@ -119,6 +120,10 @@ class TrustEngine:
 
     def is_frozen(self, sensor: str) -> bool:
         return self._state(sensor).frozen
+
+    def stream_ok(self, sensor: str) -> bool:
+        """Whether the sensor's latest reading delivered fresh, valid raw data (not frozen, not missing)."""
+        return self._state(sensor).stream_ok
 
     def _ema(self, old: float, new: float, rate: float | None = None) -> float:
         rate = self.config.smoothing if rate is None else rate
@@ -176,7 +181,7 @@ class TrustEngine:
                 state.frozen = state.repeats >= c.frozen_steps - 1
                 state.last_fingerprint = r.fingerprint
             ok = r.raw_valid and not state.frozen
-            step_ok[r.sensor] = ok
+            step_ok[r.sensor] = state.stream_ok = ok
             valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e, robot_travel)}
             if ok:
                 for o, e in r.estimates.items():

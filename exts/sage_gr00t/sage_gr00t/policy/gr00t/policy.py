@@ -35,6 +35,10 @@ class Gr00tNativePolicy:
     def reset(self) -> None:
         """Stateless between calls; kept for the Policy protocol."""
 
+    def seed(self, seed: int) -> None:
+        """Restart the flow-matching noise stream (paired comparisons run an episode on the same noise)."""
+        self._generator.manual_seed(seed)
+
     def sample_noise(self) -> torch.Tensor:
         cfg = self.model.config.action_head
         return torch.randn((1, cfg.action_horizon, cfg.action_dim), generator=self._generator)
