@@ -2,8 +2,13 @@
 
 The scene mirrors the embedded MuJoCo one: the `sage_humanoid` robot, a table and the task's objects,
 all from the USD files in `assets/usd/` (made by `scripts/convert_assets.py` from the same MJCF).
-Physics: Newton with its MuJoCo solver running C MuJoCo on the CPU (`use_mujoco_cpu=True`), with the
-embedded simulator's contact settings (implicitfast, elliptic cone, impratio 10, 2 ms step).
+Physics: Newton's MuJoCo solver with the embedded simulator's contact settings (implicitfast, elliptic cone,
+impratio 10, 2 ms step): C MuJoCo for one environment on the CPU (the default), mujoco_warp for several
+environments or on a GPU (`physics.SageMujocoSolverCfg`), chosen at build time from the usual overrides:
+
+    cfg = parse_env_cfg("SageGr00t-PickApple-v0", device="cuda:0", num_envs=64)  # or set cfg.scene.num_envs,
+    env = gym.make("SageGr00t-PickApple-v0", cfg=cfg)                            # cfg.sim.device yourself
+
 Actions are absolute joint targets in GR00T's groups (left_arm, right_arm, left_hand, right_hand);
 observations are the same groups' joint positions and the `ego_view` RGB camera (Newton Warp renderer).
 """
@@ -27,13 +32,14 @@ from isaaclab.managers import TerminationTermCfg as DoneTerm
 from isaaclab.scene import InteractiveSceneCfg
 from isaaclab.sensors import CameraCfg
 from isaaclab.utils import configclass
-from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+from isaaclab_newton.physics import NewtonCfg
 from isaaclab_newton.renderers import NewtonWarpRendererCfg
 
 from sage_gr00t.paths import assets_dir
 from sage_gr00t.sim.embodiment import SAGE_HUMANOID, _look_at_quat
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t_tasks.isaaclab import mdp as sage_mdp
+from sage_gr00t_tasks.isaaclab.physics import SageMujocoSolverCfg
 
 EMB = SAGE_HUMANOID
 GROUPS = ("left_arm", "right_arm", "left_hand", "right_hand")
@@ -200,23 +206,26 @@ class TabletopEnvCfg(ManagerBasedRLEnvCfg):
         self.episode_length_s = 400 / CONTROL_HZ  # the embedded tasks' max_steps
         self.sim.dt = PHYSICS_DT
         self.sim.render_interval = self.decimation
-        self.sim.device = "cpu"
+        self.sim.device = "cpu"  # cfg.sim.device = "cuda:0" for a GPU (mujoco_warp, CUDA graphs)
         self.sim.physics = NewtonCfg(
-            solver_cfg=MJWarpSolverCfg(
-                class_type="sage_gr00t_tasks.isaaclab.physics:NewtonMujocoCpuManager",
-                use_mujoco_cpu=True,  # C MuJoCo: ~10x faster than mujoco_warp on Warp's CPU device
+            solver_cfg=SageMujocoSolverCfg(
+                use_mujoco_cpu=None,  # C MuJoCo for 1 env on the CPU, else mujoco_warp (see physics.py)
                 integrator="implicitfast",
                 cone="elliptic",
                 impratio=10.0,
                 solver="newton",
                 iterations=100,
                 ls_iterations=50,
-                # Room for pour_water (12 pitcher wall boxes + 14 cup wall boxes on the table and 30
-                # particles: > 100 contacts, ~400 constraint rows at rest).
-                njmax=6000,
-                nconmax=1500,
+                # C MuJoCo (one model): room for pour_water (12 pitcher wall boxes + 14 cup wall boxes on the
+                # table and 30 particles: > 100 contacts, ~400 constraint rows at rest).
+                cpu_njmax=6000,
+                cpu_nconmax=1500,
+                # mujoco_warp, per world: ~2.5x the most seen under the expert (pick_apple 69 rows / 10
+                # contacts, sort_blocks 231 / 60; pour_water overrides). Step time grows with these.
+                warp_njmax=600,
+                warp_nconmax=150,
             ),
-            use_cuda_graph=False,
+            use_cuda_graph=True,  # CUDA devices only (ignored on the CPU)
         )
 
     def set_camera_size(self, height: int, width: int) -> None:
@@ -278,3 +287,9 @@ class PourWaterSceneCfg(TabletopSceneCfg):
 class PourWaterEnvCfg(TabletopEnvCfg):
     task: str = "pour_water"
     scene: PourWaterSceneCfg = PourWaterSceneCfg(num_envs=1, env_spacing=3.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        # mujoco_warp per world: the expert's pour peaks at 666 rows / 215 contacts (C MuJoCo count).
+        self.sim.physics.solver_cfg.warp_njmax = 1600
+        self.sim.physics.solver_cfg.warp_nconmax = 500
