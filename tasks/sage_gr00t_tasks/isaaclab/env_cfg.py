@@ -173,6 +173,9 @@ class ObservationsCfg:
 
 @configclass
 class EventCfg:
+    # Newton Warp draws what MuJoCo draws: colliders shown (Isaac Lab's importer hides those of bodies with a
+    # visual-only shape: table top, apple, torso, ...), the camera's mount hidden (see `ego_view_shapes`).
+    ego_view_shapes = EventTerm(func=sage_mdp.ego_view_shapes, mode="startup")
     reset_scene = EventTerm(func=mdp.reset_scene_to_default, mode="reset")
     # The task's own seeded layout sampler, scaled by `object_pose_scale` (config/domain_randomization.yaml).
     place_objects = EventTerm(func=sage_mdp.PlaceTaskObjects, mode="reset", params={"object_pose_scale": 1.0})

@@ -51,9 +51,10 @@ class RandomizeEgoCamera(ManagerTermBase):
     """Reset event: the embedded simulator's camera jitter (`camera_position_jitter`, `camera_fovy_jitter`).
 
     Position: +- jitter per axis added to the camera's nominal offset in its parent body (the head) frame,
-    like MuJoCo's `cam_pos`; written into the Newton site frame view's body-local offset, so the camera
-    stays attached to the head. Field of view: +- jitter degrees on the nominal vertical FOV, written as
-    new intrinsics (`Camera.set_intrinsic_matrices`; Newton's renderer rebuilds its ray field).
+    like MuJoCo's `cam_pos`, per environment; written into the Newton site frame view's body-local offset,
+    so the camera stays attached to the head. Field of view: +- jitter degrees on the nominal vertical FOV,
+    written as new intrinsics (`Camera.set_intrinsic_matrices`; Newton's renderer rebuilds its ray field);
+    one draw for all environments, as Newton Warp shares the ray field between worlds.
     The orientation is not jittered (the YAML has no orientation range; MuJoCo keeps `cam_quat`).
     The camera's mount (head) shapes are hidden from the renderer (`_hide_mount_body`), as MuJoCo's
     back-face culling hides them when the jitter moves the camera inside them.
@@ -84,13 +85,47 @@ class RandomizeEgoCamera(ManagerTermBase):
                              wp.array(quat0[ids].astype(np.float32), dtype=wp.vec4f, device=view.device), idx)
         camera._update_poses(env_ids=idx)
         if fovy_jitter > 0:
+            # Newton Warp traces one ray field for all worlds ("requires identical camera intrinsics across
+            # environments"), so one FOV draw applies to every environment (like the light direction).
             height = camera.cfg.height
-            k = k0[ids].copy()
-            fovy = 2 * np.arctan(height / 2 / k[:, 1, 1]) + np.deg2rad(_draw(-fovy_jitter, fovy_jitter, (len(ids),)))
+            k = k0.copy()
+            fovy = 2 * np.arctan(height / 2 / k[:, 1, 1]) + np.deg2rad(_draw(-fovy_jitter, fovy_jitter))
             focal = height / 2 / np.tan(fovy / 2)
             k[:, 0, 0] = k[:, 1, 1] = focal
-            camera.set_intrinsic_matrices(torch.as_tensor(k, dtype=torch.float32, device=env.device),
-                                          env_ids=ids.tolist())
+            camera.set_intrinsic_matrices(torch.as_tensor(k, dtype=torch.float32, device=env.device))
+
+
+def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, sensor_name: str = "ego_view"):
+    """Startup event: the Newton Warp renderer draws the shapes MuJoCo's ego view draws, in every world.
+
+    * Colliders are drawn. Isaac Lab's Newton cloner imports the USD with `hide_collision_shapes=True`,
+      which hides every collider of a body that also has a visual-only shape: the table top and floor
+      (the table's legs are visual-only), the apple (its stem), the plate's rim, the torso (its badge) and
+      skull (its visor). The ego view showed the arms over an empty background. These are MJCF group-0
+      geoms, which MuJoCo draws, and default-purpose prims in the USD, so they get `VISIBLE` back.
+    * The camera's mount (head) is hidden: the nominal position lies on the visor's front face and
+      Newton's tracer has no near plane, so rays started inside it (float32 rounding of the env offset)
+      hit it at ~1e-7 m -- a blank frame in env_1, env_2, ..., and a visor blob in env_0's.
+    """
+    import newton
+
+    camera = env.scene[sensor_name]
+    renderer = camera._renderer
+    model = renderer.backend.model
+    flags = model.shape_flags.numpy()
+    visible = np.int32(int(newton.ShapeFlags.VISIBLE))
+    collider = (flags & int(newton.ShapeFlags.COLLIDE_SHAPES) != 0) & (flags & int(newton.ShapeFlags.SITE) == 0)
+    flags[collider] |= visible
+    flags[_mount_shapes(camera)] &= ~visible
+    model.shape_flags.assign(wp.array(flags, dtype=model.shape_flags.dtype, device=model.shape_flags.device))
+    model.bvh_build_shapes(renderer.backend.state_0)
+
+
+def _mount_shapes(camera) -> np.ndarray:
+    """Mask of the Newton shapes on the bodies the camera is mounted on (the head, one per world)."""
+    model = camera._renderer.backend.model
+    bodies = camera._view._site_body.numpy()
+    return np.isin(model.shape_body.numpy(), bodies[bodies >= 0])
 
 
 def _hide_mount_body(camera) -> None:
@@ -107,8 +142,7 @@ def _hide_mount_body(camera) -> None:
 
     renderer = camera._renderer
     model = renderer.backend.model
-    bodies = camera._view._site_body.numpy()
-    hide = np.isin(model.shape_body.numpy(), bodies[bodies >= 0])
+    hide = _mount_shapes(camera)
     flags = model.shape_flags.numpy()
     if not np.any(flags[hide] & int(newton.ShapeFlags.VISIBLE)):
         return
@@ -138,14 +172,16 @@ class RandomizeObjectColors(ManagerTermBase):
 
     def _index(self, env: ManagerBasedRLEnv, names: list[str]) -> None:
         model, _ = _newton_render_model(env)
-        bodies = list(model.body_label)
+        roots = {root: index for index, root in enumerate(env.scene.env_prim_paths)}
+        wanted: dict[int, list[int]] = {index: [] for index in range(env.num_envs)}
+        for body, label in enumerate(model.body_label):  # "<env root>/<object>[/...]": one pass over all worlds
+            parts = label.split("/")
+            for k in range(1, len(parts)):
+                if parts[k] in names and "/".join(parts[:k]) in roots:
+                    wanted[roots["/".join(parts[:k])]].append(body)
+                    break
         shape_body = model.shape_body.numpy()
-        self._shapes = {}
-        for index in range(env.num_envs):
-            root = env.scene.env_prim_paths[index]
-            wanted = {b for b, label in enumerate(bodies)
-                      if any(label == f"{root}/{n}" or label.startswith(f"{root}/{n}/") for n in names)}
-            self._shapes[index] = np.flatnonzero(np.isin(shape_body, list(wanted)))
+        self._shapes = {index: np.flatnonzero(np.isin(shape_body, bodies)) for index, bodies in wanted.items()}
         self._nominal = model.shape_color.numpy().copy()
 
     def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, color_jitter: float = 0.0,
