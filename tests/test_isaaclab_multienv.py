@@ -172,6 +172,12 @@ def test_randomization_events_per_env():
             obs, *_ = env.step(home)
         assert obs["policy"]["ego_view"].shape == (N, IMAGE, IMAGE, 3)
         assert all(torch.isfinite(obs["policy"][g]).all() for g in STATE_GROUPS)
+        from isaaclab_newton.physics import NewtonManager
+
+        model = NewtonManager._solver.mjw_model  # mass / friction / gain draws reach mujoco_warp's worlds
+        for field in ("body_mass", "geom_friction", "actuator_gainprm"):
+            rows = getattr(model, field).numpy().reshape(N, -1)
+            assert len(np.unique(rows.round(5), axis=0)) == N, f"{field} shared between mujoco_warp worlds"
 
         before, layouts = _camera_state(env), _object_xyz(env)
         env.reset(env_ids=torch.tensor([1, 3], device=env.device))
