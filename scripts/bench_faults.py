@@ -92,11 +92,17 @@ def run_episode(env, bridge: SAGEGr00TBridge, seed: int, command: str, fault: st
     names = env.object_body_names()
     errors: list[float] = []
     idle_steps, held_steps, success, step = 0, 0, bool(info["success"]), 0
+    blind_travel, hands = 0.0, None  # how far the hands moved while the fault was on (moving on bad data)
     while step < env.config.max_steps:
         if step == fault_step and fault != "none":
             camera.set_fault(fault)
+        faulty = camera.active
         action = bridge.step(camera.corrupt_observation(obs))  # unchanged unless the fault reaches the policy
         held_steps += bridge.camera_hold
+        now = np.concatenate(list(bridge.pipeline.proprio.last.ee.values()))
+        if faulty and hands is not None:
+            blind_travel += float(np.linalg.norm((now - hands).reshape(-1, 3), axis=1).sum())
+        hands = now
         if step >= fault_step:
             fused = bridge.pipeline.fused  # scored against ground truth (scoring only)
             err = [float(np.linalg.norm(fused[o].position - env.body_pos(o))) for o in names if o in fused]
@@ -117,7 +123,8 @@ def run_episode(env, bridge: SAGEGr00TBridge, seed: int, command: str, fault: st
         "trust_low_after": int(below[0]) + 1 if fault != "none" and below.size else None,
         "fused_error": float(np.nanmean(errors)) if errors else float("nan"),
         "done": len(bridge.completed), "failed": len(bridge.failed), "idle_after_fault": idle_steps,
-        "held_steps": held_steps,
+        "held_steps": held_steps, "blind_travel": blind_travel,
+        "off_table": sum(env.body_pos(o)[2] < env.table_height - 0.05 for o in names),
         "ended_early": idle_steps > 0 and not success,
         "message": bridge.message,
         "reported_done": bridge.message == "done",
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(seeds {seeds[0]}..{seeds[-1]}, core {core}, episodes end: {args.stop})")
     for c in ("fault", "fusion", "success", "SAGE said done, and it was", f"steps to trust < {TRUST_LOW}",
               "fused error during fault (m)", "subtasks done / failed", "plan ended, task not done",
-              "steps held (camera distrusted)"):
+              "steps held (camera distrusted)", "hand travel during fault (m)", "objects off the table"):
         table.add_column(c, justify="left" if c in ("fault", "fusion") else "right")
     for fault in faults:
         for mode in bridges:
@@ -195,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(r['done'] for r in rs)} / {sum(r['failed'] for r in rs)}",
                 f"{sum(r['ended_early'] for r in rs)} episodes",
                 f"{np.mean([r['held_steps'] for r in rs]):.0f}",
+                f"{np.mean([r['blind_travel'] for r in rs]):.2f}",
+                f"{sum(r['off_table'] for r in rs)}",
             )
     console.print(table)
     console.print("fused error: mean over objects and over the steps from the fault start (for 'none': from the "
