@@ -149,6 +149,18 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
                 image = obs["policy"]["ego_view"]
                 result["image_shape"] = list(image.shape)
 
+            # Where a control step goes besides physics: the success reward (the embedded predicate, a Python
+            # loop over envs) and the ego-view render of all envs.
+            timed = {"reward_ms": lambda: env.reward_manager.compute(dt=env.step_dt)}
+            if args.camera:
+                timed["render_ms"] = lambda: env.scene["ego_view"].update(env.step_dt, force_recompute=True)
+            for key, compute in timed.items():
+                t = time.perf_counter()
+                for _ in range(3):
+                    compute()
+                _sync(args.device)
+                result[key] = (time.perf_counter() - t) / 3 * 1000
+
             # Physics only: bare sim.step() calls (one physics step of every world each, or `decimation`
             # of them where the physics manager folds the decimation loop into one call).
             per_call = env.cfg.decimation if env._physics_handles_decimation else 1
@@ -218,15 +230,16 @@ def print_table(results: list[dict], args: argparse.Namespace) -> None:
     camera = f"camera {args.image_size[0]}x{args.image_size[1]}" if args.camera else "no camera"
     table = Table(title=f"{args.task} on {args.device} ({camera})")
     for column in ("N", "solver", "env-steps/s", "control steps/s", "x realtime", "physics steps/s",
-                   "world-steps/s", "build s", "first step s"):
+                   "world-steps/s", "reward ms", "render ms", "build s", "first step s"):
         table.add_column(column, justify="right")
     for r in results:
         if "error" in r:
-            table.add_row(str(r["num_envs"]), "[red]" + r["error"] + "[/red]", *[""] * 7)
+            table.add_row(str(r["num_envs"]), "[red]" + r["error"] + "[/red]", *[""] * 9)
             continue
         table.add_row(str(r["num_envs"]), r["solver"], f"{r['env_steps_per_s']:.2f}", f"{r['control_steps_per_s']:.2f}",
                       f"{r['realtime_factor']:.2f}", f"{r['physics_steps_per_s']:.1f}", f"{r['world_steps_per_s']:.1f}",
-                      f"{r['build_s']:.1f}", f"{r['first_step_s']:.1f}")
+                      f"{r['reward_ms']:.1f}", f"{r.get('render_ms', 0):.1f}", f"{r['build_s']:.1f}",
+                      f"{r['first_step_s']:.1f}")
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 132))
