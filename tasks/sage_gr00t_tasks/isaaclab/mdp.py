@@ -118,7 +118,21 @@ def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None
     flags[collider] |= visible
     flags[_mount_shapes(camera)] &= ~visible
     model.shape_flags.assign(wp.array(flags, dtype=model.shape_flags.dtype, device=model.shape_flags.device))
-    model.bvh_build_shapes(renderer.backend.state_0)
+    _rebuild_shape_bvh(camera)
+
+
+def _rebuild_shape_bvh(camera) -> None:
+    """Rebuild the renderer's shape BVH after a visibility change.
+
+    On CUDA the renderer replays graphs captured against the old BVH (the camera's render query, the
+    backend's BVH refit) and re-captures only when the state's pointers change, so both are dropped.
+    """
+    renderer = camera._renderer
+    renderer.backend.model.bvh_build_shapes(renderer.backend.state_0)
+    renderer.backend.bvh_refit.data = None
+    renderer.backend.bvh_refit.timestamp = -1.0
+    if getattr(camera, "_render_data", None) is not None:
+        camera._render_data.graph = None
 
 
 def _mount_shapes(camera) -> np.ndarray:
@@ -148,7 +162,7 @@ def _hide_mount_body(camera) -> None:
         return
     flags[hide] &= ~np.int32(int(newton.ShapeFlags.VISIBLE))
     model.shape_flags.assign(wp.array(flags, dtype=model.shape_flags.dtype, device=model.shape_flags.device))
-    model.bvh_build_shapes(renderer.backend.state_0)
+    _rebuild_shape_bvh(camera)
 
 
 def _newton_render_model(env: ManagerBasedRLEnv, sensor_name: str = "ego_view"):
