@@ -4,11 +4,15 @@ Built the usual Isaac Lab way (`parse_env_cfg(..., num_envs=, device=)` + `gym.m
 solver follows the env count (`physics.SageMujocoSolverCfg`). Needs the `isaaclab` extra; skipped when
 isaaclab is not importable. The first run on a machine JIT-compiles mujoco_warp's kernels (~30 s more,
 cached in Warp's kernel cache afterwards).
+
+The same tests on a GPU with more envs (what was run on a lent H100, see README):
+    SAGE_ISAACLAB_TEST_DEVICE=cuda:0 SAGE_ISAACLAB_TEST_ENVS=256 pytest tests/test_isaaclab_multienv.py
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -25,14 +29,15 @@ from sage_gr00t_tasks.isaaclab import GYM_IDS  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
-N = 4
+DEVICE = os.environ.get("SAGE_ISAACLAB_TEST_DEVICE", "cpu")
+N = int(os.environ.get("SAGE_ISAACLAB_TEST_ENVS", "4"))
 IMAGE = 32
 STEPS = 24  # control steps (x 25 physics steps) holding the home pose
 SETTLE = 6  # objects placed at reset settle onto the table first (the plate sinks ~1.6 cm, C MuJoCo alike)
 TASK = GYM_IDS["pick_apple"]
 
 
-def _make(num_envs: int, device: str = "cpu", randomization=None):
+def _make(num_envs: int, device: str = DEVICE, randomization=None):
     from isaaclab.app import launch_simulation
     from isaaclab_tasks.utils import parse_env_cfg
 
@@ -80,8 +85,8 @@ def test_backend_follows_env_count_and_device():
         resolve_solver_cfg(solver, 4, "cpu")
 
 
-def test_many_envs_on_mujoco_warp_cpu():
-    """4 envs through mujoco_warp on Warp's CPU: per-env layouts and images, stable under the home pose."""
+def test_many_envs_on_mujoco_warp():
+    """N envs through mujoco_warp (Warp's CPU here): per-env layouts and images, stable under the home pose."""
     env, stack = _make(N)
     with stack:
         _check_many_envs(env)
@@ -147,7 +152,7 @@ def _camera_state(env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_randomization_events_per_env():
-    """'train' profile with 4 envs: per-env layouts, colours and camera offsets; one shared FOV (Newton Warp
+    """'train' profile with N envs: per-env layouts, colours and camera offsets; one shared FOV (Newton Warp
     traces one ray field for all worlds); a partial reset re-draws only the reset envs."""
     from sage_gr00t.sim.embodiment import SAGE_HUMANOID
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
