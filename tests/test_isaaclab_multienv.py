@@ -102,9 +102,11 @@ def _check_many_envs(env) -> None:
 
     obs, _ = env.reset(seed=0)
     start = _object_xyz(env)
-    for name, xyz in start.items():  # each env draws its own layout from the task's sampler
-        gaps = np.linalg.norm(xyz[:, None, :2] - xyz[None, :, :2], axis=-1)[np.triu_indices(N, 1)]
-        assert gaps.min() > 0.01, f"{name}: envs share a layout {xyz[:, :2].round(3).tolist()}"
+    # Each env draws its own layout from the task's sampler: no two envs share one. (Compared as whole
+    # layouts: with hundreds of envs, two may place one object, or even all, within a centimetre by chance.)
+    layouts = np.concatenate([xyz[:, :2] for xyz in start.values()], axis=1)
+    gaps = np.linalg.norm(layouts[:, None] - layouts[None], axis=-1)[np.triu_indices(N, 1)]
+    assert gaps.min() > 1e-3, f"two envs share a layout: {layouts.round(3).tolist()}"
     env.reset(seed=0)
     for name, xyz in _object_xyz(env).items():
         np.testing.assert_allclose(xyz, start[name], atol=1e-5, err_msg=f"{name}: seed does not reproduce layouts")
@@ -134,8 +136,14 @@ def _check_many_envs(env) -> None:
     assert images.shape == (N, IMAGE, IMAGE, 3) and images.dtype == torch.uint8
     images = images.cpu().numpy().astype(int)
     assert min(image.std() for image in images) > 20, "a blank ego view"
-    diffs = [np.abs(images[i] - images[j]).mean() for i in range(N) for j in range(i + 1, N)]
-    assert min(diffs) > 0.3, f"envs render the same frame: pairwise mean |diff| {np.round(diffs, 2).tolist()}"
+    # Envs whose layouts differ by a few centimetres see different frames (each env renders its own world,
+    # not env 0's, not a blank). At 32 px the apple covers 0-3 pixels, so a few pairs among hundreds of envs
+    # may still render alike by chance (0.75% of pairs at 32 envs); a rendering bug makes nearly all alike.
+    final = np.concatenate([xyz[:, :2] for xyz in end.values()], axis=1)
+    pairs = [(i, j) for i in range(N) for j in range(i + 1, N) if np.linalg.norm(final[i] - final[j]) > 0.03]
+    assert len(pairs) >= N * (N - 1) // 4, "too few distinct layouts to compare frames"
+    alike = [(i, j) for i, j in pairs if np.abs(images[i] - images[j]).mean() < 0.1]
+    assert len(alike) <= 0.05 * len(pairs), f"envs render the same frame: {len(alike)} of {len(pairs)} pairs"
 
 
 def _action_joint_order() -> list[str]:
