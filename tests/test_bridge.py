@@ -170,3 +170,28 @@ def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -
 
     blind = SAGEGr00TBridge(policy, env, planner, BridgeConfig(use_trust=False))
     assert not _run_with_camera_outage(env, blind, 1001, duration)["hold_steps"]
+
+
+def test_a_faulty_estimator_with_live_policy_images_does_not_hold_the_robot(parts) -> None:
+    """Only the object estimator's frames drop out; the policy's own images stay live. The camera
+    estimator loses trust, but the robot keeps working: holding is for images the policy acts on."""
+    import torch
+
+    from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
+    from sage_gr00t.perceive.sensors import POLICY_IMAGE
+
+    env, policy, planner = parts
+    bridge = SAGEGr00TBridge(policy, env, planner)
+    torch.manual_seed(1000)
+    bridge.policy.seed(1000)
+    obs, _ = env.reset(seed=1000)
+    bridge.reset(obs)
+    camera = FaultyCamera(bridge.camera, FaultConfig(kind="dropout", start_step=10))
+    bridge.pipeline.camera = camera
+    bridge.command(COMMAND)
+    for _ in range(50):
+        obs, *_ = env.step(bridge.step(camera.corrupt_observation(obs)))
+        assert not bridge.camera_hold, bridge.message
+    assert bridge.trust.trust("camera") < 0.3
+    assert bridge.trust.trust(POLICY_IMAGE) > 0.8
+    assert bridge.lmodule.executor.queries > 0

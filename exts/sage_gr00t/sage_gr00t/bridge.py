@@ -34,7 +34,13 @@ from sage_gr00t.memory import (
     SNARCScorer,
 )
 from sage_gr00t.perceive.fusion import FusionConfig, PerceptionPipeline, PerceptionStep, PipelineConfig, SensorFusion
-from sage_gr00t.perceive.sensors import CameraConfig, CameraFrame, CameraObjectEstimator, CameraSensor
+from sage_gr00t.perceive.sensors import (
+    POLICY_IMAGE,
+    CameraConfig,
+    CameraFrame,
+    CameraObjectEstimator,
+    CameraSensor,
+)
 from sage_gr00t.plan.planner import HModulePlanner, PlanResult
 from sage_gr00t.plan.scene import Scene
 from sage_gr00t.policy.base import Policy
@@ -66,12 +72,13 @@ class BridgeConfig:
     camera_every: int = 4  # camera frames every k-th control step (5 Hz); between them proprioception + memory
     use_trust: bool = True  # False: ablation, fusion ignores trust (FusionConfig.use_trust)
     replan_on_failure: bool = False  # a failed subtask triggers one new plan from the perceived scene
-    # The policy acts on the camera's image, so with trust the robot does not move on a camera stream SAGE
-    # distrusts: when the camera's trust is below `camera_hold_below` and its images are frozen or missing,
-    # it holds still (the subtask's stall clock stops), and goes on with a fresh action chunk once live
-    # images are back and trust is above `camera_resume_above`. (Estimates that merely disagree with the
-    # other sensors say the object estimator is off, not the image: fusion handles those.) None: never
-    # hold. Without trust (`use_trust=False`) nothing acts on trust, so it never holds.
+    # With trust the robot does not move on images SAGE distrusts: when the trust of the image stream the
+    # policy acts on (`sensors.POLICY_IMAGE`, judged with each camera frame) is below `camera_hold_below`
+    # and its latest frame is frozen or missing, the robot holds still (the subtask's stall clock stops),
+    # and goes on with a fresh action chunk once live images are back and that trust is above
+    # `camera_resume_above`. Object estimates that merely disagree with the other sensors say the
+    # estimator is off, not the image: fusion handles those. None: never hold. Without trust
+    # (`use_trust=False`) nothing acts on trust, so it never holds.
     camera_hold_below: float | None = 0.3
     camera_resume_above: float = 0.5
 
@@ -242,16 +249,16 @@ class SAGEGr00TBridge:
         self.events.append({"step": self.steps, "kind": DONE if ok else FAILED, "subtask": subtask.language, **event})
 
     def _camera_distrusted(self) -> bool:
-        """Hold / resume on the camera's trust (with hysteresis); True while the robot must hold still."""
+        """Hold / resume on the policy image's trust (with hysteresis); True while the robot must hold still."""
         c = self.config
-        if not c.use_trust or c.camera_hold_below is None or "camera" not in self.trust.sensors:
+        if not c.use_trust or c.camera_hold_below is None or POLICY_IMAGE not in self.trust.sensors:
             return False
-        trust, live = self.trust.trust("camera"), self.trust.stream_ok("camera")
+        trust, live = self.trust.trust(POLICY_IMAGE), self.trust.stream_ok(POLICY_IMAGE)
         if not self.camera_hold and trust < c.camera_hold_below and not live:
             self.camera_hold = True
             self._plan_message = self.message
-            self.message = (f"holding still: camera trust {trust:.2f} < {c.camera_hold_below} and its images are "
-                            "frozen or missing; going on when live images are back")
+            self.message = (f"holding still: the camera images are frozen or missing (trust {trust:.2f} < "
+                            f"{c.camera_hold_below}); going on when live images are back")
             self.events.append({"step": self.steps, "kind": "camera_hold", "trust": trust})
         elif self.camera_hold and live and trust > c.camera_resume_above:
             self.camera_hold = False

@@ -31,6 +31,7 @@ from sage_gr00t.perceive.sensors import (
     ProprioReading,
     RobotStateSource,
     SensorReading,
+    image_stream_reading,
 )
 from sage_gr00t.perceive.trust import TrustEngine
 
@@ -119,6 +120,9 @@ class PipelineConfig:
     release_hold: float = 1.0  # s: proprioception vouches for a released object's resting place this long
     memory_min_trust: float = 0.5  # memory only takes positions supported by a sensor this trusted
     camera_every: int = 1  # read the camera every k-th step (k=4: 5 Hz at 20 Hz control)
+    # With each camera frame, also judge the image the policy gets (the observation's) as a stream of its
+    # own (`sensors.POLICY_IMAGE`): the bridge holds the robot when that stream is frozen or missing.
+    watch_policy_image: bool = True
     reach: float = 0.15  # m: an object centred this close to an end effector can be touched by that hand
 
     def __post_init__(self) -> None:
@@ -197,6 +201,8 @@ class PerceptionPipeline:
         moved = self._moved  # frozen-frame check: did the robot move since the previous frame?
         if self.camera_due():
             readings.insert(0, self.camera.read(env, timestamp, rgb))
+            if self.config.watch_policy_image and rgb is not None:
+                readings.append(image_stream_reading(rgb, timestamp))
             self._moved = False
         elif hasattr(self.camera, "skip"):
             self.camera.skip()  # time passes for the camera (fault schedules count control steps)

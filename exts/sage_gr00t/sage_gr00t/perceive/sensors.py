@@ -284,6 +284,19 @@ def frame_fingerprint(rgb: np.ndarray) -> str:
     return f"{zlib.crc32(np.ascontiguousarray(rgb)):08x}"
 
 
+DARK_LEVEL = 10  # a frame whose brightest pixel is below this is black: it carries no information
+POLICY_IMAGE = "ego_image"  # the image stream the policy acts on, watched as a sensor of its own
+
+
+def image_stream_reading(rgb: np.ndarray | None, timestamp: float, name: str = POLICY_IMAGE) -> SensorReading:
+    """The raw health of an image stream (no estimates): its fingerprint, and whether it delivered a
+    usable frame. The trust engine judges it like any sensor's stream (frozen while the robot moves,
+    missing, black), so the policy's own input has a trust of its own."""
+    if rgb is None:
+        return SensorReading(name, {}, timestamp, None, raw_valid=False)
+    return SensorReading(name, {}, timestamp, frame_fingerprint(rgb), raw_valid=bool(rgb.max() >= DARK_LEVEL))
+
+
 class CameraObjectEstimator:
     """Colour segmentation + depth back-projection -> per-object world positions."""
 
@@ -305,7 +318,7 @@ class CameraObjectEstimator:
         if frame is None:
             return SensorReading(self.name, {}, float("nan"), None, raw_valid=False)
         fingerprint = frame_fingerprint(frame.rgb)
-        if frame.rgb.max() < 10:  # a black frame carries no information
+        if frame.rgb.max() < DARK_LEVEL:
             return SensorReading(self.name, {}, frame.timestamp, fingerprint, raw_valid=False)
         return SensorReading(self.name, self.detect(frame), frame.timestamp, fingerprint)
 

@@ -48,7 +48,12 @@ class TrustConfig:
     consistency_scale: float = 0.03  # m: agreement score exp(-d^2 / 2 s^2)
     accuracy_scale: float = 0.03
     frozen_steps: int = 3  # identical data this many readings in a row while the robot moves = frozen
-    frozen_checked: tuple[str, ...] = ("camera",)  # sensors whose raw data must change when the robot moves
+    # sensors whose raw data must change when the robot moves (the camera estimator's frames, and the
+    # policy's own image stream, `sensors.POLICY_IMAGE`)
+    frozen_checked: tuple[str, ...] = ("camera", "ego_image")
+    # Raw streams that carry no estimates: nothing to agree with or be confident about, so a fresh, valid
+    # frame counts as full consistency and quality (and a frozen or missing one as none).
+    stream_only: tuple[str, ...] = ("ego_image",)
     max_speed: float = 0.6  # m/s: faster apparent motion of an object is impossible here
     jump_tolerance: float = 0.03  # m, added to the motion bound (detector jitter, partial occlusion)
     gap_reset: float = 0.5  # s: an object not reported this long may reappear anywhere
@@ -202,6 +207,10 @@ class TrustEngine:
                 continue
             n = len(r.estimates)
             s.reliability = self._ema(s.reliability, len(valid[r.sensor]) / n if n else 1.0, rate)
+            if r.sensor in c.stream_only:
+                s.consistency = self._ema(s.consistency, 1.0, rate)
+                s.quality = self._ema(s.quality, 1.0, rate)
+                continue
             if n:
                 s.quality = self._ema(
                     s.quality, sum(e.confidence for o, e in r.estimates.items() if o in valid[r.sensor]) / n, rate
