@@ -41,6 +41,12 @@ def test_sleep_cycle_dreams_and_consolidates_into_the_policy() -> None:
             success=False, reward=0.0)))
         assert bridge.sleep_cycle() is None or bridge.metabolic.should_sleep  # not sleepy: nothing happens
         summary = bridge.sleep_cycle(force=True)
+        # Shutdown cancels a sleep cycle: no further dream, no further update.
+        dreamer.cancel()
+        trainer.cancel()
+        assert dreamer.dream() == []
+        stopped = trainer.consolidate(list(bridge.dreams))
+        assert stopped["steps"] == 0 and stopped["cancelled"]
     finally:
         torch.set_num_threads(threads)
         dreamer.close()

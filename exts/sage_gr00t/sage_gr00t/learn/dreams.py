@@ -9,6 +9,7 @@ an instruction naming that subtask's object first, so the weak subtask is dreamt
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,11 @@ class DreamGenerator:
                             image_height=c.image_size, image_width=c.image_size)
         self.expert = ScriptedExpert(self.env, ExpertConfig(plan_order="shuffled"))
         self.next_seed = c.seed_start
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Dream no further episode after the one in flight (shutdown must not wait for a whole cycle)."""
+        self._cancel.set()
 
     def close(self) -> None:
         self.env.close()
@@ -59,7 +65,7 @@ class DreamGenerator:
         c = self.config
         dreams: list[Dream] = []
         for _ in range(c.episodes_per_cycle * c.max_attempts_factor):
-            if len(dreams) >= c.episodes_per_cycle:
+            if len(dreams) >= c.episodes_per_cycle or self._cancel.is_set():
                 break
             seed, self.next_seed = self.next_seed, self.next_seed + 1
             dream = self._episode(seed, focus[len(dreams) % len(focus)] if focus else None)

@@ -7,6 +7,7 @@ Progress is measured on a fixed batch of the cycle's dreams with fixed noise (be
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -37,6 +38,11 @@ class SleepTrainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.cycles = 0
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop consolidating after the update in flight (shutdown must not wait for a whole cycle)."""
+        self._cancel.set()
 
     def _loss(self, batch: dict, seed: int) -> float:
         torch.manual_seed(seed)
@@ -60,7 +66,11 @@ class SleepTrainer:
         model.eval()
         before = np.mean([self._loss(probe, s) for s in range(3)])
         model.train()
-        for _ in range(c.steps):
+        for step in range(c.steps):
+            if self._cancel.is_set():
+                model.eval()
+                return {"steps": step, "frames": len(data.state), "cancelled": True,
+                        "seconds": time.perf_counter() - t0}
             loss = model(sampler(c.batch_size, self.generator))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

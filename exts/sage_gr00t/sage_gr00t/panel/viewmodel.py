@@ -641,7 +641,11 @@ class PanelViewModel:
             return out
 
     def close(self, timeout: float = 120.0) -> None:
-        """Close the simulator(s); waits for a sleep cycle in flight (it uses the dreamer's simulator)."""
+        """Close the simulator(s); a sleep cycle in flight is cancelled and waited for (it uses the
+        dreamer's simulator): at most the dream episode or training update it is in."""
+        for part in (self.dreamer, self.sleep_trainer):
+            if part is not None:
+                part.cancel()
         deadline = time.monotonic() + timeout
         while self.sleeping and time.monotonic() < deadline:
             time.sleep(0.05)
