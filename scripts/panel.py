@@ -13,6 +13,7 @@ filter's speed scale (10-100 %). JSON API: GET /api/state, POST /api/command {te
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from sage_gr00t.memory.metabolic import MetabolicConfig
@@ -43,6 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     metabolic = MetabolicConfig()
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         vm.close()
         return 2
+    # Ctrl-C and SIGTERM stop the panel cleanly, also when it was started with SIGINT ignored (a
+    # background job of a non-interactive shell inherits that, and Python then keeps it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"SAGE panel: {server.url}  (Ctrl-C to quit)", flush=True)
     try:
         server.serve_forever()
