@@ -157,7 +157,7 @@ def test_other_tasks_build_reset_and_step_with_the_expert(task):
 def test_expert_completes_pour_water_in_isaaclab():
     """The water stays in the pitcher while settling and the expert pours it: all of 4 seeds.
 
-    Regression test for MuJoCo's midphase, which `physics.NewtonMujocoCpuManager` switches off: with
+    Regression test for MuJoCo's midphase, which `physics.NewtonMujocoManager` switches off for C MuJoCo: with
     the bounding-volume hierarchies Newton leaves in a stale inertial frame, the fingers passed
     through the pitcher's thin walls and particles leaked out of it.
     """

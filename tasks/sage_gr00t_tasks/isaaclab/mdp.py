@@ -56,8 +56,8 @@ class RandomizeEgoCamera(ManagerTermBase):
     written as new intrinsics (`Camera.set_intrinsic_matrices`; Newton's renderer rebuilds its ray field);
     one draw for all environments, as Newton Warp shares the ray field between worlds.
     The orientation is not jittered (the YAML has no orientation range; MuJoCo keeps `cam_quat`).
-    The camera's mount (head) shapes are hidden from the renderer (`_hide_mount_body`), as MuJoCo's
-    back-face culling hides them when the jitter moves the camera inside them.
+    A camera jittered into its mount (the head) does not see its inside: the startup event
+    `ego_view_shapes` hid the mount from the renderer.
     """
 
     def __init__(self, cfg: EventTermCfg, env: ManagerBasedRLEnv):
@@ -69,7 +69,6 @@ class RandomizeEgoCamera(ManagerTermBase):
         camera = env.scene[sensor_name]
         view = camera._view
         if self._nominal is None:
-            _hide_mount_body(camera)
             pos, quat = view.get_local_poses()
             self._nominal = (pos.torch.clone().cpu().numpy(), quat.torch.clone().cpu().numpy(),
                              camera.data.intrinsic_matrices.torch.clone().cpu().numpy()
@@ -105,7 +104,10 @@ def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None
       geoms, which MuJoCo draws, and default-purpose prims in the USD, so they get `VISIBLE` back.
     * The camera's mount (head) is hidden: the nominal position lies on the visor's front face and
       Newton's tracer has no near plane, so rays started inside it (float32 rounding of the env offset)
-      hit it at ~1e-7 m -- a blank frame in env_1, env_2, ..., and a visor blob in env_0's.
+      hit it at ~1e-7 m -- a blank frame in env_1, env_2, ..., and a visor blob in env_0's. Camera
+      jitter moves it further inside the visor or skull box, whose back faces MuJoCo culls but Newton's
+      tracer hits (its culling is for meshes only). The camera looks forward and down, so it never sees
+      its mount from outside; collisions are unaffected.
     """
     import newton
 
@@ -140,29 +142,6 @@ def _mount_shapes(camera) -> np.ndarray:
     model = camera._renderer.backend.model
     bodies = camera._view._site_body.numpy()
     return np.isin(model.shape_body.numpy(), bodies[bodies >= 0])
-
-
-def _hide_mount_body(camera) -> None:
-    """Hide the shapes of the body the camera is mounted on (the head) from the Newton Warp renderer.
-
-    The ego camera's nominal position lies on the front face of the head's visor box. Jittered backwards
-    it is inside the visor (or skull) box; MuJoCo's renderer culls those boxes' back faces (and clips at
-    znear), but Newton's ray tracer hits analytic primitives from inside (its backface culling applies
-    to meshes only; it has no near plane), so the frame shows the inside of the box. The camera never
-    sees its own mount from outside (it looks forward and down), so the mount's shapes lose the
-    `ShapeFlags.VISIBLE` bit and the renderer's shape BVH is rebuilt; collisions are unaffected.
-    """
-    import newton
-
-    renderer = camera._renderer
-    model = renderer.backend.model
-    hide = _mount_shapes(camera)
-    flags = model.shape_flags.numpy()
-    if not np.any(flags[hide] & int(newton.ShapeFlags.VISIBLE)):
-        return
-    flags[hide] &= ~np.int32(int(newton.ShapeFlags.VISIBLE))
-    model.shape_flags.assign(wp.array(flags, dtype=model.shape_flags.dtype, device=model.shape_flags.device))
-    _rebuild_shape_bvh(camera)
 
 
 def _newton_render_model(env: ManagerBasedRLEnv, sensor_name: str = "ego_view"):

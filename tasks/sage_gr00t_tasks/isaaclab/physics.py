@@ -117,6 +117,3 @@ class NewtonMujocoManager(NewtonMJWarpManager):
             NewtonManager._contacts = None
             return
         super()._initialize_contacts()
-
-
-NewtonMujocoCpuManager = NewtonMujocoManager  # the name before the backend followed the env count
