@@ -9,6 +9,7 @@ import pytest
 
 from sage_gr00t.bridge import SAGEGr00TBridge
 from sage_gr00t.memory import ExperienceStore
+from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
 from sage_gr00t_tasks import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,21 +113,27 @@ def test_without_the_success_oracle_sage_ends_the_episode_itself(parts) -> None:
     assert result.success and env.is_success()
 
 
+def _start_with_faulty_camera(env, bridge, seed: int, fault: FaultConfig) -> tuple[dict, FaultyCamera]:
+    """Reset env and bridge on `seed` (the same policy noise whatever ran before), put a fault-injecting
+    camera in the perception pipeline, give the command; returns the first observation and that camera."""
+    import torch
+
+    torch.manual_seed(seed)
+    bridge.policy.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    bridge.reset(obs)
+    camera = FaultyCamera(bridge.camera, fault)
+    bridge.pipeline.camera = camera
+    bridge.command(COMMAND)
+    return obs, camera
+
+
 def _run_with_camera_outage(env, bridge, seed: int, duration: int) -> dict:
     """Drive the bridge until a hand carries an object (lifted 4 cm: ground truth, for the test's timing
     only), then black out the camera (policy image and estimator) for `duration` control steps; record
     holds, joint motion and what stays held."""
-    import torch
-
-    from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
-
-    torch.manual_seed(seed)
-    bridge.policy.seed(seed)  # the same flow-matching noise whatever ran before
-    obs, info = env.reset(seed=seed)
-    bridge.reset(obs)
-    camera = FaultyCamera(bridge.camera, FaultConfig(duration=duration, reaches_policy=True))
-    bridge.pipeline.camera = camera
-    bridge.command(COMMAND)
+    obs, camera = _start_with_faulty_camera(env, bridge, seed, FaultConfig(duration=duration, reaches_policy=True))
+    info = {"success": False}
     out: dict = {"fault_step": None, "hold_steps": [], "joints": [], "held": []}
     for step in range(env.config.max_steps):
         carried = {obj for obj, _ in bridge.pipeline.proprio.held.values()
@@ -175,20 +182,11 @@ def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -
 def test_a_faulty_estimator_with_live_policy_images_does_not_hold_the_robot(parts) -> None:
     """Only the object estimator's frames drop out; the policy's own images stay live. The camera
     estimator loses trust, but the robot keeps working: holding is for images the policy acts on."""
-    import torch
-
-    from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
     from sage_gr00t.perceive.sensors import POLICY_IMAGE
 
     env, policy, planner = parts
     bridge = SAGEGr00TBridge(policy, env, planner)
-    torch.manual_seed(1000)
-    bridge.policy.seed(1000)
-    obs, _ = env.reset(seed=1000)
-    bridge.reset(obs)
-    camera = FaultyCamera(bridge.camera, FaultConfig(kind="dropout", start_step=10))
-    bridge.pipeline.camera = camera
-    bridge.command(COMMAND)
+    obs, camera = _start_with_faulty_camera(env, bridge, 1000, FaultConfig(kind="dropout", start_step=10))
     for _ in range(50):
         obs, *_ = env.step(bridge.step(camera.corrupt_observation(obs)))
         assert not bridge.camera_hold, bridge.message

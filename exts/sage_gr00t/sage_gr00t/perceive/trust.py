@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sage_gr00t.perceive.sensors import Estimate, SensorReading
+from sage_gr00t.perceive.sensors import POLICY_IMAGE, Estimate, SensorReading
 
 TRUST_WEIGHTS = {"consistency": 0.3, "reliability": 0.3, "accuracy": 0.2, "quality": 0.2}
 COMPONENTS_INITIAL = {"gr00t_visual": 0.8, "gr00t_language": 0.9, "sage_planning": 0.7, "sage_execution": 0.6}
@@ -49,11 +49,11 @@ class TrustConfig:
     accuracy_scale: float = 0.03
     frozen_steps: int = 3  # identical data this many readings in a row while the robot moves = frozen
     # sensors whose raw data must change when the robot moves (the camera estimator's frames, and the
-    # policy's own image stream, `sensors.POLICY_IMAGE`)
-    frozen_checked: tuple[str, ...] = ("camera", "ego_image")
+    # policy's own image stream)
+    frozen_checked: tuple[str, ...] = ("camera", POLICY_IMAGE)
     # Raw streams that carry no estimates: nothing to agree with or be confident about, so a fresh, valid
     # frame counts as full consistency and quality (and a frozen or missing one as none).
-    stream_only: tuple[str, ...] = ("ego_image",)
+    stream_only: tuple[str, ...] = (POLICY_IMAGE,)
     max_speed: float = 0.6  # m/s: faster apparent motion of an object is impossible here
     jump_tolerance: float = 0.03  # m, added to the motion bound (detector jitter, partial occlusion)
     gap_reset: float = 0.5  # s: an object not reported this long may reappear anywhere
