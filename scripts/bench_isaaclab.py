@@ -86,14 +86,14 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
     """Build, reset and time one env count (in this process)."""
     importlib.import_module("sage_gr00t")  # first, before mujoco / isaaclab (sets up GL and paths)
     import gymnasium as gym
-    import numpy as np
     import torch
     from isaaclab.app import launch_simulation
     from isaaclab_tasks.utils import parse_env_cfg
 
     import sage_gr00t_tasks.isaaclab  # noqa: F401  (registers the gym ids)
     from sage_gr00t.sim.embodiment import SAGE_HUMANOID
-    from sage_gr00t_tasks.base import STATE_GROUPS, home_action
+    from sage_gr00t_tasks.base import home_action
+    from sage_gr00t_tasks.isaaclab.adapter import action_tensor
 
     result: dict = {"num_envs": num_envs}
     cfg = parse_env_cfg(args.task, device=args.device, num_envs=num_envs)
@@ -126,9 +126,7 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
             _sync(args.device)
             result["reset_s"] = time.perf_counter() - t
 
-            home = home_action(SAGE_HUMANOID)
-            flat = np.concatenate([home[f"action.{g}"] for g in STATE_GROUPS]).astype(np.float32)
-            action = torch.as_tensor(flat, device=env.device).repeat(num_envs, 1)
+            action = action_tensor(home_action(SAGE_HUMANOID), env.device, num_envs)
             t = time.perf_counter()
             env.step(action)
             _sync(args.device)

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from sage_gr00t_tasks.base import STATE_GROUPS, home_action  # noqa: E402
 from sage_gr00t_tasks.isaaclab import GYM_IDS  # noqa: E402
+from sage_gr00t_tasks.isaaclab.adapter import action_tensor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
@@ -55,9 +56,7 @@ def _make(num_envs: int, device: str = DEVICE, randomization=None):
 def _home(env) -> torch.Tensor:
     from sage_gr00t.sim.embodiment import SAGE_HUMANOID
 
-    home = home_action(SAGE_HUMANOID)
-    flat = np.concatenate([home[f"action.{g}"] for g in STATE_GROUPS]).astype(np.float32)
-    return torch.as_tensor(flat, device=env.device).repeat(env.num_envs, 1)
+    return action_tensor(home_action(SAGE_HUMANOID), env.device, env.num_envs)
 
 
 def _object_xyz(env) -> dict[str, np.ndarray]:

@@ -26,6 +26,13 @@ _DELEGATED = {"body_pos", "body_quat", "is_success", "expert_plan", "grasp_spec"
               "block_in_bin"}
 
 
+def action_tensor(action: dict[str, np.ndarray], device: str | torch.device, num_envs: int = 1) -> torch.Tensor:
+    """A GR00T action dict (`action.<group>` joint targets) as the Isaac Lab action tensor, the same for
+    each of `num_envs` environments: (num_envs, d), groups in `STATE_GROUPS` order."""
+    flat = np.concatenate([np.asarray(action[f"action.{g}"], np.float32) for g in STATE_GROUPS])
+    return torch.as_tensor(flat, device=device).repeat(num_envs, 1)
+
+
 def env_cfg_class(task: str):
     from sage_gr00t_tasks.isaaclab import env_cfg
 
@@ -107,7 +114,7 @@ class IsaacLabTaskEnv:
         self._latency = int(self._rng.integers(lo, hi + 1)) if hi > 0 else 0
         self._action_queue.clear()
         # Settle the objects under the home pose (the embedded env runs `settle_steps` physics steps).
-        home = self._action_tensor(self.home_action())
+        home = action_tensor(self.home_action(), self.env.device)
         settle = int(np.ceil(self.config.settle_steps / self.cfg.decimation))
         obs = None
         for _ in range(settle):
@@ -120,7 +127,7 @@ class IsaacLabTaskEnv:
         return self._observation(obs), {"success": self.logic.is_success(), "instruction": self.instruction}
 
     def step(self, action: dict[str, np.ndarray]) -> tuple[dict, float, bool, bool, dict]:
-        command = self._action_tensor(self.validate_action(action))
+        command = action_tensor(self.validate_action(action), self.env.device)
         self._action_queue.append(command)
         if len(self._action_queue) > self._latency:
             self._current = self._action_queue.popleft()
@@ -155,10 +162,6 @@ class IsaacLabTaskEnv:
     def validate_action(self, action: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The embedded env's checks (keys, shapes, finite, joint ranges); raises before touching the simulator."""
         return check_action(action, self._ctrl_range, self.embodiment.name)
-
-    def _action_tensor(self, action: dict[str, np.ndarray]) -> torch.Tensor:
-        flat = np.concatenate([np.asarray(action[f"action.{g}"], np.float32) for g in STATE_GROUPS])
-        return torch.as_tensor(flat, device=self.env.device).unsqueeze(0)
 
     # ------------------------------------------------------------------ observations
     def state(self) -> dict[str, np.ndarray]:
