@@ -128,10 +128,10 @@ def _start_with_faulty_camera(env, bridge, seed: int, fault: FaultConfig) -> tup
     return obs, camera
 
 
-def _run_with_camera_outage(env, bridge, seed: int, duration: int) -> dict:
+def _run_with_camera_outage(env, bridge, seed: int, duration: int, kind: str = "dropout") -> dict:
     """Drive the bridge until a hand carries an object (lifted 4 cm: ground truth, for the test's timing
-    only), then black out the camera (policy image and estimator) for `duration` control steps; record
-    holds, joint motion and what stays held."""
+    only), then break the camera (policy image and estimator: black for "dropout", the last frame for
+    "frozen") for `duration` control steps; record holds, joint motion and what stays held."""
     obs, camera = _start_with_faulty_camera(env, bridge, seed, FaultConfig(duration=duration, reaches_policy=True))
     info = {"success": False}
     out: dict = {"fault_step": None, "hold_steps": [], "joints": [], "held": []}
@@ -140,7 +140,7 @@ def _run_with_camera_outage(env, bridge, seed: int, duration: int) -> dict:
                    if env.body_pos(obj)[2] > env.table_height + 0.06}
         if out["fault_step"] is None and carried:
             out["fault_step"], out["carried"] = step, carried
-            camera.set_fault("dropout")
+            camera.set_fault(kind)
         obs, _, terminated, truncated, info = env.step(bridge.step(camera.corrupt_observation(obs)))
         if bridge.camera_hold:
             out["hold_steps"].append(step)
@@ -166,7 +166,7 @@ def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -
     print(f"\noutage at step {r['fault_step']} for {duration} steps carrying {r['carried']}: held "
           f"{holds[0]}..{holds[-1] if holds else None}; success {r['success']} in {r['steps']} steps")
     assert r["fault_step"] is not None and holds, "the bridge never held still during the camera outage"
-    assert holds[0] - r["fault_step"] <= 20  # trust falls below 0.3 within 20 control steps
+    assert holds[0] == r["fault_step"], "black frames reached the policy before the robot held still"
     assert holds == list(range(holds[0], holds[-1] + 1)), "the hold flickered"
     assert 0 < holds[-1] + 1 - (r["fault_step"] + duration) <= 20  # resumed soon after live images came back
     joints = np.array(r["joints"][5:])  # after the arms have settled on the latched pose
@@ -177,6 +177,24 @@ def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -
 
     blind = SAGEGr00TBridge(policy, env, planner, BridgeConfig(use_trust=False))
     assert not _run_with_camera_outage(env, blind, 1001, duration)["hold_steps"]
+
+
+def test_frozen_camera_holds_the_robot_once_the_image_stream_is_distrusted(parts) -> None:
+    """A repeated frame is weaker evidence than a black one: the robot holds once the policy image's
+    trust has fallen below `camera_hold_below` (within 20 control steps), not on the first repeat."""
+    from sage_gr00t.perceive.sensors import POLICY_IMAGE
+
+    env, policy, planner = parts
+    bridge = SAGEGr00TBridge(policy, env, planner)
+    r = _run_with_camera_outage(env, bridge, 1001, 40, kind="frozen")
+    holds = r["hold_steps"]
+    assert r["fault_step"] is not None and holds, "the bridge never held still on frozen frames"
+    assert 3 <= holds[0] - r["fault_step"] <= 20
+    assert holds == list(range(holds[0], holds[-1] + 1)), "the hold flickered"
+    hold = next(e for e in bridge.events if e["kind"] == "camera_hold")
+    assert hold["trust"] < bridge.config.camera_hold_below
+    assert any(e["kind"] == "camera_resume" for e in bridge.events)
+    assert bridge.trust.stream_ok(POLICY_IMAGE)
 
 
 def test_a_faulty_estimator_with_live_policy_images_does_not_hold_the_robot(parts) -> None:

@@ -72,13 +72,14 @@ class BridgeConfig:
     camera_every: int = 4  # camera frames every k-th control step (5 Hz); between them proprioception + memory
     use_trust: bool = True  # False: ablation, fusion ignores trust (FusionConfig.use_trust)
     replan_on_failure: bool = False  # a failed subtask triggers one new plan from the perceived scene
-    # With trust the robot does not move on images SAGE distrusts: when the trust of the image stream the
-    # policy acts on (`sensors.POLICY_IMAGE`, judged with each camera frame) is below `camera_hold_below`
-    # and its latest frame is frozen or missing, the robot holds still (the subtask's stall clock stops),
-    # and goes on with a fresh action chunk once live images are back and that trust is above
-    # `camera_resume_above`. Object estimates that merely disagree with the other sensors say the
-    # estimator is off, not the image: fusion handles those. None: never hold. Without trust
-    # (`use_trust=False`) nothing acts on trust, so it never holds.
+    # With trust the robot does not move on images SAGE distrusts. The image stream the policy acts on
+    # (`sensors.POLICY_IMAGE`) is judged every control step. A missing or black frame holds the robot
+    # still at once (unambiguous: a few blind steps mid-grasp were enough to lose the block); a frozen
+    # one holds it once that stream's trust is below `camera_hold_below` (a repeated frame is weaker
+    # evidence). While held the subtask's stall clock stops; the robot goes on with a fresh action chunk
+    # once live images are back and that trust is above `camera_resume_above`. Object estimates that
+    # merely disagree with the other sensors say the estimator is off, not the image: fusion handles
+    # those. None: never hold. Without trust (`use_trust=False`) nothing acts on trust: it never holds.
     camera_hold_below: float | None = 0.3
     camera_resume_above: float = 0.5
 
@@ -254,11 +255,12 @@ class SAGEGr00TBridge:
         if not c.use_trust or c.camera_hold_below is None or POLICY_IMAGE not in self.trust.sensors:
             return False
         trust, live = self.trust.trust(POLICY_IMAGE), self.trust.stream_ok(POLICY_IMAGE)
-        if not self.camera_hold and trust < c.camera_hold_below and not live:
+        missing = not self.trust.delivered(POLICY_IMAGE)
+        if not self.camera_hold and not live and (missing or trust < c.camera_hold_below):
             self.camera_hold = True
             self._plan_message = self.message
-            self.message = (f"holding still: the camera images are frozen or missing (trust {trust:.2f} < "
-                            f"{c.camera_hold_below}); going on when live images are back")
+            why = "missing or black" if missing else f"frozen (trust {trust:.2f} < {c.camera_hold_below})"
+            self.message = f"holding still: the camera images are {why}; going on when live images are back"
             self.events.append({"step": self.steps, "kind": "camera_hold", "trust": trust})
         elif self.camera_hold and live and trust > c.camera_resume_above:
             self.camera_hold = False

@@ -29,7 +29,7 @@ class EpisodeResult:
         return asdict(self)
 
 
-def _rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
+def rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
              on_frame: Callable[[object, dict], None] | None, stop_on_success: bool,
              finished: Callable[[], bool] | None = None) -> tuple[bool, int, float, float]:
     """Step `env` with `act(obs)` until success (if `stop_on_success`), the controller says it has
@@ -77,7 +77,7 @@ def run_episode(
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
     executor.reset()
-    outcome = _rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, on_frame, stop_on_success)
+    outcome = rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, on_frame, stop_on_success)
     return _result(env, seed, env.instruction, outcome, executor.queries)
 
 
@@ -92,7 +92,7 @@ def run_bridge_episode(env, bridge, seed: int, command: str,
     obs, info = env.reset(seed=seed)
     bridge.reset(obs, meta={"seed": seed})
     bridge.command(command)
-    outcome = _rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success,
+    outcome = rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success,
                        finished=lambda: bridge.plan_result is not None and not bridge.active)
     bridge.end_episode(outcome[0])
     return _result(env, seed, command, outcome, bridge.lmodule.executor.queries)

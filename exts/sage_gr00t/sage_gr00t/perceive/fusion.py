@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from sage_gr00t.perceive.sensors import (
+    POLICY_IMAGE,
     Estimate,
     FrameSource,
     MemorySensor,
@@ -120,8 +121,10 @@ class PipelineConfig:
     release_hold: float = 1.0  # s: proprioception vouches for a released object's resting place this long
     memory_min_trust: float = 0.5  # memory only takes positions supported by a sensor this trusted
     camera_every: int = 1  # read the camera every k-th step (k=4: 5 Hz at 20 Hz control)
-    # With each camera frame, also judge the image the policy gets (the observation's) as a stream of its
-    # own (`sensors.POLICY_IMAGE`): the bridge holds the robot when that stream is frozen or missing.
+    # Every control step, also judge the image the policy gets (the observation's) as a stream of its own
+    # (`sensors.POLICY_IMAGE`): the policy acts on it every step, so a black or missing frame is caught on
+    # the step it arrives (a 5 Hz check let up to three reach the policy). The bridge holds the robot when
+    # that stream is frozen or missing.
     watch_policy_image: bool = True
     reach: float = 0.15  # m: an object centred this close to an end effector can be touched by that hand
 
@@ -165,6 +168,7 @@ class PerceptionPipeline:
         self.fused: dict[str, FusedEstimate] = {}
         self.steps = 0
         self._moved = False  # the robot moved since the last camera frame
+        self._moved_since_image = False  # ... since the previous policy image (judged every step)
         self.travel: dict[str, float] = {}  # object -> hand travel while within reach of it (m)
 
     def _update_travel(self, previous: ProprioReading | None, current: ProprioReading) -> None:
@@ -190,7 +194,9 @@ class PerceptionPipeline:
     def step(self, env: PerceptionEnv, timestamp: float, rgb: np.ndarray | None = None) -> PerceptionStep:
         previous = self.proprio.last
         joints = self.proprio.read(env, timestamp)
-        self._moved |= self.proprio.motion(previous, joints) > self.config.moving_threshold
+        moving = self.proprio.motion(previous, joints) > self.config.moving_threshold
+        self._moved |= moving
+        self._moved_since_image |= moving
         self._update_travel(previous, joints)
         held = self.proprio.estimate(joints)
         # Recently released objects: proprioception knows where it let go of them.
@@ -198,14 +204,16 @@ class PerceptionPipeline:
             if timestamp - est.timestamp <= self.config.release_hold and obj not in held.estimates:
                 held.estimates[obj] = Estimate(est.position, est.confidence, timestamp)
         readings = [held, self.memory.estimate(timestamp)]
-        moved = self._moved  # frozen-frame check: did the robot move since the previous frame?
+        # Frozen-frame check, per stream: did the robot move since that stream's previous frame?
+        moved = {self.camera.name: self._moved, POLICY_IMAGE: self._moved_since_image}
         if self.camera_due():
             readings.insert(0, self.camera.read(env, timestamp, rgb))
-            if self.config.watch_policy_image and rgb is not None:
-                readings.append(image_stream_reading(rgb, timestamp))
             self._moved = False
         elif hasattr(self.camera, "skip"):
             self.camera.skip()  # time passes for the camera (fault schedules count control steps)
+        if self.config.watch_policy_image and rgb is not None:
+            readings.append(image_stream_reading(rgb, timestamp))
+            self._moved_since_image = False
         self.steps += 1
         valid = self.trust.observe(readings, moved, timestamp, robot_travel=self.travel)
         trust = self.trust.trusts()

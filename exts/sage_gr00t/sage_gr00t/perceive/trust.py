@@ -21,7 +21,7 @@ at 20 Hz control) takes correspondingly larger steps, so its trust reacts in the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,6 +82,7 @@ class _SensorState:
     repeats: int = 0
     frozen: bool = False
     stream_ok: bool = True  # the latest reading delivered fresh, valid raw data (not frozen, not a dropout)
+    delivered: bool = True  # the latest reading delivered usable raw data at all (not missing, not black)
     last: dict[str, Estimate] = field(default_factory=dict)  # last delivered estimate per object
     reported: dict[str, tuple[Estimate, float]] = field(default_factory=dict)  # previous report, odometer
     last_seen: float | None = None  # timestamp of the sensor's previous reading
@@ -130,6 +131,11 @@ class TrustEngine:
         """Whether the sensor's latest reading delivered fresh, valid raw data (not frozen, not missing)."""
         return self._state(sensor).stream_ok
 
+    def delivered(self, sensor: str) -> bool:
+        """Whether the sensor's latest reading delivered usable raw data at all. False (a missing or black
+        frame) is unambiguous, unlike a repeated frame, which a robot that barely moves can also see."""
+        return self._state(sensor).delivered
+
     def _ema(self, old: float, new: float, rate: float | None = None) -> float:
         rate = self.config.smoothing if rate is None else rate
         return min(max((1 - rate) * old + rate * new, 0.0), 1.0)
@@ -163,11 +169,13 @@ class TrustEngine:
         return _dist(est.position, prev.position) <= c.jump_tolerance + bound
 
     def observe(
-        self, readings: Iterable[SensorReading], robot_moving: bool, timestamp: float,
+        self, readings: Iterable[SensorReading], robot_moving: bool | Mapping[str, bool], timestamp: float,
         robot_travel: dict[str, float] | None = None,
     ) -> dict[str, set[str]]:
         """Score one control step; returns sensor -> objects whose estimates are valid (fusable).
 
+        `robot_moving`: whether the robot moved since the previous reading, for all sensors or per sensor
+        (streams read at different rates); a stream that repeats itself while the robot moves is frozen.
         `robot_travel`: object -> cumulative path length (m, monotone) of the robot's hands while near
         it, i.e. the farthest the robot can have moved it; objects not listed are bounded by `max_speed`.
         """
@@ -179,12 +187,14 @@ class TrustEngine:
             state = self._state(r.sensor)
             # Frozen data: the raw stream repeats while the robot moves (it would change the image).
             if r.sensor in c.frozen_checked and r.fingerprint is not None:
+                moving = robot_moving if isinstance(robot_moving, bool) else robot_moving.get(r.sensor, False)
                 if r.fingerprint == state.last_fingerprint:
-                    state.repeats += 1 if robot_moving else 0
+                    state.repeats += 1 if moving else 0
                 else:
                     state.repeats = 0
                 state.frozen = state.repeats >= c.frozen_steps - 1
                 state.last_fingerprint = r.fingerprint
+            state.delivered = r.raw_valid
             ok = r.raw_valid and not state.frozen
             step_ok[r.sensor] = state.stream_ok = ok
             valid[r.sensor] = {o for o, e in r.estimates.items() if ok and self._valid(state, o, e, robot_travel)}
