@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="end an episode at the simulator's success (oracle) or when SAGE's plan is over (sage)")
     p.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
     p.add_argument("--json", type=Path, default=ROOT / "outputs/bench_faults.json")
+    p.add_argument("--tabulate", type=Path, nargs="+", default=None,
+                   help="print one table of these saved --json results (runs of the same settings split over "
+                        "cores, e.g. by --faults) instead of running")
     return p.parse_args(argv)
 
 
@@ -165,24 +168,33 @@ def paired(rs_trust: list[dict], rs_blind: list[dict]) -> tuple[int, int, float]
     return trust_only, blind_only, float(binomtest(trust_only, n).pvalue) if n else 1.0
 
 
-def results_table(results: list[dict], faults: list[str], modes: list[str], args: argparse.Namespace,
-                  seeds: list[int], core: int):
+def results_table(results: list[dict], meta: dict):
+    """One row per fault x phase x mode, and the fault's phases pooled; `meta`: the run's settings."""
     from rich.table import Table
 
-    span = f"for {args.fault_steps} steps" if args.fault_steps else "to the end"
-    table = Table(title=f"sort_blocks through the SAGE bridge, {args.fault_at} fault {span} from step "
-                        f"{', '.join(map(str, args.fault_step))} (seeds {seeds[0]}..{seeds[-1]}, core {core}, "
-                        f"episodes end: {args.stop}, policy given the {args.language_mode})")
+    faults = list(dict.fromkeys(r["fault"] for r in results))
+    modes = list(dict.fromkeys(r["mode"] for r in results))
+    seeds = meta["seeds"]
+    span = f"for {meta['fault_steps']} steps" if meta["fault_steps"] else "to the end"
+    table = Table(title=f"sort_blocks through the SAGE bridge, {meta['fault_at']} fault {span} from step "
+                        f"{', '.join(map(str, meta['fault_steps_at']))} (seeds {seeds[0]}..{seeds[-1]}, core "
+                        f"{meta['core']}, episodes end: {meta['stop']}, policy given the {meta['language_mode']})")
     for c in ("fault", "from step", "fusion", "success", "paired: only trust / only no trust (p)",
               "SAGE said done, and it was", f"steps to trust < {TRUST_LOW}", "fused error during fault (m)",
               "subtasks done / failed", "plan ended, task not done", "steps held (camera distrusted)",
               "hand travel during fault (m)", "objects off the table"):
         table.add_column(c, justify="left" if c in ("fault", "fusion") else "right")
+    sections = []
     for fault in faults:
         phases = sorted({r["fault_step"] for r in results if r["fault"] == fault})
         groups = [(str(p), [r for r in results if r["fault"] == fault and r["fault_step"] == p]) for p in phases]
         if len(phases) > 1:
             groups.append(("all phases", [r for r in results if r["fault"] == fault]))
+        sections.append((fault, groups))
+    faulty = [r for r in results if r["fault"] != "none"]
+    if len({r["fault"] for r in faulty}) > 1:
+        sections.append(("all faults", [("all phases", faulty)]))
+    for fault, groups in sections:
         for phase, group in groups:
             for mode in modes:
                 rs = [r for r in group if r["mode"] == mode]
@@ -215,6 +227,14 @@ def results_table(results: list[dict], faults: list[str], modes: list[str], args
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tabulate:  # runs split over several processes (one per core): one table of them all
+        from rich.console import Console
+
+        runs = [json.loads(p.read_text()) for p in args.tabulate]
+        meta = {k: v for k, v in runs[0].items() if k != "results"}
+        meta["core"] = ", ".join(str(r.get("core")) for r in runs)
+        print_report(Console(width=200), [r for run in runs for r in run["results"]], meta)
+        return 0
     core = min(os.sched_getaffinity(0)) if args.core is None else args.core
     os.sched_setaffinity(0, {core})
     import torch
@@ -257,18 +277,22 @@ def main(argv: list[str] | None = None) -> int:
                                   f"subtasks done {r['done']} failed {r['failed']}, held {r['held_steps']}; "
                                   f"{r['message']}", highlight=False, markup=False)
     env.close()
-    console.print(results_table(results, faults, list(bridges), args, seeds, core))
+    meta = {"fault_at": args.fault_at, "fault_steps_at": args.fault_step, "fault_steps": args.fault_steps,
+            "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds, "core": core}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
+    print_report(console, results, meta)
+    console.print(f"results: {args.json}")
+    return 0
+
+
+def print_report(console, results: list[dict], meta: dict) -> None:
+    console.print(results_table(results, meta))
     console.print("fused error: mean over objects and over the steps from the fault start (for 'none': from the "
                   "same step); plan ended: the L-module judged every subtask finished (or failed) from perceived "
                   "state while the task was not done, so the bridge held the robot still. 'all phases' pools the "
                   "fault's runs; paired: episodes (same seed and phase) only trust / only no trust solved, with "
                   "the exact McNemar p-value.", highlight=False)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"fault_at": args.fault_at, "fault_steps_at": args.fault_step, "fault_steps": args.fault_steps,
-            "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds}
-    args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
-    console.print(f"results: {args.json}")
-    return 0
 
 
 if __name__ == "__main__":
