@@ -157,13 +157,16 @@ def run_episode(env, bridge: SAGEGr00TBridge, seed: int, command: str, fault: st
 
 
 def paired(rs_trust: list[dict], rs_blind: list[dict]) -> tuple[int, int, float]:
-    """Episodes only one mode solved (same seed and phase): (trust only, no-trust only, exact two-sided
-    McNemar p-value, i.e. a sign test over those discordant pairs)."""
+    """Episodes only one mode solved (same seed, fault and phase): (trust only, no-trust only, exact
+    two-sided McNemar p-value, i.e. a sign test over those discordant pairs)."""
     from scipy.stats import binomtest
 
-    blind = {(r["seed"], r["fault_step"]): r["success"] for r in rs_blind}
-    trust_only = sum(r["success"] and not blind[(r["seed"], r["fault_step"])] for r in rs_trust)
-    blind_only = sum(not r["success"] and blind[(r["seed"], r["fault_step"])] for r in rs_trust)
+    def key(r: dict) -> tuple:
+        return r["seed"], r["fault"], r["fault_step"]
+
+    blind = {key(r): r["success"] for r in rs_blind}
+    trust_only = sum(r["success"] and not blind[key(r)] for r in rs_trust)
+    blind_only = sum(not r["success"] and blind[key(r)] for r in rs_trust)
     n = trust_only + blind_only
     return trust_only, blind_only, float(binomtest(trust_only, n).pvalue) if n else 1.0
 
@@ -291,7 +294,7 @@ def print_report(console, results: list[dict], meta: dict) -> None:
     console.print("fused error: mean over objects and over the steps from the fault start (for 'none': from the "
                   "same step); plan ended: the L-module judged every subtask finished (or failed) from perceived "
                   "state while the task was not done, so the bridge held the robot still. 'all phases' pools the "
-                  "fault's runs; paired: episodes (same seed and phase) only trust / only no trust solved, with "
+                  "fault's runs; paired: episodes (same seed, fault and phase) only trust / only no trust solved, with "
                   "the exact McNemar p-value.", highlight=False)
 
 
