@@ -143,6 +143,34 @@ def _check_many_envs(env) -> None:
     assert len(pairs) >= N * (N - 1) // 4, "too few distinct layouts to compare frames"
     alike = [(i, j) for i, j in pairs if np.abs(images[i] - images[j]).mean() < 0.1]
     assert len(alike) <= 0.05 * len(pairs), f"envs render the same frame: {len(alike)} of {len(pairs)} pairs"
+    _check_batched_reads(env)
+
+
+def _check_batched_reads(env) -> None:
+    """The task predicates read all envs' state through one host snapshot (`reading_all_envs`): the same
+    values as reading each env on its own, and no writes into it."""
+    from sage_gr00t_tasks.isaaclab.logic import task_logic
+
+    logic = task_logic(env)
+    names = logic.object_body_names()
+
+    def read_env(index: int) -> tuple:
+        logic.env_index = index
+        return ([logic.body_pos(n) for n in names], [logic.body_quat(n) for n in names], logic.state(),
+                [logic.touching_robot(n) for n in names], logic.is_success())
+
+    single = [read_env(i) for i in range(N)]
+    with logic.reading_all_envs():
+        batched = [read_env(i) for i in range(N)]
+        with pytest.raises(RuntimeError, match="read-only snapshot"):
+            logic.set_free_body_pose(names[0], single[0][0][0])
+    assert logic.env_index == 0
+    for index, (one, many) in enumerate(zip(single, batched, strict=True)):
+        np.testing.assert_allclose(np.array(many[0]), np.array(one[0]), err_msg=f"env {index}: positions")
+        np.testing.assert_allclose(np.array(many[1]), np.array(one[1]), err_msg=f"env {index}: orientations")
+        for key in one[2]:
+            np.testing.assert_array_equal(many[2][key], one[2][key], err_msg=f"env {index}: {key}")
+        assert many[3:] == one[3:], f"env {index}: contacts / success differ"
 
 
 def _action_joint_order() -> list[str]:

@@ -9,6 +9,9 @@ verbatim between both backends and a seed gives the same layout in both.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import mujoco
 import numpy as np
 import torch
@@ -55,6 +58,7 @@ class IsaacLabTaskLogic:
 
     sim_env = None  # the ManagerBasedRLEnv
     env_index = 0  # which of its environments the methods read and write
+    _snapshot: dict[str, np.ndarray] | None = None  # host copies of all envs' state, see `reading_all_envs`
 
     def _init_isaaclab(self, env, config: TaskConfig) -> None:
         self.sim_env = env
@@ -75,11 +79,31 @@ class IsaacLabTaskLogic:
         }
 
     # ------------------------------------------------------------------ state access
+    @contextmanager
+    def reading_all_envs(self) -> Iterator[None]:
+        """Within, the task code may run once per env (setting `env_index`) on a host copy of the state:
+        each quantity is copied off the device once for all envs, not once per env and call (on a GPU
+        each copy waits for the device). Read-only: writes raise."""
+        self._snapshot = {}
+        try:
+            yield
+        finally:
+            self._snapshot = None
+            self.env_index = 0
+
+    def _read(self, key: str, fetch: Callable[[], torch.Tensor]) -> np.ndarray:
+        """This env's row of a per-env state tensor (from the snapshot while `reading_all_envs`)."""
+        if self._snapshot is None:
+            return fetch()[self.env_index].cpu().numpy()
+        if key not in self._snapshot:
+            self._snapshot[key] = fetch().cpu().numpy()
+        return self._snapshot[key][self.env_index]
+
     def _origin(self) -> np.ndarray:
-        return self.sim_env.scene.env_origins[self.env_index].cpu().numpy().astype(np.float64)
+        return self._read("env_origins", lambda: self.sim_env.scene.env_origins).astype(np.float64)
 
     def _root_pose(self, name: str) -> np.ndarray:
-        return self.sim_env.scene[name].data.root_link_pose_w.torch[self.env_index].cpu().numpy().astype(np.float64)
+        return self._read(name, lambda: self.sim_env.scene[name].data.root_link_pose_w.torch).astype(np.float64)
 
     def body_id(self, name: str) -> str:  # names identify scene entities here
         if name not in self.sim_env.scene.keys():  # noqa: SIM118 (InteractiveScene has no __contains__)
@@ -95,6 +119,8 @@ class IsaacLabTaskLogic:
         return np.array([w, x, y, z])
 
     def _write_pose(self, name: str, pos: np.ndarray, quat_wxyz: np.ndarray) -> None:
+        if self._snapshot is not None:
+            raise RuntimeError(f"Cannot move {name!r} while reading all envs' state (a read-only snapshot).")
         asset = self.sim_env.scene[self.body_id(name)]
         w, x, y, z = quat_wxyz
         pose = torch.tensor([[*(np.asarray(pos, float) + self._origin()), x, y, z, w]], dtype=torch.float32,
@@ -114,7 +140,7 @@ class IsaacLabTaskLogic:
         """Contact proxy: the object's centre is within its radius (+ margin) of a hand box collider."""
         centre = self._root_pose(self.body_id(name))[:3]
         radius = OBJECT_RADIUS.get(name, 0.03)
-        poses = self.sim_env.scene["robot"].data.body_link_pose_w.torch[self.env_index].cpu().numpy()
+        poses = self._read("robot.body_link_pose_w", lambda: self.sim_env.scene["robot"].data.body_link_pose_w.torch)
         for body, pos, rot, half in self._boxes:
             pose = poses[self._hand_body_ids[body]].astype(np.float64)
             body_rot = _quat_xyzw_to_mat(pose[3:])
@@ -125,7 +151,7 @@ class IsaacLabTaskLogic:
         return False
 
     def state(self) -> dict[str, np.ndarray]:
-        q = self.sim_env.scene["robot"].data.joint_pos.torch[self.env_index].cpu().numpy()
+        q = self._read("robot.joint_pos", lambda: self.sim_env.scene["robot"].data.joint_pos.torch)
         return {f"state.{g}": q[ids].astype(np.float32) for g, ids in self._joint_ids.items()}
 
     def particles_in_cup(self) -> int:

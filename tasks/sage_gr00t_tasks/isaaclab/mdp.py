@@ -214,10 +214,10 @@ def task_success(env: ManagerBasedRLEnv) -> torch.Tensor:
     """1.0 where the embedded task's success predicate holds (computed from Isaac Lab state)."""
     logic = task_logic(env)
     values = []
-    for index in range(env.num_envs):
-        logic.env_index = index
-        values.append(float(logic.is_success()))
-    logic.env_index = 0
+    with logic.reading_all_envs():  # one device -> host copy per state quantity, not per env
+        for index in range(env.num_envs):
+            logic.env_index = index
+            values.append(float(logic.is_success()))
     return torch.tensor(values, device=env.device)
 
 
