@@ -168,6 +168,11 @@ def test_fusion_drops_low_trust_and_follows_most_trusted() -> None:
     far = _reading("c", [0.3, 0.0, 0.0], conf=1.0)
     f = fusion.fuse([_reading("a", [0.0, 0.0, 0.0], conf=0.5), far], {"a": 0.8, "c": 0.6})["cube"]
     assert f.followed == "a" and np.allclose(f.position, [0, 0, 0])
+    # ... but not an estimate its own sensor barely believes (a few stray pixels): that is no claim.
+    stray = _reading("a", [0.0, 0.0, 0.0], conf=0.03)
+    f = fusion.fuse([stray, far], {"a": 0.8, "c": 0.6})["cube"]
+    assert f.followed == "c" and np.allclose(f.position, [0.3, 0, 0])
+    assert fusion.fuse([stray], {"a": 0.8})["cube"].sources == ("a",)  # alone, it is still all there is
 
 
 def test_component_trust_updates_and_clips() -> None:

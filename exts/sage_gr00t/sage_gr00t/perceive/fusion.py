@@ -2,7 +2,8 @@
 
 `SensorFusion`: per object, estimates are averaged with weights trust x confidence; sensors with
 trust <= 0.2 are dropped; when the remaining estimates disagree by more than a threshold the most
-trusted sensor is followed (averaging two incompatible beliefs gives a position neither supports).
+trusted sensor is followed (averaging two incompatible beliefs gives a position neither supports),
+among the estimates their sensors do not themselves rate as near-guesses.
 
 `FusionConfig(use_trust=False)` is the ablation without trust: every sensor counts as fully trusted
 (weights = self-reported confidence only), nothing is dropped, the trust engine's validity checks
@@ -41,6 +42,9 @@ from sage_gr00t.perceive.trust import TrustEngine
 class FusionConfig:
     drop_threshold: float = 0.2  # sensors at or below this trust are ignored
     disagreement: float = 0.06  # m: beyond this spread, follow the most trusted sensor
+    # An estimate its own sensor rates below this (a detector's few stray pixels) is no claim to follow in a
+    # disagreement, however trusted the sensor; it still joins averages, with its small weight.
+    min_claim_confidence: float = 0.1
     use_trust: bool = True  # False: ablation, all sensors fully trusted, none dropped, validity ignored
 
 
@@ -92,8 +96,10 @@ class SensorFusion:
             pos = [e.position.tolist() for _, e, _ in cands]
             spread = max(math.dist(a, b) for i, a in enumerate(pos) for b in pos[i + 1 :])
             if spread > c.disagreement:
-                # Most trusted wins; self-reported confidence only breaks ties.
-                sensor, est, _ = max(cands, key=lambda x: (x[2], x[1].confidence))
+                # Most trusted wins; self-reported confidence only breaks ties, and near-zero confidence
+                # makes no claim (followed once, a stray detection would be remembered as the object).
+                claims = [x for x in cands if x[1].confidence >= c.min_claim_confidence] or cands
+                sensor, est, _ = max(claims, key=lambda x: (x[2], x[1].confidence))
                 out[obj] = FusedEstimate(est.position.copy(), est.confidence, timestamp, (sensor,), followed=sensor)
                 continue
             # Weighted mean (trust x confidence) over a few 3-vectors, in plain Python.
