@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "for the first block, carrying it, the second block; a clean episode takes ~140)")
     p.add_argument("--fault-steps", type=int, default=0,
                    help="control steps the fault lasts (0: to the end of the episode)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="episode step limit (default: the task's, 400); with a long outage, add its length so the "
+                        "robot keeps its usual working time")
     p.add_argument("--policy", type=Path, default=ROOT / "assets/policies/gr00t_compact")
     p.add_argument("--planner", type=Path, default=ROOT / "assets/planner")
     p.add_argument("--command", default="sort the blocks into the bins of the same colour")
@@ -181,7 +184,8 @@ def results_table(results: list[dict], meta: dict):
     span = f"for {meta['fault_steps']} steps" if meta["fault_steps"] else "to the end"
     table = Table(title=f"sort_blocks through the SAGE bridge, {meta['fault_at']} fault {span} from step "
                         f"{', '.join(map(str, meta['fault_steps_at']))} (seeds {seeds[0]}..{seeds[-1]}, core "
-                        f"{meta['core']}, episodes end: {meta['stop']}, policy given the {meta['language_mode']})")
+                        f"{meta['core']}, episodes end: {meta['stop']} or step {meta.get('max_steps', 400)}, policy "
+                        f"given the {meta['language_mode']})")
     for c in ("fault", "from step", "fusion", "success", "paired: only trust / only no trust (p)",
               "SAGE said done, and it was", f"steps to trust < {TRUST_LOW}", "fused error during fault (m)",
               "subtasks done / failed", "plan ended, task not done", "steps held (camera distrusted)",
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     console = Console(width=200)
-    env = make_env("sort_blocks")
+    env = make_env("sort_blocks", **({"max_steps": args.max_steps} if args.max_steps else {}))
     policy = load_policy(args.policy, embodiment=env.embodiment.name, device="cpu")
     planner = HModulePlanner.load(args.planner, device="cpu")
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{r['message']}", highlight=False, markup=False)
     env.close()
     meta = {"fault_at": args.fault_at, "fault_steps_at": args.fault_step, "fault_steps": args.fault_steps,
+            "max_steps": env.config.max_steps,
             "stop": args.stop, "language_mode": args.language_mode, "seeds": seeds, "core": core}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
