@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [json.loads(p.read_text()) for p in args.tabulate]
         meta = {k: v for k, v in runs[0].items() if k != "results"}
         meta["core"] = ", ".join(str(r.get("core")) for r in runs)
+        meta["seeds"] = sorted({seed for r in runs for seed in r["seeds"]})
         print_report(Console(width=200), [r for run in runs for r in run["results"]], meta)
         return 0
     core = min(os.sched_getaffinity(0)) if args.core is None else args.core
