@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Camera faults through the SAGE bridge, with and without trust: does trust keep the task working?
 
-    python scripts/bench_faults.py --seeds 20 --fault-steps 60      # the camera fails for 3 s (~40 min)
+    python scripts/bench_faults.py --seeds 20 --fault-steps 60      # the camera fails for 3 s (~25 min)
     python scripts/bench_faults.py --seeds 20 --fault-step 40       # ... once, reaching for the first block
     python scripts/bench_faults.py --seeds 20                       # ... and stays broken
     python scripts/bench_faults.py --seeds 20 --fault-at estimator  # only the object estimator's input
@@ -59,7 +59,8 @@ TRUST_LOW = 0.3
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=20, help="episodes per fault and mode (held-out seeds; 20: ~6-8 min)")
+    p.add_argument("--seeds", type=int, default=20,
+                   help="episodes per fault, phase and mode (held-out seeds; 20: ~25 min with the defaults)")
     p.add_argument("--seed-start", type=int, default=1000)
     p.add_argument("--fault-at", choices=tuple(FAULTS), default="camera",
                    help="camera: the camera itself fails, so the policy's image is corrupted too; estimator: "
