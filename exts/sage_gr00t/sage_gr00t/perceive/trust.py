@@ -169,13 +169,13 @@ class TrustEngine:
         return _dist(est.position, prev.position) <= c.jump_tolerance + bound
 
     def observe(
-        self, readings: Iterable[SensorReading], robot_moving: bool | Mapping[str, bool], timestamp: float,
+        self, readings: Iterable[SensorReading], robot_moving: Mapping[str, bool], timestamp: float,
         robot_travel: dict[str, float] | None = None,
     ) -> dict[str, set[str]]:
         """Score one control step; returns sensor -> objects whose estimates are valid (fusable).
 
-        `robot_moving`: whether the robot moved since the previous reading, for all sensors or per sensor
-        (streams read at different rates); a stream that repeats itself while the robot moves is frozen.
+        `robot_moving`: per frozen-checked sensor, whether the robot moved since that sensor's previous
+        reading (streams are read at different rates); a stream that repeats itself while it moves is frozen.
         `robot_travel`: object -> cumulative path length (m, monotone) of the robot's hands while near
         it, i.e. the farthest the robot can have moved it; objects not listed are bounded by `max_speed`.
         """
@@ -187,9 +187,8 @@ class TrustEngine:
             state = self._state(r.sensor)
             # Frozen data: the raw stream repeats while the robot moves (it would change the image).
             if r.sensor in c.frozen_checked and r.fingerprint is not None:
-                moving = robot_moving if isinstance(robot_moving, bool) else robot_moving.get(r.sensor, False)
                 if r.fingerprint == state.last_fingerprint:
-                    state.repeats += 1 if moving else 0
+                    state.repeats += 1 if robot_moving.get(r.sensor, False) else 0
                 else:
                     state.repeats = 0
                 state.frozen = state.repeats >= c.frozen_steps - 1
