@@ -315,12 +315,14 @@ class CameraObjectEstimator:
         self.wanted = int(np.bitwise_or.reduce(list(self.bits.values()))) if self.bits else 0
 
     def estimate(self, frame: CameraFrame | None) -> SensorReading:
+        """The frame's raw health (`image_stream_reading`: missing, black, fingerprint) plus, when it is
+        usable, the detections."""
         if frame is None:
-            return SensorReading(self.name, {}, float("nan"), None, raw_valid=False)
-        fingerprint = frame_fingerprint(frame.rgb)
-        if frame.rgb.max() < DARK_LEVEL:
-            return SensorReading(self.name, {}, frame.timestamp, fingerprint, raw_valid=False)
-        return SensorReading(self.name, self.detect(frame), frame.timestamp, fingerprint)
+            return image_stream_reading(None, float("nan"), self.name)
+        reading = image_stream_reading(frame.rgb, frame.timestamp, self.name)
+        if reading.raw_valid:
+            reading.estimates = self.detect(frame)
+        return reading
 
     def detect(self, frame: CameraFrame) -> dict[str, Estimate]:
         c = self.config
