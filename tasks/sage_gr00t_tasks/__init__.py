@@ -1,9 +1,6 @@
-"""SAGE-GR00T tabletop tasks for the embedded MuJoCo simulator (gymnasium environments)."""
+"""SAGE-GR00T's own tabletop tasks, one module each (`pick_apple`, `sort_blocks`, `pour_water`).
 
-from __future__ import annotations
-
-import sage_gr00t  # noqa: F401  (first: selects headless rendering before mujoco loads)
-from sage_gr00t_tasks.base import TabletopTaskEnv, TaskConfig
-from sage_gr00t_tasks.registry import TASKS, make_env
-
-__all__ = ["TASKS", "TabletopTaskEnv", "TaskConfig", "make_env"]
+Each module declares one `sage_gr00t.tasks.Task`; pyproject.toml lists them under the
+`sage_gr00t.tasks` entry-point group, which is how the core finds them (and a user's own task
+package, the same way). `sage_gr00t_tasks.isaaclab` is the `isaaclab.tasks` entry point.
+"""
