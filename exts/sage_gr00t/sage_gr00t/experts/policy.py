@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
+from sage_gr00t.tasks.protocols import TaskEnv
 
 
 class ExpertPolicy:
-    def __init__(self, env, config: ExpertConfig | None = None) -> None:
+    def __init__(self, env: TaskEnv, config: ExpertConfig | None = None) -> None:
         self.expert = ScriptedExpert(env, config)
 
     def reset(self) -> None:

@@ -14,7 +14,9 @@ import mujoco
 import numpy as np
 
 from sage_gr00t.experts.ik import ArmIK, quat_mul, yaw_quat
+from sage_gr00t.modality import action_key, state_key
 from sage_gr00t.skills import Subtask
+from sage_gr00t.tasks.protocols import TaskEnv
 
 
 @dataclass
@@ -66,7 +68,7 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
 class ScriptedExpert:
     """Closed-loop scripted expert; call `act(env)` once per control step."""
 
-    def __init__(self, env, config: ExpertConfig | None = None) -> None:
+    def __init__(self, env: TaskEnv, config: ExpertConfig | None = None) -> None:
         self.env = env
         self.config = config or ExpertConfig()
         self.ik = ArmIK(env.embodiment)
@@ -74,7 +76,7 @@ class ScriptedExpert:
 
     def reset(self, seed: int | None = None) -> None:
         env = self.env
-        self.ik.reset({side: env.state()[f"state.{side}_arm"] for side in ("left", "right")})
+        self.ik.reset({side: env.state()[state_key(f"{side}_arm")] for side in ("left", "right")})
         self.plan: list[Subtask] = self._ordered(list(env.expert_plan()), seed)
         self.current: Subtask | None = None  # the subtask being executed (per-frame language annotation)
         self._builders: list[Callable[[], Segment]] = []
@@ -109,7 +111,7 @@ class ScriptedExpert:
     def _queue_subtask(self, subtask: Subtask) -> None:
         env, cfg = self.env, self.config
         obj_name, target_name = subtask.object_name, subtask.target_name
-        grasp = env.grasp_spec(obj_name)
+        grasp = env.task.grasp(env.scene, obj_name)
         side = self._choose_side(env.body_pos(obj_name), env.body_pos(target_name))
         if side != self.side:
             self.side = side
@@ -138,7 +140,7 @@ class ScriptedExpert:
             seg(lambda: self._start_pos + lift, closed=True, steps=12),
         ]
         if subtask.skill == "pick_place":
-            place_h = env.place_height(obj_name, target_name)
+            place_h = env.task.place_height(obj_name, target_name)
 
             def over_target() -> np.ndarray:
                 # Keep the object's offset from the hand: aim the object, not the hand, at the target.
@@ -154,7 +156,7 @@ class ScriptedExpert:
                 seg(lambda: self._start_pos + np.array([0, 0, 0.10]), closed=False, steps=10),
             ]
         elif subtask.skill == "pour":
-            pour = env.pour_spec()
+            pour = env.task.pour()
 
             def over_cup() -> np.ndarray:
                 offset = self._start_pos - env.body_pos(obj_name)
@@ -202,7 +204,8 @@ class ScriptedExpert:
         arm_q = self.ik.solve(self.side, pos, quat)
         arm = self.env.embodiment.arm(self.side)
         ranges = self.env.action_ranges()
-        self.action[f"action.{self.side}_arm"] = np.clip(arm_q, *ranges[f"action.{self.side}_arm"].T).astype(np.float32)
+        arm_key = action_key(f"{self.side}_arm")
+        self.action[arm_key] = np.clip(arm_q, *ranges[arm_key].T).astype(np.float32)
         # Move the hand's closure toward the segment's goal, at once or ramped (ArmSpec).
         goal = 1.0 if seg.hand_closed else 0.0
         rate = 1.0 / arm.hand_ramp_steps if arm.hand_ramp_steps > 0 else 1.0
@@ -213,5 +216,5 @@ class ScriptedExpert:
             hand = np.asarray(arm.hand_closed if c == 1.0 else arm.hand_open, float)
         else:
             hand = np.asarray(arm.hand_open) + c * (np.asarray(arm.hand_closed) - np.asarray(arm.hand_open))
-        self.action[f"action.{self.side}_hand"] = hand.astype(np.float32)
+        self.action[action_key(f"{self.side}_hand")] = hand.astype(np.float32)
         return {k: v.copy() for k, v in self.action.items()}

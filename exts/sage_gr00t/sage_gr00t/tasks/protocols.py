@@ -45,6 +45,7 @@ class TaskEnv(Protocol):
     """A task environment with GR00T-named observations and actions."""
 
     task: Task
+    scene: SceneAccess  # the task's view of the simulator (experts and success predicates use it)
     embodiment: EmbodimentSpec
     config: Any  # sim.config.TaskConfig
     instruction: str
