@@ -31,7 +31,8 @@ from unittest import mock
 
 import numpy as np
 
-from sage_gr00t_tasks.base import LANGUAGE_KEY, STATE_GROUPS
+from sage_gr00t.modality import JOINT_GROUPS as STATE_GROUPS
+from sage_gr00t.modality import LANGUAGE_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class DreamGenerator:
     def __init__(self, config: DreamConfig | None = None) -> None:
         from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
         from sage_gr00t.sim.randomization import DomainRandomizationConfig
-        from sage_gr00t_tasks import make_env
+        from sage_gr00t.tasks import make_env
 
         self.config = c = config or DreamConfig()
         randomization = DomainRandomizationConfig.from_yaml(profile=c.randomization)

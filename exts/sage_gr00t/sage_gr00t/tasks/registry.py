@@ -42,7 +42,18 @@ class TaskRegistry:
             raise ValueError(f"Two tasks are named {task.name!r}: {known.__module__}.{known.__qualname__} "
                              f"and {task.__module__}.{task.__qualname__}.")
         self._tasks[task.name] = task
+        self._register_gym(task)
         return task
+
+    @staticmethod
+    def _register_gym(task: type[Task]) -> None:
+        """`gym.make("SageGr00t/PickApple-v0")` on the embedded simulator."""
+        import gymnasium as gym
+
+        gym_id = task.ids().gym
+        if gym_id not in gym.registry:
+            gym.register(id=gym_id, entry_point="sage_gr00t.sim.mujoco_env:make_gym_env",
+                         kwargs={"task": task.name}, disable_env_checker=True)
 
     def _load_entry_points(self) -> None:
         if self._loaded:
