@@ -182,7 +182,7 @@ def test_camera_outage_holds_the_robot_still_keeps_its_grip_and_resumes(parts) -
 def test_frozen_camera_holds_the_robot_once_the_image_stream_is_distrusted(parts) -> None:
     """A repeated frame is weaker evidence than a black one: the robot holds once the policy image's
     trust has fallen below `camera_hold_below` (within 20 control steps), not on the first repeat."""
-    from sage_gr00t.perceive.sensors import POLICY_IMAGE
+    from sage_gr00t.perceive.camera import POLICY_IMAGE
 
     env, policy, planner = parts
     bridge = SAGEGr00TBridge(policy, env, planner)
@@ -200,7 +200,7 @@ def test_frozen_camera_holds_the_robot_once_the_image_stream_is_distrusted(parts
 def test_a_faulty_estimator_with_live_policy_images_does_not_hold_the_robot(parts) -> None:
     """Only the object estimator's frames drop out; the policy's own images stay live. The camera
     estimator loses trust, but the robot keeps working: holding is for images the policy acts on."""
-    from sage_gr00t.perceive.sensors import POLICY_IMAGE
+    from sage_gr00t.perceive.camera import POLICY_IMAGE
 
     env, policy, planner = parts
     bridge = SAGEGr00TBridge(policy, env, planner)

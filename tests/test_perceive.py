@@ -9,18 +9,25 @@ import pytest
 
 from sage_gr00t.bridge import BridgeConfig
 from sage_gr00t.experts.policy import ExpertPolicy
-from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
-from sage_gr00t.perceive.fusion import FusionConfig, PerceptionPipeline, PipelineConfig, SensorFusion
-from sage_gr00t.perceive.sensors import (
+from sage_gr00t.modality import EGO_VIEW, state_key
+from sage_gr00t.perceive.camera import (
     CameraConfig,
     CameraObjectEstimator,
     CameraSensor,
-    Estimate,
-    SensorReading,
     capture_frame,
+    signatures_for,
 )
+from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
+from sage_gr00t.perceive.fusion import (
+    FusionConfig,
+    PerceptionPipeline,
+    PipelineConfig,
+    SensorFusion,
+    default_sensors,
+)
+from sage_gr00t.perceive.readings import Estimate, SensorReading
 from sage_gr00t.perceive.trust import TrustEngine
-from sage_gr00t_tasks import make_env
+from sage_gr00t.tasks import make_env
 
 SIZE = 160  # ego image side for the closed-loop tests (fast); accuracy is measured at 224
 FAULT_STEP = 30
@@ -30,7 +37,7 @@ SMALL_OBJECTS = {"red_block", "blue_block", "green_block", "apple"}
 
 def _camera(env, size: int) -> CameraObjectEstimator:
     cfg = CameraConfig(height=size, width=size, table_height=env.table_height)
-    return CameraObjectEstimator(env.object_body_names(), cfg)
+    return CameraObjectEstimator(signatures_for(env.object_names()), cfg)
 
 
 @pytest.mark.parametrize("task", ["sort_blocks", "pick_apple"])
@@ -41,8 +48,8 @@ def test_camera_estimator_accuracy_on_rendered_scenes(task: str) -> None:
         for seed in range(4):
             obs, _ = env.reset(seed=seed)
             cam = _camera(env, 224)
-            est = cam.detect(capture_frame(env, cam.config, env.data.time, obs["video.ego_view"]))
-            for name in env.object_body_names():
+            est = cam.detect(capture_frame(env, cam.config, env.data.time, obs[EGO_VIEW]))
+            for name in env.object_names():
                 assert name in est, f"{task} seed {seed}: {name} not detected"
                 assert 0.0 <= est[name].confidence <= 1.0
                 errors.setdefault(name, []).append(float(np.linalg.norm(est[name].position - env.body_pos(name))))
@@ -62,13 +69,13 @@ def _run(kind: str, seed: int = 0, steps: int = 150, camera_every: int = 1, use_
     try:
         obs, _ = env.reset(seed=seed)
         camera = FaultyCamera(CameraSensor(_camera(env, SIZE)), FaultConfig(kind=kind, start_step=FAULT_STEP))
-        pipe = PerceptionPipeline(camera, fusion=SensorFusion(FusionConfig(use_trust=use_trust)),
+        pipe = PerceptionPipeline(default_sensors(camera), fusion=SensorFusion(FusionConfig(use_trust=use_trust)),
                                   config=PipelineConfig(camera_every=camera_every))
         policy = ExpertPolicy(env)
         policy.reset()
         fused_err, cam_err, cam_used = [], [], []
         for _ in range(steps):
-            st = pipe.step(env, env.data.time, obs["video.ego_view"])
+            st = pipe.step(env, env.data.time, obs[EGO_VIEW])
             # Ground truth is used here only to score the estimates.
             fused_err.append(max(np.linalg.norm(f.position - env.body_pos(o)) for o, f in st.fused.items()))
             cam_used.append(any("camera" in f.sources for f in st.fused.values()))
@@ -141,6 +148,99 @@ def test_without_trust_fusion_follows_a_faulty_camera() -> None:
     assert err_plain > 2 * err_trust
 
 
+class _OverheadCamera:
+    """A sensor of the user's own: a second camera fixed above the table that reports a few objects,
+    read every `every`-th control step. Simulated from the true poses (privileged state) plus a fixed
+    calibration offset."""
+
+    name = "overhead"
+
+    def __init__(self, objects: tuple[str, ...], confidence: float = 0.6, every: int = 2,
+                 offset: tuple[float, float, float] = (0.01, 0.0, 0.0)) -> None:
+        self.objects, self.confidence, self.every = objects, confidence, every
+        self.offset = np.array(offset)
+        self.steps = 0
+
+    def reset(self) -> None:
+        self.steps = 0
+
+    def sense(self, env, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading | None:
+        due = self.steps % self.every == 0
+        self.steps += 1
+        if not due:
+            return None  # slower than the control loop: nothing this step
+        est = {o: Estimate(env.body_pos(o) + self.offset, self.confidence, timestamp) for o in self.objects}
+        return SensorReading(self.name, est, timestamp)
+
+
+def test_a_sensor_of_ones_own_is_read_scored_and_fused() -> None:
+    """Any object with `name`, `reset` and `sense` joins the pipeline's list: its readings are listed,
+    the trust engine scores them, and fusion uses them like the built-in sensors'."""
+    env = make_env("sort_blocks", image_height=SIZE, image_width=SIZE)
+    try:
+        obs, _ = env.reset(seed=0)
+        hidden = "red_block"  # the ego camera is not told to look for it: the overhead camera is its only source
+        cfg = CameraConfig(height=SIZE, width=SIZE, table_height=env.table_height)
+        camera = CameraSensor(CameraObjectEstimator(signatures_for(n for n in env.object_names() if n != hidden),
+                                                    cfg))
+        overhead = _OverheadCamera((hidden, "blue_bin"))
+        pipe = PerceptionPipeline([*default_sensors(camera), overhead])
+        assert pipe.camera is camera and pipe.sensors[-1] is overhead
+        policy = ExpertPolicy(env)
+        policy.reset()
+        steps = []
+        for _ in range(24):  # the expert grasps its first block at step ~31
+            steps.append(pipe.step(env, env.data.time, obs[EGO_VIEW]))
+            obs, *_ = env.step({k: v[0] for k, v in policy.get_action(obs).items()})
+        assert not pipe.proprio.held, "the episode was meant to end before the expert grasps anything"
+
+        # Read on its own schedule: a reading every 2nd step, listed with the others'.
+        assert [st.reading("overhead") is not None for st in steps] == [t % 2 == 0 for t in range(24)]
+        first, own = steps[0], steps[0].reading("overhead")
+        assert [r.sensor for r in first.readings][:4] == ["camera", "proprioception", "memory", "overhead"]
+        # Fused: the only source of the hidden block, so the fused estimate is its own ...
+        f = first.fused[hidden]
+        assert f.sources == ("overhead",) and np.array_equal(f.position, own.estimates[hidden].position)
+        assert hidden not in first.reading("camera").estimates
+        # ... which memory then carries between its readings.
+        assert steps[1].fused[hidden].sources == ("memory",)
+        assert np.allclose(steps[1].fused[hidden].position, own.estimates[hidden].position)
+        # Seen by both cameras, the blue bin's fused estimate is their weighted mean (strictly between them).
+        b = first.fused["blue_bin"]
+        assert set(b.sources) == {"camera", "overhead"}
+        cam, top = first.reading("camera").estimates["blue_bin"].position, own.estimates["blue_bin"].position
+        assert np.linalg.norm(b.position - cam) + np.linalg.norm(b.position - top) == pytest.approx(
+            np.linalg.norm(cam - top))
+        assert 0.0 < np.linalg.norm(b.position - cam) < np.linalg.norm(cam - top)
+        # Scored: its quality follows its self-reported confidence down from the prior; it stays trusted.
+        assert "overhead" in first.trust
+        quality, trust = pipe.trust.series("overhead", "quality"), pipe.trust.series("overhead")
+        print(f"overhead: quality {quality[0]:.3f} -> {quality[-1]:.3f}, trust min {trust.min():.3f}, "
+              f"consistency {pipe.trust.series('overhead', 'consistency')[-1]:.3f}")
+        assert np.isfinite(trust).all()
+        assert quality[0] < TrustEngine().config.initial["default"]["quality"] and quality[-1] < 0.62
+        assert trust.min() > 0.6
+        assert pipe.trust.series("overhead", "consistency")[-1] > 0.5  # it agrees with the ego camera and memory
+    finally:
+        env.close()
+
+
+def test_pipeline_finds_its_roles_in_the_sensor_list() -> None:
+    camera = CameraSensor(CameraObjectEstimator({}))
+    sensors = default_sensors(camera)
+    pipe = PerceptionPipeline(sensors)
+    assert (pipe.camera, pipe.proprio, pipe.memory) == tuple(sensors)
+    faulty = FaultyCamera(camera)
+    pipe.camera = faulty  # a fault injector takes the camera's place in the list
+    assert pipe.camera is faulty and pipe.sensors[0] is faulty
+    with pytest.raises(ValueError, match="role"):
+        PerceptionPipeline([camera, sensors[2]])  # no proprioception
+    with pytest.raises(ValueError, match="unique"):
+        PerceptionPipeline([*sensors, _OverheadCamera(()), _OverheadCamera(())])
+    with pytest.raises(ValueError, match="No visual signature"):
+        signatures_for(["red_block", "teapot"])
+
+
 def test_fusion_without_trust_uses_every_sensor() -> None:
     a, b = _reading("a", [0.0, 0.0, 0.0], conf=0.5), _reading("b", [0.02, 0.0, 0.0], conf=1.0)
     trust, valid = {"a": 0.9, "b": 0.1}, {"a": {"cube"}, "b": set()}
@@ -192,7 +292,7 @@ def test_component_trust_updates_and_clips() -> None:
 
 def test_camera_fault_that_reaches_the_policy_corrupts_its_image_for_its_duration() -> None:
     image = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
-    obs = {"video.ego_view": image, "state.left_arm": np.zeros(7)}
+    obs = {EGO_VIEW: image, state_key("left_arm"): np.zeros(7)}
 
     class _NoCamera:  # corrupt_observation never reads the wrapped camera
         name = "camera"
@@ -204,11 +304,11 @@ def test_camera_fault_that_reaches_the_policy_corrupts_its_image_for_its_duratio
         seen = []
         for step in range(5):
             live = np.full_like(image, step)  # a new image every step
-            seen.append(camera.corrupt_observation({**obs, "video.ego_view": live if step else image}))
+            seen.append(camera.corrupt_observation({**obs, EGO_VIEW: live if step else image}))
             camera.skip()
         for step, o in enumerate(seen):
-            got = o["video.ego_view"]
-            assert o["state.left_arm"] is obs["state.left_arm"]
+            got = o[EGO_VIEW]
+            assert o[state_key("left_arm")] is obs[state_key("left_arm")]
             if step >= 3 or kind == "noise":  # over (or a fault of the estimates only): the live image
                 assert np.array_equal(got, np.full_like(image, step) if step else image), (kind, step)
             elif kind in expected:

@@ -33,13 +33,22 @@ from sage_gr00t.memory import (
     SalienceBuffer,
     SNARCScorer,
 )
-from sage_gr00t.perceive.fusion import FusionConfig, PerceptionPipeline, PerceptionStep, PipelineConfig, SensorFusion
-from sage_gr00t.perceive.sensors import (
+from sage_gr00t.modality import EGO_VIEW
+from sage_gr00t.perceive.camera import (
     POLICY_IMAGE,
     CameraConfig,
     CameraFrame,
     CameraObjectEstimator,
     CameraSensor,
+    signatures_for,
+)
+from sage_gr00t.perceive.fusion import (
+    FusionConfig,
+    PerceptionPipeline,
+    PerceptionStep,
+    PipelineConfig,
+    SensorFusion,
+    default_sensors,
 )
 from sage_gr00t.plan.planner import HModulePlanner, PlanResult
 from sage_gr00t.plan.scene import Scene
@@ -123,13 +132,13 @@ class SAGEGr00TBridge:
     def _new_pipeline(self, obs: dict | None) -> None:
         size = self.config.camera_size
         if size is None and obs is not None:
-            h, w = obs["video.ego_view"].shape[:2]
+            h, w = obs[EGO_VIEW].shape[:2]
         else:
             h = w = size or 224
         cam_cfg = CameraConfig(height=h, width=w, table_height=float(self.env.table_height))
-        self.camera = _TimedCamera(CameraObjectEstimator(self.env.object_body_names(), cam_cfg))
+        self.camera = _TimedCamera(CameraObjectEstimator(signatures_for(self.env.object_names()), cam_cfg))
         self.pipeline = PerceptionPipeline(
-            self.camera, fusion=SensorFusion(FusionConfig(use_trust=self.config.use_trust)),
+            default_sensors(self.camera), fusion=SensorFusion(FusionConfig(use_trust=self.config.use_trust)),
             config=PipelineConfig(camera_every=self.config.camera_every))
         self.trust = self.pipeline.trust
         self.perceived: PerceptionStep | None = None

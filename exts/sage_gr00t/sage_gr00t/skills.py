@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SKILLS = ("pick_place", "pour", "push")
+SKILLS = ("pick_place", "pour")
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,32 @@
 """Perception: sensors with self-reported confidence, a trust engine, trust-weighted fusion, fault injection."""
 
-from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
-from sage_gr00t.perceive.fusion import FusedEstimate, FusionConfig, PerceptionPipeline, SensorFusion
-from sage_gr00t.perceive.sensors import (
+from sage_gr00t.perceive.camera import (
+    DEFAULT_SIGNATURES,
     CameraConfig,
     CameraObjectEstimator,
     CameraSensor,
-    ColorTable,
-    Estimate,
-    MemorySensor,
-    ProprioceptionSensor,
-    SensorReading,
+    VisualSignature,
+    signatures_for,
 )
+from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
+from sage_gr00t.perceive.fusion import (
+    FusedEstimate,
+    FusionConfig,
+    PerceptionPipeline,
+    PipelineConfig,
+    SensorFusion,
+    default_sensors,
+)
+from sage_gr00t.perceive.memory import MemorySensor
+from sage_gr00t.perceive.proprioception import ProprioceptionSensor
+from sage_gr00t.perceive.readings import Estimate, Sensor, SensorReading
 from sage_gr00t.perceive.trust import TrustConfig, TrustEngine
 
 __all__ = [
+    "DEFAULT_SIGNATURES",
     "CameraConfig",
     "CameraObjectEstimator",
     "CameraSensor",
-    "ColorTable",
     "Estimate",
     "FaultConfig",
     "FaultyCamera",
@@ -26,9 +34,14 @@ __all__ = [
     "FusionConfig",
     "MemorySensor",
     "PerceptionPipeline",
+    "PipelineConfig",
     "ProprioceptionSensor",
+    "Sensor",
     "SensorFusion",
     "SensorReading",
     "TrustConfig",
     "TrustEngine",
+    "VisualSignature",
+    "default_sensors",
+    "signatures_for",
 ]

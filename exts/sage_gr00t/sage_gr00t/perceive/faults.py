@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sage_gr00t.perceive.sensors import CameraFrame, CameraSensor, Estimate, FrameSource, SensorReading
+from sage_gr00t.modality import EGO_VIEW
+from sage_gr00t.perceive.camera import CameraFrame, CameraSensor, FrameSource
+from sage_gr00t.perceive.readings import CAMERA, Estimate, SensorReading
 
 FAULT_KINDS = ("none", "noise", "image_noise", "frozen", "dropout", "black")
-IMAGE_KEY = "video.ego_view"
 
 
 @dataclass
@@ -34,7 +35,10 @@ class FaultConfig:
 
 
 class FaultyCamera:
-    """Wraps a `CameraSensor`; `set_fault` switches the fault at any time."""
+    """Wraps a `CameraSensor` (and takes its place in the pipeline's camera role); `set_fault` switches
+    the fault at any time."""
+
+    role = CAMERA
 
     def __init__(self, camera: CameraSensor, config: FaultConfig | None = None) -> None:
         self.camera = camera
@@ -58,6 +62,14 @@ class FaultyCamera:
         self._frozen = None
         self._frozen_image = None
 
+    def reset(self) -> None:
+        """A new episode: the fault schedule starts over from control step 0 with a fresh noise stream."""
+        self.camera.reset()
+        self.rng = np.random.default_rng(self.config.seed)
+        self.steps = 0
+        self._frozen = None
+        self._frozen_image = None
+
     def skip(self) -> None:
         """A control step without a camera frame (the pipeline reads the camera every k-th step)."""
         self.steps += 1
@@ -73,7 +85,7 @@ class FaultyCamera:
         if not (self.config.reaches_policy and self.active) or self.config.kind == "noise":
             self._frozen_image = None
             return obs
-        image = obs[IMAGE_KEY]
+        image = obs[EGO_VIEW]
         if self.config.kind == "frozen":
             if self._frozen_image is None:
                 self._frozen_image = image.copy()
@@ -83,7 +95,7 @@ class FaultyCamera:
         elif self.config.kind == "image_noise":
             noisy = image.astype(np.float32) + self.rng.normal(0, self.config.image_noise_std, image.shape)
             image = np.clip(noisy, 0, 255).astype(np.uint8)
-        return {**obs, IMAGE_KEY: image}
+        return {**obs, EGO_VIEW: image}
 
     def read(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
         kind = self.config.kind if self.active else "none"
@@ -113,3 +125,6 @@ class FaultyCamera:
                 for obj, e in reading.estimates.items()
             }
         return reading
+
+    def sense(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
+        return self.read(env, timestamp, rgb)

@@ -10,10 +10,12 @@ among the estimates their sensors do not themselves rate as near-guesses.
 (frozen stream, impossible jumps) are ignored and memory takes every fused estimate. The trust
 engine still runs, so its scores can be reported, but nothing acts on them.
 
-`PerceptionPipeline`: proprioception + camera (optionally fault-injected) + memory -> trust -> fusion,
-with grasps/releases inferred from proprioception and fed back to the trust engine as confirmations.
-The camera is read every `camera_every`-th control step (a 5-10 Hz camera at 20 Hz control); in
-between, fusion runs on proprioception (held objects) and memory.
+`PerceptionPipeline`: a list of sensors (`readings.Sensor`) -> trust -> fusion. By default
+(`default_sensors`) the camera (optionally fault-injected), proprioception and memory; any other
+sensor in the list is scored and fused like them. Grasps/releases are inferred from the
+proprioception sensor and fed back to the trust engine as confirmations; the fused result is stored
+in the memory sensor. The camera is read every `camera_every`-th control step (a 5-10 Hz camera at
+20 Hz control); in between, fusion runs on the other sensors (proprioception: held objects; memory).
 """
 
 from __future__ import annotations
@@ -24,17 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
-from sage_gr00t.perceive.sensors import (
-    POLICY_IMAGE,
-    Estimate,
-    FrameSource,
-    MemorySensor,
-    ProprioceptionSensor,
-    ProprioReading,
-    RobotStateSource,
-    SensorReading,
-    image_stream_reading,
-)
+from sage_gr00t.perceive.camera import POLICY_IMAGE, FrameSource, image_stream_reading
+from sage_gr00t.perceive.memory import MemorySensor
+from sage_gr00t.perceive.proprioception import ProprioceptionSensor, ProprioReading, RobotStateSource
+from sage_gr00t.perceive.readings import CAMERA, MEMORY, PROPRIOCEPTION, ROLES, Estimate, Sensor, SensorReading
 from sage_gr00t.perceive.trust import TrustEngine
 
 
@@ -111,12 +106,6 @@ class SensorFusion:
         return out
 
 
-class CameraLike(Protocol):
-    name: str
-
-    def read(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading: ...
-
-
 class PerceptionEnv(FrameSource, RobotStateSource, Protocol):
     """What the perception loop reads from the robot: camera renders and its own joints only."""
 
@@ -128,7 +117,7 @@ class PipelineConfig:
     memory_min_trust: float = 0.5  # memory only takes positions supported by a sensor this trusted
     camera_every: int = 1  # read the camera every k-th step (k=4: 5 Hz at 20 Hz control)
     # Every control step, also judge the image the policy gets (the observation's) as a stream of its own
-    # (`sensors.POLICY_IMAGE`): the policy acts on it every step, so a black or missing frame is caught on
+    # (`camera.POLICY_IMAGE`): the policy acts on it every step, so a black or missing frame is caught on
     # the step it arrives (a 5 Hz check let up to three reach the policy). The bridge holds the robot when
     # that stream is frozen or missing.
     watch_policy_image: bool = True
@@ -153,21 +142,44 @@ class PerceptionStep:
         return next((r for r in self.readings if r.sensor == sensor), None)
 
 
+def default_sensors(camera: Sensor) -> list[Sensor]:
+    """The built-in sensor set: `camera` (a `CameraSensor`, possibly wrapped), fresh proprioception and memory."""
+    return [camera, ProprioceptionSensor(), MemorySensor()]
+
+
 class PerceptionPipeline:
-    """One `step` per control step: read sensors, score trust, fuse, remember, infer grasps."""
+    """One `step` per control step: read sensors, score trust, fuse, remember, infer grasps.
+
+    `sensors`: every evidence source, in the order their readings are listed (and fused). It must hold
+    one proprioception sensor and one memory sensor (`role` attribute; see `readings.ROLES`), and may
+    hold one camera; every other sensor is read each step (`sense`; None: nothing this step).
+    """
 
     def __init__(
         self,
-        camera: CameraLike,
-        proprio: ProprioceptionSensor | None = None,
-        memory: MemorySensor | None = None,
+        sensors: list[Sensor],
         trust: TrustEngine | None = None,
         fusion: SensorFusion | None = None,
         config: PipelineConfig | None = None,
     ) -> None:
-        self.camera = camera
-        self.proprio = proprio or ProprioceptionSensor()
-        self.memory = memory or MemorySensor()
+        self._sensors = list(sensors)
+        names = [s.name for s in self._sensors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Sensor names must be unique (trust is kept per name), got {names}.")
+        roles: dict[str, int] = {}
+        for i, s in enumerate(self._sensors):
+            role = getattr(s, "role", None)
+            if role is None:
+                continue
+            if role not in ROLES:
+                raise ValueError(f"Unknown sensor role {role!r} of {s.name!r}; use one of {ROLES}.")
+            if role in roles:
+                raise ValueError(f"Two sensors in the {role!r} role: {self._sensors[roles[role]].name!r}, {s.name!r}.")
+            roles[role] = i
+        missing = [r for r in (PROPRIOCEPTION, MEMORY) if r not in roles]
+        if missing:
+            raise ValueError(f"No sensor in the role(s) {missing}; `default_sensors(camera)` has them all.")
+        self._roles = roles
         self.trust = trust or TrustEngine()
         self.fusion = fusion or SensorFusion()
         self.config = config or PipelineConfig()
@@ -176,6 +188,48 @@ class PerceptionPipeline:
         self._moved = False  # the robot moved since the last camera frame
         self._moved_since_image = False  # ... since the previous policy image (judged every step)
         self.travel: dict[str, float] = {}  # object -> hand travel while within reach of it (m)
+
+    @property
+    def sensors(self) -> tuple[Sensor, ...]:
+        return tuple(self._sensors)
+
+    @property
+    def proprio(self) -> ProprioceptionSensor:
+        return self._sensors[self._roles[PROPRIOCEPTION]]  # type: ignore[return-value]
+
+    @property
+    def memory(self) -> MemorySensor:
+        return self._sensors[self._roles[MEMORY]]  # type: ignore[return-value]
+
+    @property
+    def camera(self) -> Sensor | None:
+        i = self._roles.get(CAMERA)
+        return None if i is None else self._sensors[i]
+
+    @camera.setter
+    def camera(self, camera: Sensor) -> None:
+        """Swap the camera in place (e.g. for a `FaultyCamera` around it), keeping its slot in the list."""
+        role = getattr(camera, "role", CAMERA)
+        if role != CAMERA:
+            raise ValueError(f"{camera.name!r} is not a camera (role {role!r}).")
+        i = self._roles.get(CAMERA)
+        if i is None:
+            self._roles[CAMERA] = len(self._sensors)
+            self._sensors.append(camera)
+        else:
+            self._sensors[i] = camera
+
+    def reset(self) -> None:
+        """A new episode with the same sensors: every sensor, the loop's own state and trust start over
+        (a new `TrustEngine` with the same config: read `pipeline.trust` again)."""
+        for s in self._sensors:
+            s.reset()
+        self.trust = TrustEngine(self.trust.config)
+        self.fused = {}
+        self.steps = 0
+        self._moved = False
+        self._moved_since_image = False
+        self.travel = {}
 
     def _update_travel(self, previous: ProprioReading | None, current: ProprioReading) -> None:
         """Per-object odometer: how far a hand within `reach` of the object's belief moved this step."""
@@ -198,45 +252,58 @@ class PerceptionPipeline:
         return self.steps % self.config.camera_every == 0
 
     def step(self, env: PerceptionEnv, timestamp: float, rgb: np.ndarray | None = None) -> PerceptionStep:
-        previous = self.proprio.last
-        joints = self.proprio.read(env, timestamp)
-        moving = self.proprio.motion(previous, joints) > self.config.moving_threshold
+        proprio, memory, camera = self.proprio, self.memory, self.camera
+        previous = proprio.last
+        joints = proprio.read(env, timestamp)
+        moving = proprio.motion(previous, joints) > self.config.moving_threshold
         self._moved |= moving
         self._moved_since_image |= moving
         self._update_travel(previous, joints)
-        held = self.proprio.estimate(joints)
+        held = proprio.estimate(joints)
         # Recently released objects: proprioception knows where it let go of them.
-        for obj, est in self.proprio.released.items():
+        for obj, est in proprio.released.items():
             if timestamp - est.timestamp <= self.config.release_hold and obj not in held.estimates:
                 held.estimates[obj] = Estimate(est.position, est.confidence, timestamp)
-        readings = [held, self.memory.estimate(timestamp)]
         # Frozen-frame check, per stream: did the robot move since that stream's previous frame?
-        moved = {self.camera.name: self._moved, POLICY_IMAGE: self._moved_since_image}
-        if self.camera_due():
-            readings.insert(0, self.camera.read(env, timestamp, rgb))
-            self._moved = False
-        elif hasattr(self.camera, "skip"):
-            self.camera.skip()  # time passes for the camera (fault schedules count control steps)
+        moved = {camera.name: self._moved} if camera is not None else {}
+        moved[POLICY_IMAGE] = self._moved_since_image
+        camera_due = self.camera_due()
+        readings: list[SensorReading] = []
+        for sensor in self._sensors:
+            if sensor is proprio:
+                reading: SensorReading | None = held
+            elif sensor is camera:
+                if camera_due:
+                    reading = camera.sense(env, timestamp, rgb)
+                    self._moved = False
+                else:
+                    reading = None
+                    if hasattr(camera, "skip"):
+                        camera.skip()  # time passes for the camera (fault schedules count control steps)
+            else:
+                reading = sensor.sense(env, timestamp, rgb)
+            if reading is not None:
+                readings.append(reading)
         if self.config.watch_policy_image and rgb is not None:
             readings.append(image_stream_reading(rgb, timestamp))
             self._moved_since_image = False
         self.steps += 1
         valid = self.trust.observe(readings, moved, timestamp, robot_travel=self.travel)
         trust = self.trust.trusts()
-        fused = self.fusion.fuse(readings, trust, valid, timestamp, authority=self.proprio.name)
+        fused = self.fusion.fuse(readings, trust, valid, timestamp, authority=proprio.name)
         self.fused = fused
-        fresh = {o: any(s != self.memory.name for s in f.sources) for o, f in fused.items()}
+        fresh = {o: any(s != memory.name for s in f.sources) for o, f in fused.items()}
         as_estimates = {o: Estimate(f.position, f.confidence, timestamp) for o, f in fused.items()}
         # Only well-trusted evidence may overwrite memory: a weak sensor's leakage into the fused
         # estimate would otherwise accumulate there step after step.
         strong = {
             o: e for o, e in as_estimates.items()
             if not self.fusion.config.use_trust
-            or o not in self.memory.store
+            or o not in memory.store
             or any(trust.get(s, 0.0) >= self.config.memory_min_trust for s in fused[o].sources)
         }
-        self.memory.update(strong, fresh, timestamp)
-        grasped, released = self.proprio.update_grasps(joints, as_estimates)
+        memory.update(strong, fresh, timestamp)
+        grasped, released = proprio.update_grasps(joints, as_estimates)
         for obj, pos in grasped + released:
             self.trust.confirm(obj, pos, timestamp)
         for obj, _ in released:  # held -> resting: a jump (a fall) that proprioception itself predicts

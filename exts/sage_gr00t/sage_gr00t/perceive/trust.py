@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sage_gr00t.perceive.sensors import POLICY_IMAGE, Estimate, SensorReading
+from sage_gr00t.perceive.camera import POLICY_IMAGE
+from sage_gr00t.perceive.readings import Estimate, SensorReading
 
 TRUST_WEIGHTS = {"consistency": 0.3, "reliability": 0.3, "accuracy": 0.2, "quality": 0.2}
 COMPONENTS_INITIAL = {"gr00t_visual": 0.8, "gr00t_language": 0.9, "sage_planning": 0.7, "sage_execution": 0.6}

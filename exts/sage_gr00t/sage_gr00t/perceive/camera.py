@@ -1,48 +1,27 @@
-"""Sensors that turn raw observations into object/robot estimates with a self-reported confidence.
+"""The ego camera as an object sensor: colour segmentation, depth back-projection, world positions.
 
-- `CameraObjectEstimator`: colour segmentation of the ego RGB image, back-projection through the
-  depth image, camera intrinsics and pose to world xyz. Works on rendered images only; it never
-  reads object poses from the simulator. Pixels are classified through an exact RGB -> colour-class
-  lookup table (the HSV thresholds evaluated once per distinct colour, filled lazily), and only the
-  pixels of a wanted colour are back-projected.
-- `ProprioceptionSensor`: joint positions (the robot's own joint sensors) and end-effector
-  positions by forward kinematics; also tracks a grasped object from the hand it is held in.
-- `MemorySensor`: the last fused estimate of each object, confidence decaying with its age.
+`CameraObjectEstimator` finds the objects it is given (name -> `VisualSignature`) in the ego RGB
+image and back-projects them through the depth image, camera intrinsics and pose to world xyz. It
+works on rendered images only; it never reads object poses from the simulator. Pixels are
+classified through an exact RGB -> colour-class lookup table (the HSV thresholds evaluated once per
+distinct colour, filled lazily), and only the pixels of a wanted colour are back-projected.
+`CameraSensor` is the unit that captures a frame and runs the estimator on it (what fault injection
+wraps). `image_stream_reading` judges a raw image stream (the policy's own input) without estimates.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Estimate:
-    """A position estimate of one object from one sensor."""
-
-    position: np.ndarray  # world xyz (m)
-    confidence: float  # self-reported, in [0, 1]
-    timestamp: float  # seconds (simulation time)
+from sage_gr00t.modality import EGO_CAMERA
+from sage_gr00t.perceive.readings import CAMERA, Estimate, SensorReading
 
 
-@dataclass
-class SensorReading:
-    """Everything one sensor delivered at one control step."""
-
-    sensor: str
-    estimates: dict[str, Estimate]
-    timestamp: float
-    fingerprint: str | None = None  # digest of the raw data (frozen-frame detection)
-    raw_valid: bool = True  # False when the sensor delivered nothing usable (dropout, black image)
-
-
-# ---------------------------------------------------------------------------------------------
-# Camera
 @dataclass(frozen=True)
 class ColorRange:
     """HSV thresholds (h in [0, 1), wrapping when h_lo > h_hi)."""
@@ -56,7 +35,7 @@ class ColorRange:
 
 
 @dataclass(frozen=True)
-class ObjectSpec:
+class VisualSignature:
     """How to find one object: colour, height band above the table, size, and where its origin is.
 
     The origin's height is `ref_z - ref_to_origin`, where `ref_z` is the median height of the
@@ -83,42 +62,48 @@ PURPLE = ColorRange(0.72, 0.86, s_min=0.35, v_min=0.2)
 WHITE = ColorRange(0.0, 1.0, s_max=0.12, v_min=0.72)
 
 
-def _block(color: ColorRange) -> ObjectSpec:
+def _block(color: ColorRange) -> VisualSignature:
     # A 4.4 cm cube: its upper part stands above the bin floor/table, top face 2.2 cm above the origin.
-    return ObjectSpec(color, z_range=(0.014, 0.30), radius=0.035, ref_to_origin=0.022, expected_pixels=40.0)
+    return VisualSignature(color, z_range=(0.014, 0.30), radius=0.035, ref_to_origin=0.022, expected_pixels=40.0)
 
 
-def _bin(color: ColorRange) -> ObjectSpec:
+def _bin(color: ColorRange) -> VisualSignature:
     # Floor top 6 mm above the bin origin (which sits on the table); walls 4 cm high.
-    return ObjectSpec(color, z_range=(-0.01, 0.045), radius=0.11, layer="bottom", ref_to_origin=0.006,
-                      expected_pixels=500.0, container=True, outer_half=0.082)
+    return VisualSignature(color, z_range=(-0.01, 0.045), radius=0.11, layer="bottom", ref_to_origin=0.006,
+                           expected_pixels=500.0, container=True, outer_half=0.082)
 
 
-@dataclass
-class ColorTable:
-    """Object name -> how the camera finds it (configurable per scene)."""
+# The signatures of the tasks' objects (blocks, bins, apple, plate). They are to move into the task
+# declarations; until then callers pick theirs with `signatures_for`.
+DEFAULT_SIGNATURES: dict[str, VisualSignature] = {
+    "red_block": _block(RED),
+    "blue_block": _block(BLUE),
+    "green_block": _block(GREEN),
+    "purple_block": _block(PURPLE),
+    "red_bin": _bin(RED),
+    "blue_bin": _bin(BLUE),
+    # 3.3 cm sphere: top 3.3 cm above the origin; the brown stem fails the red threshold.
+    "apple": VisualSignature(RED, z_range=(0.01, 0.30), radius=0.05, ref_to_origin=0.027, layer_band=0.012,
+                             expected_pixels=45.0),
+    # Plate top 1.2 cm above the table; white robot links are far above this band.
+    "plate": VisualSignature(WHITE, z_range=(0.004, 0.02), radius=0.11, ref_to_origin=0.012,
+                             layer_band=0.01, expected_pixels=500.0),
+}
 
-    objects: dict[str, ObjectSpec] = field(
-        default_factory=lambda: {
-            "red_block": _block(RED),
-            "blue_block": _block(BLUE),
-            "green_block": _block(GREEN),
-            "purple_block": _block(PURPLE),
-            "red_bin": _bin(RED),
-            "blue_bin": _bin(BLUE),
-            # 3.3 cm sphere: top 3.3 cm above the origin; the brown stem fails the red threshold.
-            "apple": ObjectSpec(RED, z_range=(0.01, 0.30), radius=0.05, ref_to_origin=0.027, layer_band=0.012,
-                                expected_pixels=45.0),
-            # Plate top 1.2 cm above the table; white robot links are far above this band.
-            "plate": ObjectSpec(WHITE, z_range=(0.004, 0.02), radius=0.11, ref_to_origin=0.012,
-                                layer_band=0.01, expected_pixels=500.0),
-        }
-    )
+
+def signatures_for(names: Iterable[str]) -> dict[str, VisualSignature]:
+    """`{n: DEFAULT_SIGNATURES[n] for n in names}`, in `names`' order. An object without a signature is
+    an error, as it always was: the camera could never report it."""
+    names = list(names)
+    unknown = [n for n in names if n not in DEFAULT_SIGNATURES]
+    if unknown:
+        raise ValueError(f"No visual signature for {unknown}; add them to DEFAULT_SIGNATURES.")
+    return {n: DEFAULT_SIGNATURES[n] for n in names}
 
 
 @dataclass
 class CameraConfig:
-    camera: str = "ego_view"
+    camera: str = EGO_CAMERA
     height: int = 224
     width: int = 224
     table_height: float = 0.78
@@ -126,7 +111,6 @@ class CameraConfig:
     workspace_y: tuple[float, float] = (-0.45, 0.45)
     min_pixels: float = 4.0  # at 224 x 224; fewer pixels = not detected
     wall_band: tuple[float, float] = (0.05, 0.11)  # |d|_inf from a bin's centre that counts as its walls
-    colors: ColorTable = field(default_factory=ColorTable)
 
 
 @dataclass
@@ -302,16 +286,14 @@ class CameraObjectEstimator:
 
     name = "camera"
 
-    def __init__(self, objects: list[str], config: CameraConfig | None = None) -> None:
+    def __init__(self, signatures: Mapping[str, VisualSignature], config: CameraConfig | None = None) -> None:
         self.config = config or CameraConfig()
-        unknown = [o for o in objects if o not in self.config.colors.objects]
-        if unknown:
-            raise ValueError(f"No colour spec for {unknown}; add them to ColorTable.objects.")
+        self.signatures = dict(signatures)  # object -> how to find it; only these are looked for
         # Containers first: their walls are then removed from same-colour small objects' pixels.
-        self.objects = sorted(objects, key=lambda o: not self.config.colors.objects[o].container)
-        colors = tuple(dict.fromkeys(self.config.colors.objects[o].color for o in self.objects))
+        self.objects = sorted(self.signatures, key=lambda o: not self.signatures[o].container)
+        colors = tuple(dict.fromkeys(self.signatures[o].color for o in self.objects))
         self.lut = color_lut(colors)
-        self.bits = {o: self.lut.bit(self.config.colors.objects[o].color) for o in self.objects}
+        self.bits = {o: self.lut.bit(self.signatures[o].color) for o in self.objects}
         self.wanted = int(np.bitwise_or.reduce(list(self.bits.values()))) if self.bits else 0
 
     def estimate(self, frame: CameraFrame | None) -> SensorReading:
@@ -342,7 +324,7 @@ class CameraObjectEstimator:
         bins: list[tuple[ColorRange, np.ndarray]] = []
         out: dict[str, Estimate] = {}
         for name in self.objects:
-            spec = c.colors.objects[name]
+            spec = self.signatures[name]
             mask = ((labels & self.bits[name]) != 0) & (height >= spec.z_range[0]) & (height <= spec.z_range[1])
             p = pts[mask]
             if not spec.container:
@@ -381,7 +363,7 @@ class CameraObjectEstimator:
         return out
 
     @staticmethod
-    def _container_center(points: np.ndarray, spec: ObjectSpec, table_height: float) -> np.ndarray:
+    def _container_center(points: np.ndarray, spec: VisualSignature, table_height: float) -> np.ndarray:
         """Centre of a square bin from its wall extents: an arm hiding one side leaves the other wall.
 
         Per axis: if both extreme edges are walls (tall pixels) or neither is, take the midpoint;
@@ -403,171 +385,26 @@ class CameraObjectEstimator:
         return center
 
 
-# ---------------------------------------------------------------------------------------------
-# Proprioception
-class RobotStateSource(Protocol):
-    def state(self) -> dict[str, np.ndarray]: ...
-    def ee_pos(self, side: str) -> np.ndarray: ...
 
-
-@dataclass
-class ProprioConfig:
-    confidence: float = 0.95
-    hand_open: float = 0.052  # finger joint opening when open (sage_humanoid)
-    hand_closed: float = 0.0
-    grasp_closure: float = 0.35  # closure fraction above which the hand holds whatever is between its fingers
-    release_closure: float = 0.2
-    grasp_radius: float = 0.05  # an object this close to the ee when the hand closes is taken as grasped
-    grasp_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # held object origin minus ee site
-    table_height: float = 0.78
-    rest_heights: dict[str, float] = field(  # origin height above the support after a release (m)
-        default_factory=lambda: {"apple": 0.033, "default": 0.022}
-    )
-    support_offset: float = 0.006  # bins and plates lift released objects by their floor thickness
-
-
-@dataclass
-class ProprioReading:
-    joints: dict[str, np.ndarray]
-    ee: dict[str, np.ndarray]
-    closure: dict[str, float]
-    timestamp: float
-
-
-class ProprioceptionSensor:
-    """Joint state (high confidence) and the position of an object held in a hand.
-
-    A grasp is inferred from proprioception alone: the hand closes while an object's (fused)
-    estimate is within `grasp_radius` of that hand's end effector. The held object then moves with
-    the end effector (offset fixed at grasp); on release it is predicted to rest below the hand.
-    """
-
-    name = "proprioception"
-
-    def __init__(self, config: ProprioConfig | None = None) -> None:
-        self.config = config or ProprioConfig()
-        self.held: dict[str, tuple[str, np.ndarray]] = {}  # side -> (object, offset object - ee)
-        self.released: dict[str, Estimate] = {}  # object -> predicted resting position
-        self.last: ProprioReading | None = None
-
-    def reset(self) -> None:
-        self.held.clear()
-        self.released.clear()
-        self.last = None
-
-    def read(self, robot: RobotStateSource, timestamp: float) -> ProprioReading:
-        c = self.config
-        joints = {k: np.array(v, float) for k, v in robot.state().items()}
-        ee = {side: np.array(robot.ee_pos(side), float) for side in ("left", "right")}
-        closure = {}
-        span = c.hand_open - c.hand_closed
-        for side in ("left", "right"):
-            q = joints.get(f"state.{side}_hand")
-            if q is None:
-                closure[side] = 0.0
-                continue
-            fingers = q.tolist()
-            closure[side] = min(max(sum((c.hand_open - x) / span for x in fingers) / len(fingers), 0.0), 1.0)
-        self.last = ProprioReading(joints, ee, closure, timestamp)
-        return self.last
-
-    def motion(self, previous: ProprioReading | None, current: ProprioReading) -> float:
-        """Largest joint change since the previous reading (rad): is the robot moving?"""
-        if previous is None:
-            return 0.0
-        return max(float(np.abs(current.joints[k] - previous.joints[k]).max()) for k in current.joints)
-
-    def update_grasps(
-        self, reading: ProprioReading, fused: dict[str, Estimate]
-    ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
-        """Track grasps and releases; returns (grasped, released) as (object, confirmed position)."""
-        c = self.config
-        grasped, released = [], []
-        for side in ("left", "right"):
-            closure, ee = reading.closure[side], reading.ee[side]
-            if side in self.held and closure < c.release_closure:
-                obj, offset = self.held.pop(side)
-                rest = c.rest_heights.get(obj, c.rest_heights["default"])
-                # Released objects fall onto whatever is below: a bin/plate floor or the table.
-                pos = np.array([*(ee + offset)[:2], c.table_height + c.support_offset + rest])
-                self.released[obj] = Estimate(pos, c.confidence, reading.timestamp)
-                released.append((obj, pos))
-            elif side not in self.held and closure > c.grasp_closure:
-                held_objects = {o for o, _ in self.held.values()}
-                hand = ee.tolist()
-                distances = ((math.dist(e.position.tolist(), hand), o)
-                             for o, e in fused.items() if o not in held_objects)
-                candidates = [(d, o) for d, o in distances if d < c.grasp_radius]
-                if candidates:
-                    # The closed hand, not the (possibly corrupted) belief, says where the object is.
-                    _, obj = min(candidates)
-                    self.held[side] = (obj, np.asarray(c.grasp_offset, float))
-                    self.released.pop(obj, None)
-                    grasped.append((obj, ee + np.asarray(c.grasp_offset, float)))
-        return grasped, released
-
-    def estimate(self, reading: ProprioReading) -> SensorReading:
-        """Object estimates that follow from the robot's own body: held objects."""
-        est = {
-            obj: Estimate(reading.ee[side] + offset, self.config.confidence, reading.timestamp)
-            for side, (obj, offset) in self.held.items()
-        }
-        fingerprint = hashlib.blake2b(
-            b"".join(v.tobytes() for v in reading.joints.values()), digest_size=16
-        ).hexdigest()
-        return SensorReading(self.name, est, reading.timestamp, fingerprint)
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory
-@dataclass
-class MemoryConfig:
-    initial_confidence: float = 0.9
-    half_life: float = 10.0  # seconds: static tabletop objects rarely move unobserved
-
-
-class MemorySensor:
-    """The last fused estimate per object; its confidence halves every `half_life` seconds of age.
-
-    Age counts from the last time fresh evidence (a non-memory sensor) supported the estimate, so
-    re-storing the memory's own output does not make it look fresh.
-    """
-
-    name = "memory"
-
-    def __init__(self, config: MemoryConfig | None = None) -> None:
-        self.config = config or MemoryConfig()
-        self.store: dict[str, tuple[np.ndarray, float]] = {}  # object -> (position, time of evidence)
-
-    def reset(self) -> None:
-        self.store.clear()
-
-    def update(self, fused: dict[str, Estimate], fresh: dict[str, bool], timestamp: float) -> None:
-        for obj, est in fused.items():
-            stamp = timestamp if fresh.get(obj, False) else self.store.get(obj, (None, timestamp))[1]
-            self.store[obj] = (est.position.copy(), stamp)
-
-    def estimate(self, timestamp: float) -> SensorReading:
-        c = self.config
-        est = {
-            obj: Estimate(pos.copy(), c.initial_confidence * 0.5 ** ((timestamp - t) / c.half_life), timestamp)
-            for obj, (pos, t) in self.store.items()
-        }
-        return SensorReading(self.name, est, timestamp)
-
-
-# ---------------------------------------------------------------------------------------------
-# Camera as a sensor (capture + estimate), the unit that fault injection wraps
 class CameraSensor:
-    """Renders the ego camera (RGB + depth + calibration) and runs the object estimator on it."""
+    """Renders the ego camera (RGB + depth + calibration) and runs the object estimator on it.
+
+    A `Sensor` in the camera role: the pipeline reads it every `camera_every`-th control step."""
 
     name = "camera"
+    role = CAMERA
 
     def __init__(self, estimator: CameraObjectEstimator) -> None:
         self.estimator = estimator
+
+    def reset(self) -> None:
+        """Nothing to forget: every frame is estimated on its own."""
 
     def capture(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> CameraFrame | None:
         return capture_frame(env, self.estimator.config, timestamp, rgb)
 
     def read(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
         return self.estimator.estimate(self.capture(env, timestamp, rgb))
+
+    def sense(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> SensorReading:
+        return self.read(env, timestamp, rgb)
