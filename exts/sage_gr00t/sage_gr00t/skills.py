@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SKILLS = ("pick_place", "pour")
+SKILLS = ("pick_place", "pour", "push")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class ExpertConfig:
     speed: float = 0.45  # m/s of end-effector travel in free space
     approach_height: float = 0.10  # above the grasp pose
     min_steps: int = 6
+    push_speed: float = 0.15  # m/s while pushing (slow: the object must not topple or slip away)
+    push_standoff: float = 0.03  # m between the object's edge and the hand's start behind it
+    push_overshoot: float = 0.0  # m the hand goes past the point where the object's centre is on target
     # "task": the task's own subtask order. "shuffled": follow the order the instruction names the
     # objects in, else a seeded random order -- so a policy trained on per-subtask language sees
     # every subtask from every starting scene, whatever order a planner later asks for.
@@ -133,6 +136,9 @@ class ScriptedExpert:
 
         above = np.array([0, 0, cfg.approach_height])
         lift = np.array([0, 0, grasp.lift])
+        if subtask.skill == "push":
+            self._queue_push(obj_name, target_name, grasp.height, grasp_quat, seg, above)
+            return
         self._builders += [
             seg(lambda: grasp_pos() + above, closed=False),
             seg(grasp_pos, closed=False, steps=12),
@@ -179,6 +185,38 @@ class ScriptedExpert:
                 seg(lambda: self._start_pos, closed=True, steps=pour.hold_steps, quat=tilted),
                 seg(lambda: self._start_pos - np.asarray(pour.tilt_shift), closed=True, steps=pour.tilt_steps),
             ]
+
+    def _queue_push(self, obj_name: str, target_name: str, height: float, quat: np.ndarray,
+                    seg: Callable[..., Callable[[], Segment]], above: np.ndarray) -> None:
+        """Push along the table: the closed hand comes down behind the object (seen from the target) and
+        slides it until its centre reaches the target, then lifts away."""
+        env = self.env
+        radius = env.task.object(obj_name).radius
+        standoff = radius + self.config.push_standoff
+
+        def line() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            obj, target = env.body_pos(obj_name), env.body_pos(target_name)
+            direction = target[:2] - obj[:2]
+            direction /= max(float(np.linalg.norm(direction)), 1e-6)
+            return obj, target, np.array([*direction, 0.0])
+
+        def behind() -> np.ndarray:
+            obj, _, d = line()
+            return np.array([*(obj[:2] - d[:2] * standoff), obj[2] + height])
+
+        def through() -> np.ndarray:
+            obj, target, d = line()
+            return np.array([*(target[:2] - d[:2] * (standoff - self.config.push_overshoot)), obj[2] + height])
+
+        dt = 1.0 / env.config.control_hz
+        push_steps = max(self.config.min_steps,
+                         int(np.ceil(np.linalg.norm(through() - behind()) / (self.config.push_speed * dt))))
+        self._builders += [
+            seg(lambda: behind() + above, closed=True),
+            seg(behind, closed=True, steps=12),
+            seg(through, closed=True, steps=push_steps),
+            seg(lambda: self._start_pos + above, closed=False, steps=10),
+        ]
 
     # ------------------------------------------------------------------ control
     def act(self, _obs: dict | None = None) -> dict[str, np.ndarray]:
