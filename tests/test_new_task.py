@@ -79,3 +79,88 @@ def test_a_task_declared_here_runs_on_both_backends(backend: str) -> None:
         assert not env.is_success()
     finally:
         env.close()
+
+
+PACKAGE_TASK = '''
+"""A user's own task package: one task, found through the sage_gr00t.tasks entry point."""
+import numpy as np
+from sage_gr00t.skills import Subtask
+from sage_gr00t.tasks import Geom, ObjectSpec, Task
+
+
+class StackOnPad(Task):
+    name = "stack_on_pad"
+    example_command = "put the yellow block on the pad"
+
+    def objects(self):
+        return (
+            ObjectSpec("yellow_block", (Geom("box", (0.022, 0.022, 0.022), (0.9, 0.85, 0.1, 1),
+                                             friction=(1.2, 0.02, 0.002)),),
+                       kind="block", role="pickable", color="yellow", mass=0.08, radius=0.022),
+            ObjectSpec("pad", (Geom("box", (0.06, 0.06, 0.003), (0.2, 0.3, 0.8, 1), pos=(0, 0, 0.003)),),
+                       kind="tray", role="receptacle", movable=False, radius=0.06),
+        )
+
+    def place(self, scene, rng, pose_scale=1.0):
+        z = scene.table_height
+        scene.set_pose("yellow_block", np.array([0.38 + 0.03 * rng.random(), 0.05, z + 0.023]))
+        scene.set_pose("pad", np.array([0.40, 0.22, z]))
+
+    def is_success(self, scene):
+        block, pad = scene.body_pos("yellow_block"), scene.body_pos("pad")
+        return bool(np.all(np.abs(block[:2] - pad[:2]) < 0.06) and not scene.touching_robot("yellow_block"))
+
+    def instructions(self):
+        return ["put the yellow block on the pad"]
+
+    def expert_plan(self):
+        return [Subtask("pick_place", "yellow_block", "pad", "put the yellow block on the pad")]
+
+    def place_height(self, object_name, target_name):
+        return 0.05
+'''
+
+PACKAGE_PYPROJECT = '''
+[build-system]
+requires = ["setuptools>=71"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "throwaway-sage-tasks"
+version = "0.0.1"
+
+[project.entry-points."sage_gr00t.tasks"]
+stack_on_pad = "throwaway_sage_tasks.stack:StackOnPad"
+
+[tool.setuptools]
+packages = ["throwaway_sage_tasks"]
+'''
+
+
+def test_a_task_package_with_its_own_entry_point_plugs_in(tmp_path) -> None:
+    """pip-install a throwaway task package into a folder, then evaluate its task by name with sage-eval."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    source = tmp_path / "src"
+    (source / "throwaway_sage_tasks").mkdir(parents=True)
+    (source / "throwaway_sage_tasks" / "__init__.py").write_text("")
+    (source / "throwaway_sage_tasks" / "stack.py").write_text(PACKAGE_TASK)
+    (source / "pyproject.toml").write_text(PACKAGE_PYPROJECT)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(source)], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = subprocess.run([sys.executable, "-c", "from sage_gr00t.tasks import task_names; print(task_names())"],
+                            env=env, check=True, capture_output=True, text=True).stdout
+    assert "stack_on_pad" in listed and "pick_apple" in listed
+    out = tmp_path / "eval"
+    subprocess.run([sys.executable, "-m", "sage_gr00t.cli.eval", "--policy", "expert", "--task", "stack_on_pad",
+                    "--episodes", "2", "--out", str(out), "--task-option", "image_height=48", "image_width=48"],
+                   env=env, check=True, capture_output=True, text=True)
+    (results,) = out.glob("*.json")
+    episodes = json.loads(results.read_text())
+    assert [e["task"] for e in episodes] == ["stack_on_pad", "stack_on_pad"]
+    assert all(e["success"] for e in episodes)
