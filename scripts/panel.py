@@ -17,14 +17,15 @@ import signal
 import sys
 
 from sage_gr00t.memory.metabolic import MetabolicConfig
-from sage_gr00t.panel.viewmodel import PanelConfig, PanelViewModel
+from sage_gr00t.panel.config import PanelConfig
+from sage_gr00t.panel.viewmodel import PanelViewModel
 from sage_gr00t.panel.web import PanelServer
-from sage_gr00t_tasks import TASKS
+from sage_gr00t.tasks import task_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="pick_apple", choices=sorted(TASKS))
+    p.add_argument("--task", default="pick_apple", choices=sorted(task_names()))
     p.add_argument("--policy", default="assets/policies/gr00t_compact", help="checkpoint folder or 'expert'")
     p.add_argument("--planner", default="assets/planner")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (New scene takes the next one)")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (POLICY.is_dir() and PLANNER.is_dir()), reas
 def parts():
     from sage_gr00t.plan.planner import HModulePlanner
     from sage_gr00t.policy.gr00t import load_policy
-    from sage_gr00t_tasks import make_env
+    from sage_gr00t.tasks import make_env
 
     env = make_env("pick_apple")
     policy = load_policy(POLICY, embodiment=env.embodiment.name)

@@ -68,7 +68,7 @@ def register_tasks() -> list[str]:
 
 
 def panel_config(values: dict[str, Any]) -> Any:
-    from sage_gr00t.panel.viewmodel import PanelConfig
+    from sage_gr00t.panel.config import PanelConfig
 
     fields = {"task": str, "policy": str, "planner": str, "seed": int, "embodiment": str, "device": str,
               "speed_percent": float, "dream_episodes": int, "control_hz": float}

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import omni.ui as ui
 
-from sage_gr00t.panel.viewmodel import SPEED_RANGE, PanelViewModel
+from sage_gr00t.panel.config import SPEED_RANGE
+from sage_gr00t.panel.viewmodel import PanelViewModel
 
 STATUS_COLORS = {"running": 0xFFFF9A4C, "planning": 0xFFFF9A4C, "succeeded": 0xFF6FB93F, "done": 0xFF6FB93F,
                  "failed": 0xFF4D48E5, "refused": 0xFF4D48E5, "estop": 0xFF4D48E5, "stopped": 0xFF30A0E0}

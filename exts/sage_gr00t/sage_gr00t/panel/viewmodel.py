@@ -14,28 +14,19 @@ Actions: `run(text)` (plan and execute a command; an empty command is refused he
 robot keeps holding), `stop()` (abort; the robot holds its pose), `emergency_stop()` / `release_estop()`
 (the safety filter holds the measured joint positions; engaged before the lock is taken, so it is effective
 at the next filter call even while a tick is in flight), `set_speed(percent)` (10..100 % -> the safety
-filter's speed scale), `reset(seed)` (new scene).
+filter's speed scale), `reset(seed)` (new scene), `sleep_now()` (a sleep cycle at the next tick).
 
-Sleep and dreams: the bridge's experience buffer keeps SNARC-salient steps; the panel's bridge attaches a
-small camera thumbnail to each admitted experience (`Experience.trajectory["thumbnail"]`). When the metabolic
-controller enters DREAM (or after `sleep_now()`), `tick()` runs `bridge.sleep_cycle()`: replay of the salient
-buffer, dreams (expert episodes in a private simulator, `sage_gr00t.learn`) and, for a learned policy, a few
-consolidation updates. It runs outside the view-model's lock, so the panel stays readable while the robot
-sleeps. Each cycle becomes a `SleepCycle` with the summary and PNG thumbnails (dreamt episodes' first frames,
-then the most salient replayed memories).
+Settings live in `panel.config`, image helpers in `panel.imaging`, and sleep cycles (run off the lock, their
+gallery) in `panel.sleep`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import threading
 import time
 import unicodedata
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,59 +34,16 @@ import numpy as np
 from sage_gr00t.act.lmodule import LModuleConfig
 from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
 from sage_gr00t.memory import MetabolicController
-from sage_gr00t.memory.metabolic import MetabolicConfig
-from sage_gr00t.paths import REPO_ROOT
+from sage_gr00t.modality import EGO_VIEW
+from sage_gr00t.panel.config import SPEED_RANGE, STATUSES, PanelConfig, resolve_path
+from sage_gr00t.panel.imaging import encode_jpeg, encode_png, release_gl_context, thumbnail
+from sage_gr00t.panel.sleep import THUMBNAIL_KEY, SleepCycle, gallery, run_sleep_cycle
 
-SPEED_RANGE = (10.0, 100.0)  # percent; the safety filter's speed scale is percent / 100
-STATUSES = ("idle", "planning", "running", "stopped", "estop", "refused", "done", "failed", "succeeded")
 EXAMPLE_COMMANDS = {
     "pick_apple": "put the apple on the plate",
     "sort_blocks": "sort the blocks into the bins of the same colour",
     "pour_water": "pour the water into the cup",
 }
-
-
-@dataclass
-class PanelConfig:
-    task: str = "pick_apple"
-    policy: str = "assets/policies/gr00t_compact"  # a checkpoint folder, or "expert" (scripted, privileged)
-    planner: str = "assets/planner"
-    seed: int = 1000
-    embodiment: str = "sage_humanoid"
-    variant: str = "train"
-    device: str = "cpu"
-    language_mode: str = "subtask"  # what the policy reads: each subtask (SAGE) or the whole command
-    control_hz: float = 20.0
-    stop_on_success: bool = True  # hold the robot once the task's success predicate holds (as eval does)
-    speed_percent: float = 100.0
-    history_len: int = 400  # trust samples kept for the plots
-    log_len: int = 30
-    max_dreams: int = 6  # sleep cycles kept for the gallery
-    thumbnails_per_dream: int = 4  # salient-memory thumbnails per cycle (besides the dreamt episodes')
-    dream_episodes: int = 1  # expert episodes dreamt per sleep cycle (0: replay only, no dreamer)
-    dream_image_size: int = 128
-    sleep_training_steps: int = 20  # consolidation updates per cycle for a learned policy (0: none)
-    thumbnail_size: int = 64
-    front_view_every: int = 0  # render the front view every N ticks (0: never; the ego camera is always there)
-    front_view_size: tuple[int, int] = (240, 320)  # (height, width)
-    max_command_chars: int = 300
-    metabolic: MetabolicConfig = field(default_factory=MetabolicConfig)
-    task_options: dict[str, Any] = field(default_factory=dict)  # TaskConfig overrides
-
-    def __post_init__(self) -> None:
-        lo, hi = SPEED_RANGE
-        if not lo <= float(self.speed_percent) <= hi:
-            raise ValueError(f"speed_percent must be in [{lo:g}, {hi:g}], got {self.speed_percent}.")
-        if self.control_hz <= 0 or self.history_len < 2 or self.thumbnail_size < 8:
-            raise ValueError("control_hz must be > 0, history_len >= 2 and thumbnail_size >= 8.")
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists, else relative to the repository root (assets/... from any cwd)."""
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute():
-        return p
-    return REPO_ROOT / p
 
 
 def make_policy(spec: str, env: Any, device: str = "cpu") -> Any:
@@ -110,29 +58,6 @@ def make_policy(spec: str, env: Any, device: str = "cpu") -> Any:
     from sage_gr00t.policy.gr00t import load_policy
 
     return load_policy(path, embodiment=env.embodiment.name, device=device)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BILINEAR))
 
 
 def clean_command(text: object, max_chars: int) -> tuple[str, str]:
@@ -150,23 +75,11 @@ def clean_command(text: object, max_chars: int) -> tuple[str, str]:
     return text, ""
 
 
-def release_gl_context() -> None:
-    """Unbind this thread's current EGL context (MuJoCo's offscreen renderers bind one per thread), so the
-    next render may come from another thread: the panel builds the env in one thread and ticks it in another."""
-    if os.environ.get("MUJOCO_GL", "").lower() != "egl":
-        return
-    try:
-        from OpenGL import EGL
-
-        display = EGL.eglGetCurrentDisplay()
-        if display and display != EGL.EGL_NO_DISPLAY:
-            EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-    except Exception:  # no EGL here: nothing is bound
-        return
-
-
 class PanelBridge(SAGEGr00TBridge):
-    """The bridge with two panel hooks: the last scored experience, and camera thumbnails on salient ones."""
+    """The bridge with two panel hooks: the last scored experience, and camera thumbnails on salient ones.
+
+    Both are read by the view-model: the last experience for the live SNARC / salience readout, the thumbnails
+    (`Experience.trajectory[THUMBNAIL_KEY]`) by the sleep gallery (`sleep.gallery`)."""
 
     thumbnail_size = 64
 
@@ -179,39 +92,10 @@ class PanelBridge(SAGEGr00TBridge):
         admitted = self.buffer.n_offered - self.buffer.n_rejected
         exp = super().learn(obs, command, outcome, subtask)
         self.last_experience, self.last_command = exp, command
-        image = obs.get("video.ego_view")
+        image = obs.get(EGO_VIEW)
         if image is not None and self.buffer.n_offered - self.buffer.n_rejected > admitted:
-            exp.trajectory = {**(exp.trajectory or {}), "thumbnail": thumbnail(image, self.thumbnail_size)}
+            exp.trajectory = {**(exp.trajectory or {}), THUMBNAIL_KEY: thumbnail(image, self.thumbnail_size)}
         return exp
-
-
-@dataclass
-class SleepCycle:
-    """One sleep cycle as the panel shows it: replay summary, dreams, consolidation, thumbnails."""
-
-    id: int
-    tick: int
-    episode: int
-    replayed: int
-    mean_salience: float
-    successes: int
-    failures: int
-    by_subtask: dict[str, int]
-    consolidated: int
-    dreams: list[dict]  # per dreamt episode: seed, instruction, subtasks, steps
-    training: dict  # consolidation result (loss before/after), empty without a sleep trainer
-    thumbnails: list[bytes]  # PNG: dreamt episodes' first frames, then the most salient replayed memories
-    captions: list[str]
-    seconds: float
-    forced: bool = False
-    wall_time: float = field(default_factory=time.time)
-
-    def summary(self) -> dict:
-        return {"id": self.id, "tick": self.tick, "episode": self.episode, "replayed": self.replayed,
-                "mean_salience": round(self.mean_salience, 4), "successes": self.successes,
-                "failures": self.failures, "by_subtask": self.by_subtask, "consolidated": self.consolidated,
-                "dreams": self.dreams, "training": self.training, "thumbnails": len(self.thumbnails),
-                "captions": self.captions, "seconds": round(self.seconds, 2), "forced": self.forced}
 
 
 class PanelViewModel:
@@ -221,9 +105,27 @@ class PanelViewModel:
                  planner: Any = None) -> None:
         self.config = c = config or PanelConfig()
         self._lock = threading.RLock()
+        self._build_session(env, policy, planner)
+        self.ticks = 0
+        self.episode = 0
+        self.seed = c.seed
+        self.dreams: deque[SleepCycle] = deque(maxlen=c.max_dreams)
+        self._dream_ids = 0
+        self.sleeping = False
+        self._sleep_requested = False
+        self.log: deque[dict] = deque(maxlen=c.log_len)
+        self.closed = False
+        self.error = ""
+        self.bridge.safety.set_speed_scale(c.speed_percent / 100.0)
+        self.reset(c.seed)
+
+    def _build_session(self, env: Any = None, policy: Any = None, planner: Any = None) -> None:
+        """The controller session: env (made from the config when None; then the view-model closes it), policy,
+        planner, dreamer / sleep trainer and the panel's bridge around them."""
+        c = self.config
         self._own_env = env is None
         if env is None:
-            from sage_gr00t_tasks import make_env
+            from sage_gr00t.tasks import make_env
 
             env = make_env(c.task, embodiment=c.embodiment, variant=c.variant, **c.task_options)
         self.env = env
@@ -249,18 +151,6 @@ class PanelViewModel:
         self.bridge = PanelBridge(self.policy, env, planner, bridge_cfg, metabolic=MetabolicController(c.metabolic),
                                   dreamer=self.dreamer, sleep_trainer=self.sleep_trainer)
         self.bridge.thumbnail_size = c.thumbnail_size
-        self.ticks = 0
-        self.episode = 0
-        self.seed = c.seed
-        self.dreams: deque[SleepCycle] = deque(maxlen=c.max_dreams)
-        self._dream_ids = 0
-        self.sleeping = False
-        self._sleep_requested = False
-        self.log: deque[dict] = deque(maxlen=c.log_len)
-        self.closed = False
-        self.error = ""
-        self.bridge.safety.set_speed_scale(c.speed_percent / 100.0)
-        self.reset(c.seed)
 
     # ------------------------------------------------------------------ helpers
     def _note(self, text: str) -> None:
@@ -491,19 +381,10 @@ class PanelViewModel:
                           + (" and the task's success check holds." if self.success else "."))
 
     def _sleep(self, forced: bool) -> None:
-        """One sleep cycle, outside the lock (dreaming and consolidation take seconds; the panel stays
-        readable; only the ticking thread steps the bridge, and it is busy here)."""
+        """One sleep cycle, outside the lock (see `sleep.run_sleep_cycle`), then its gallery under the lock."""
         bridge = self.bridge
         n_dreams = len(bridge.dreams)
-        t0 = time.perf_counter()
-        summary, error = None, ""
-        try:
-            summary = bridge.sleep_cycle(force=True)
-        except Exception as exc:  # a failed dream must not take the controller down
-            error = f"sleep cycle failed: {type(exc).__name__}: {exc}"
-        finally:
-            release_gl_context()
-        seconds = time.perf_counter() - t0
+        summary, error, seconds = run_sleep_cycle(bridge)
         with self._lock:
             self.sleeping = False
             replay, self._replay = self._replay, []
@@ -511,32 +392,12 @@ class PanelViewModel:
                 self.error = error
                 self._note(error or "sleep cycle skipped")
                 return
-            shots, captions = [], []
-            for dream in list(bridge.dreams)[n_dreams:]:
-                shots.append(encode_png(dream.thumbnail))
-                captions.append(f"dreamt {dream.task} seed {dream.seed}: {dream.instruction} ({dream.steps} steps)")
-            seen: set[tuple] = set()
-            for exp in replay:  # most salient first
-                thumb = (exp.trajectory or {}).get("thumbnail")
-                if thumb is None or (exp.episode_id, exp.step) in seen:
-                    continue
-                seen.add((exp.episode_id, exp.step))
-                shots.append(encode_png(thumb))
-                captions.append(f"memory: step {exp.step}, salience {exp.salience:.2f}"
-                                + (f", {exp.subtask}" if exp.subtask else ""))
-                if len(seen) >= self.config.thumbnails_per_dream:
-                    break
+            shots, captions = gallery(list(bridge.dreams)[n_dreams:], replay, self.config.thumbnails_per_dream)
             self._dream_ids += 1
-            cycle = SleepCycle(self._dream_ids, self.ticks, self.episode, summary["replayed"],
-                               summary["mean_salience"], summary["successes"], summary["failures"],
-                               dict(summary["by_subtask"]), summary["consolidated"], list(summary.get("dreams", [])),
-                               dict(summary.get("training", {})), shots, captions, seconds, forced)
+            cycle = SleepCycle.from_summary(self._dream_ids, self.ticks, self.episode, summary, shots, captions,
+                                            seconds, forced)
             self.dreams.append(cycle)
-            training = cycle.training
-            learnt = (f"; policy loss {training['loss_before']:.3f} -> {training['loss_after']:.3f}"
-                      if "loss_after" in training else "")
-            self._note(f"sleep cycle {cycle.id} ({seconds:.1f} s): replayed {cycle.replayed} salient memories, "
-                       f"dreamt {len(cycle.dreams)} episode{'s' if len(cycle.dreams) != 1 else ''}{learnt}")
+            self._note(cycle.log_text())
 
     def _render_front(self) -> None:
         h, w = self.config.front_view_size
@@ -564,7 +425,7 @@ class PanelViewModel:
         with self._lock:
             if view == "front":
                 return None if self._front is None else self._front.copy()
-            return np.array(self._obs["video.ego_view"], copy=True)
+            return np.array(self._obs[EGO_VIEW], copy=True)
 
     def image(self, view: str = "ego", fmt: str = "jpeg") -> bytes | None:
         """The latest camera image, encoded (cached per tick)."""

@@ -1,0 +1,56 @@
+"""The SAGE panel's settings (`PanelConfig`), the values its controls accept, and asset path resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sage_gr00t.memory.metabolic import MetabolicConfig
+from sage_gr00t.paths import REPO_ROOT
+
+SPEED_RANGE = (10.0, 100.0)  # percent; the safety filter's speed scale is percent / 100
+STATUSES = ("idle", "planning", "running", "stopped", "estop", "refused", "done", "failed", "succeeded")
+
+
+@dataclass
+class PanelConfig:
+    task: str = "pick_apple"
+    policy: str = "assets/policies/gr00t_compact"  # a checkpoint folder, or "expert" (scripted, privileged)
+    planner: str = "assets/planner"
+    seed: int = 1000
+    embodiment: str = "sage_humanoid"
+    variant: str = "train"
+    device: str = "cpu"
+    language_mode: str = "subtask"  # what the policy reads: each subtask (SAGE) or the whole command
+    control_hz: float = 20.0
+    stop_on_success: bool = True  # hold the robot once the task's success predicate holds (as eval does)
+    speed_percent: float = 100.0
+    history_len: int = 400  # trust samples kept for the plots
+    log_len: int = 30
+    max_dreams: int = 6  # sleep cycles kept for the gallery
+    thumbnails_per_dream: int = 4  # salient-memory thumbnails per cycle (besides the dreamt episodes')
+    dream_episodes: int = 1  # expert episodes dreamt per sleep cycle (0: replay only, no dreamer)
+    dream_image_size: int = 128
+    sleep_training_steps: int = 20  # consolidation updates per cycle for a learned policy (0: none)
+    thumbnail_size: int = 64
+    front_view_every: int = 0  # render the front view every N ticks (0: never; the ego camera is always there)
+    front_view_size: tuple[int, int] = (240, 320)  # (height, width)
+    max_command_chars: int = 300
+    metabolic: MetabolicConfig = field(default_factory=MetabolicConfig)
+    task_options: dict[str, Any] = field(default_factory=dict)  # TaskConfig overrides
+
+    def __post_init__(self) -> None:
+        lo, hi = SPEED_RANGE
+        if not lo <= float(self.speed_percent) <= hi:
+            raise ValueError(f"speed_percent must be in [{lo:g}, {hi:g}], got {self.speed_percent}.")
+        if self.control_hz <= 0 or self.history_len < 2 or self.thumbnail_size < 8:
+            raise ValueError("control_hz must be > 0, history_len >= 2 and thumbnail_size >= 8.")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path as given if it exists, else relative to the repository root (assets/... from any cwd)."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    return REPO_ROOT / p
