@@ -26,7 +26,7 @@ from sage_gr00t.policy.gr00t import (
 from sage_gr00t.policy.gr00t.config import BackboneConfig
 from sage_gr00t.policy.gr00t.training import BatchSampler, DemoData
 from sage_gr00t.policy.remote import PolicyServer, RemotePolicyClient
-from sage_gr00t_tasks import make_env
+from sage_gr00t.tasks import make_env
 
 torch.set_num_threads(2)
 

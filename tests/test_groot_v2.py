@@ -29,8 +29,9 @@ from sage_gr00t.data.lerobot_dataset import (
     read_modality,
 )
 from sage_gr00t.experts.scripted import ScriptedExpert
-from sage_gr00t_tasks import make_env
-from sage_gr00t_tasks.base import LANGUAGE_KEY, STATE_GROUPS
+from sage_gr00t.modality import JOINT_GROUPS as STATE_GROUPS
+from sage_gr00t.modality import LANGUAGE_KEY
+from sage_gr00t.tasks import make_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64

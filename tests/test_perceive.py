@@ -15,7 +15,6 @@ from sage_gr00t.perceive.camera import (
     CameraObjectEstimator,
     CameraSensor,
     capture_frame,
-    signatures_for,
 )
 from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
 from sage_gr00t.perceive.fusion import (
@@ -37,7 +36,7 @@ SMALL_OBJECTS = {"red_block", "blue_block", "green_block", "apple"}
 
 def _camera(env, size: int) -> CameraObjectEstimator:
     cfg = CameraConfig(height=size, width=size, table_height=env.table_height)
-    return CameraObjectEstimator(signatures_for(env.object_names()), cfg)
+    return CameraObjectEstimator(env.task.signatures(), cfg)
 
 
 @pytest.mark.parametrize("task", ["sort_blocks", "pick_apple"])
@@ -181,8 +180,8 @@ def test_a_sensor_of_ones_own_is_read_scored_and_fused() -> None:
         obs, _ = env.reset(seed=0)
         hidden = "red_block"  # the ego camera is not told to look for it: the overhead camera is its only source
         cfg = CameraConfig(height=SIZE, width=SIZE, table_height=env.table_height)
-        camera = CameraSensor(CameraObjectEstimator(signatures_for(n for n in env.object_names() if n != hidden),
-                                                    cfg))
+        signatures = {n: v for n, v in env.task.signatures().items() if n != hidden}
+        camera = CameraSensor(CameraObjectEstimator(signatures, cfg))
         overhead = _OverheadCamera((hidden, "blue_bin"))
         pipe = PerceptionPipeline([*default_sensors(camera), overhead])
         assert pipe.camera is camera and pipe.sensors[-1] is overhead
@@ -237,8 +236,6 @@ def test_pipeline_finds_its_roles_in_the_sensor_list() -> None:
         PerceptionPipeline([camera, sensors[2]])  # no proprioception
     with pytest.raises(ValueError, match="unique"):
         PerceptionPipeline([*sensors, _OverheadCamera(()), _OverheadCamera(())])
-    with pytest.raises(ValueError, match="No visual signature"):
-        signatures_for(["red_block", "teapot"])
 
 
 def test_fusion_without_trust_uses_every_sensor() -> None:

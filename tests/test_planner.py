@@ -11,7 +11,7 @@ from sage_gr00t.plan.commands import CommandGenerator
 from sage_gr00t.plan.hmodule import FrozenTextEncoder, HModule, HModuleConfig, build_batch, deep_supervision_loss
 from sage_gr00t.plan.planner import HModulePlanner
 from sage_gr00t.plan.scene import Scene
-from sage_gr00t_tasks import make_env
+from sage_gr00t.tasks import make_env
 
 CKPT = Path(__file__).resolve().parents[1] / "assets" / "planner"
 
@@ -28,7 +28,7 @@ def scenes() -> dict[str, tuple[Scene, list]]:
         env = make_env(task, image_height=64, image_width=64)
         try:
             env.reset(seed=0)
-            out[task] = (Scene.from_env(env), env.expert_plan(), env.instructions())
+            out[task] = (Scene.from_env(env), env.expert_plan(), env.task.instructions())
         finally:
             env.close()
     return out

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
 from sage_gr00t.experts.policy import ExpertPolicy
-from sage_gr00t_tasks import make_env
-from sage_gr00t_tasks.base import ACTION_KEYS
+from sage_gr00t.modality import ACTION_KEYS
+from sage_gr00t.tasks import make_env
 
 TOL = 1e-6
 

@@ -22,7 +22,7 @@ def test_sleep_cycle_dreams_and_consolidates_into_the_policy() -> None:
     from sage_gr00t.memory import Experience
     from sage_gr00t.plan.planner import HModulePlanner
     from sage_gr00t.policy.gr00t import load_policy
-    from sage_gr00t_tasks import make_env
+    from sage_gr00t.tasks import make_env
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small CPU updates: more threads only contend on 2 cores

@@ -1,12 +1,10 @@
 """Perception: sensors with self-reported confidence, a trust engine, trust-weighted fusion, fault injection."""
 
 from sage_gr00t.perceive.camera import (
-    DEFAULT_SIGNATURES,
     CameraConfig,
     CameraObjectEstimator,
     CameraSensor,
     VisualSignature,
-    signatures_for,
 )
 from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
 from sage_gr00t.perceive.fusion import (
@@ -23,7 +21,6 @@ from sage_gr00t.perceive.readings import Estimate, Sensor, SensorReading
 from sage_gr00t.perceive.trust import TrustConfig, TrustEngine
 
 __all__ = [
-    "DEFAULT_SIGNATURES",
     "CameraConfig",
     "CameraObjectEstimator",
     "CameraSensor",
@@ -43,5 +40,4 @@ __all__ = [
     "TrustEngine",
     "VisualSignature",
     "default_sensors",
-    "signatures_for",
 ]

@@ -12,7 +12,7 @@ wraps). `image_stream_reading` judges a raw image stream (the policy's own input
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,45 +60,6 @@ BLUE = ColorRange(0.58, 0.70, s_min=0.45, v_min=0.25)
 GREEN = ColorRange(0.25, 0.42, s_min=0.4, v_min=0.2)
 PURPLE = ColorRange(0.72, 0.86, s_min=0.35, v_min=0.2)
 WHITE = ColorRange(0.0, 1.0, s_max=0.12, v_min=0.72)
-
-
-def _block(color: ColorRange) -> VisualSignature:
-    # A 4.4 cm cube: its upper part stands above the bin floor/table, top face 2.2 cm above the origin.
-    return VisualSignature(color, z_range=(0.014, 0.30), radius=0.035, ref_to_origin=0.022, expected_pixels=40.0)
-
-
-def _bin(color: ColorRange) -> VisualSignature:
-    # Floor top 6 mm above the bin origin (which sits on the table); walls 4 cm high.
-    return VisualSignature(color, z_range=(-0.01, 0.045), radius=0.11, layer="bottom", ref_to_origin=0.006,
-                           expected_pixels=500.0, container=True, outer_half=0.082)
-
-
-# The signatures of the tasks' objects (blocks, bins, apple, plate). They are to move into the task
-# declarations; until then callers pick theirs with `signatures_for`.
-DEFAULT_SIGNATURES: dict[str, VisualSignature] = {
-    "red_block": _block(RED),
-    "blue_block": _block(BLUE),
-    "green_block": _block(GREEN),
-    "purple_block": _block(PURPLE),
-    "red_bin": _bin(RED),
-    "blue_bin": _bin(BLUE),
-    # 3.3 cm sphere: top 3.3 cm above the origin; the brown stem fails the red threshold.
-    "apple": VisualSignature(RED, z_range=(0.01, 0.30), radius=0.05, ref_to_origin=0.027, layer_band=0.012,
-                             expected_pixels=45.0),
-    # Plate top 1.2 cm above the table; white robot links are far above this band.
-    "plate": VisualSignature(WHITE, z_range=(0.004, 0.02), radius=0.11, ref_to_origin=0.012,
-                             layer_band=0.01, expected_pixels=500.0),
-}
-
-
-def signatures_for(names: Iterable[str]) -> dict[str, VisualSignature]:
-    """`{n: DEFAULT_SIGNATURES[n] for n in names}`, in `names`' order. An object without a signature is
-    an error, as it always was: the camera could never report it."""
-    names = list(names)
-    unknown = [n for n in names if n not in DEFAULT_SIGNATURES]
-    if unknown:
-        raise ValueError(f"No visual signature for {unknown}; add them to DEFAULT_SIGNATURES.")
-    return {n: DEFAULT_SIGNATURES[n] for n in names}
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sage_gr00t.plan.commands import (
     subtask_language,
 )
 from sage_gr00t.plan.hmodule import STOP, FrozenTextEncoder, HModule, HModuleConfig, build_batch
-from sage_gr00t.plan.scene import Scene
+from sage_gr00t.plan.scene import Scene, SceneObject
 from sage_gr00t.skills import Subtask
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -108,7 +108,7 @@ class HModulePlanner:
             return PlanResult(refusal=reason, segments=len(outs), message=self._impossible_message(steps, command))
         # Safety net: a plan the model calls ok must still respect what each skill can do.
         for skill, o, t in steps:
-            problem = self._check(skill, o.kind, t.kind)
+            problem = self._check(skill, o, t)
             if problem:
                 return PlanResult(refusal="impossible", segments=len(outs), message=problem)
         if not steps:
@@ -118,7 +118,18 @@ class HModulePlanner:
         return PlanResult(subtasks=subtasks, segments=len(outs))
 
     @staticmethod
-    def _check(skill: str, obj_kind: str, tgt_kind: str) -> str:
+    def _check(skill: str, obj: SceneObject, tgt: SceneObject) -> str:
+        """What the skill cannot do with these objects ("" if it can): by their declared roles, or, for
+        objects without one, by the kinds the planner was trained on."""
+        obj_kind, tgt_kind = obj.kind, tgt.kind
+        if obj.role and tgt.role:
+            wanted = {"pour": ("pour_source", "pour_target")}.get(skill, ("pickable", "receptacle"))
+            if (obj.role, tgt.role) == wanted:
+                return ""
+            if obj.role != wanted[0]:
+                return f"I can't {skill.replace('_', ' and ')} the {obj_kind}: it is a {obj.role.replace('_', ' ')}."
+            return f"I can't {skill.replace('_', ' and ')} into or onto the {tgt_kind}: it is a " \
+                   f"{tgt.role.replace('_', ' ')}."
         if skill == "pour":
             if obj_kind not in POUR_SOURCES:
                 return f"I can't pour from the {obj_kind}: only a {' or '.join(POUR_SOURCES)} holds water."
@@ -133,7 +144,7 @@ class HModulePlanner:
 
     def _impossible_message(self, steps: list, command: str) -> str:
         for skill, o, t in steps[:1]:
-            problem = self._check(skill, o.kind, t.kind)
+            problem = self._check(skill, o, t)
             if problem:
                 return problem.replace(f"the {o.kind}", f"the {o.description}").replace(
                     f"the {t.kind}", f"the {t.description}")

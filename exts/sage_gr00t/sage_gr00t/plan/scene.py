@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sage_gr00t.tasks.protocols import TaskEnv
+    from sage_gr00t.tasks.spec import ObjectSpec, Task
 
 # Kinds whose simulator body name carries a colour prefix ("red_block", "blue_bin").
 COLORED_KINDS = ("block", "cylinder", "bin")
@@ -18,6 +22,12 @@ class SceneObject:
     kind: str
     color: str = ""
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    role: str = ""  # what a skill may do with it (tasks.spec.ROLES); "" -> judged by its kind
+
+    @staticmethod
+    def from_spec(spec: ObjectSpec, position: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> SceneObject:
+        """The planner's view of a task-declared object (its kind, colour and role come from the task)."""
+        return SceneObject(spec.name, spec.kind, spec.color, position, spec.role)
 
     @property
     def description(self) -> str:
@@ -43,27 +53,12 @@ class Scene:
                 return o
         raise KeyError(f"No object {name!r} in the scene (objects: {self.names()}).")
 
-    @staticmethod
-    def object_from_body(body: str, position: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                         variant: str = "train", task: str = "") -> SceneObject:
-        """Parse a simulator body name into a SceneObject ("red_block" -> red block)."""
-        parts = body.split("_")
-        if len(parts) == 2 and parts[0] in COLORS:
-            color, kind = parts
-            if kind == "block" and variant == "novel" and task == "sort_blocks":
-                kind = "cylinder"  # the novel sort_blocks variant swaps cubes for cylinders
-            return SceneObject(body, kind, color, position)
-        # The novel pick_apple variant renders a pear on a tray under the same body names.
-        novel_names = {"apple": "pear", "plate": "tray"} if variant == "novel" and task == "pick_apple" else {}
-        return SceneObject(body, novel_names.get(body, body), "", position)
+    @classmethod
+    def from_task(cls, task: Task, positions: dict[str, tuple[float, float, float]]) -> Scene:
+        """The declared objects at `positions` (perceived or true), in the task's order; unplaced ones left out."""
+        return cls(tuple(SceneObject.from_spec(o, positions[o.name]) for o in task.objects() if o.name in positions))
 
     @classmethod
-    def from_env(cls, env: Any) -> Scene:
-        """Ground-truth scene of a TabletopTaskEnv after reset (perception will replace this)."""
-        variant = getattr(getattr(env, "config", None), "variant", "train")
-        task = getattr(env, "task_name", "")
-        objs = []
-        for body in env.object_body_names():
-            pos = tuple(float(v) for v in env.body_pos(body))
-            objs.append(cls.object_from_body(body, pos, variant, task))  # type: ignore[arg-type]
-        return cls(tuple(objs))
+    def from_env(cls, env: TaskEnv) -> Scene:
+        """Ground-truth scene of a task env after reset (perception replaces this in the bridge)."""
+        return cls.from_task(env.task, {n: tuple(float(v) for v in env.body_pos(n)) for n in env.object_names()})
