@@ -211,3 +211,74 @@ def test_a_faulty_estimator_with_live_policy_images_does_not_hold_the_robot(part
     assert bridge.trust.trust("camera") < 0.3
     assert bridge.trust.trust(POLICY_IMAGE) > 0.8
     assert bridge.lmodule.executor.queries > 0
+
+
+def _executor_parts(parts, **lmodule_config):
+    """A PlanExecutor on the shipped policy and a real L-module, the sort_blocks plan, a live observation
+    and a perceived scene with both bins where they stand (the L-module anchors them on first sight)."""
+    from sage_gr00t.act.lmodule import LModule, LModuleConfig
+    from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
+    from sage_gr00t.modality import state_of
+    from sage_gr00t.skills import Subtask
+
+    env, policy, _ = parts
+    obs, _ = env.reset(seed=1000)
+    safety = SafetyFilter(env.embodiment, env.action_ranges(), SafetyFilterConfig(table_height=env.table_height))
+    safety.reset(state_of(obs))
+    lmodule = LModule(policy, safety, LModuleConfig(table_height=env.table_height, **lmodule_config))
+    red = Subtask("pick_place", "red_block", "red_bin", "pick up the red block and place it in the red bin")
+    blue = Subtask("pick_place", "blue_block", "blue_bin", "pick up the blue block and place it in the blue bin")
+    z = env.table_height + 0.02
+    bins = {"red_bin": np.array([0.42, -0.24, z]), "blue_bin": np.array([0.42, 0.24, z])}
+    away = {"red_block": np.array([0.30, 0.0, z]), "blue_block": np.array([0.30, 0.05, z])}
+    return lmodule, obs, (red, blue), bins, away
+
+
+def test_plan_executor_confirms_a_later_subtask_done_out_of_order_and_finishes_the_plan(parts) -> None:
+    """The policy puts the blue block away first: after confirm_steps perceived steps the executor closes
+    that later subtask (out of order) and keeps on the red one; the plan ends when red is confirmed."""
+    from sage_gr00t.act.lmodule import DONE, RUNNING, PerceivedState
+    from sage_gr00t.act.plan_executor import PlanExecutor
+
+    lmodule, obs, (red, blue), bins, away = _executor_parts(parts)
+    executor = PlanExecutor(lmodule, COMMAND)
+    executor.load([red, blue])
+    assert executor.current == red and lmodule.subtask == red and executor.active
+    blue_in = PerceivedState({**bins, **away, "blue_block": bins["blue_bin"] + [0.0, 0.01, 0.005]})
+    confirm = lmodule.config.confirm_steps
+    for i in range(confirm):
+        step = executor.act(obs, blue_in)
+        assert step.status == RUNNING and not step.finished
+        assert bool(step.events) == (i == confirm - 1), step.events  # closed on the confirm_steps-th step
+    (event,) = step.events
+    assert event.closes and event.ok and event.out_of_order and event.subtask == blue
+    assert event.as_dict() == {"kind": DONE, "subtask": blue.language, "out_of_order": True}
+    assert executor.pending == [red] and executor.completed == [blue] and lmodule.subtask == red
+
+    both_in = PerceivedState({**blue_in.positions, "red_block": bins["red_bin"] + [0.01, 0.0, 0.005]})
+    steps = [executor.act(obs, both_in) for _ in range(confirm)]
+    assert [s.status for s in steps] == [RUNNING] * (confirm - 1) + [DONE]
+    assert steps[-1].finished and [e.as_dict() for e in steps[-1].events] == [{"kind": DONE, "subtask": red.language}]
+    assert not executor.active and executor.completed == [blue, red] and not executor.failed and executor.succeeded
+    # A replan keeps what is done: nothing is asked for again.
+    executor.load([red, blue])
+    assert not executor.active
+
+
+def test_plan_executor_reports_retries_and_failure_and_replans_only_when_asked(parts) -> None:
+    """No progress: a retry after stall_steps, then the subtask fails; with replan_on_failure the next
+    subtask is not started (the new plan starts it), without it the plan goes on to the next."""
+    from sage_gr00t.act.lmodule import FAILED, PerceivedState
+    from sage_gr00t.act.plan_executor import RETRY, PlanExecutor
+
+    for replan in (False, True):
+        lmodule, obs, (red, blue), bins, away = _executor_parts(parts, stall_steps=2, max_retries=1)
+        executor = PlanExecutor(lmodule, COMMAND, replan_on_failure=replan)
+        executor.load([red, blue])
+        still = PerceivedState({**bins, **away})
+        steps = [executor.act(obs, still) for _ in range(5)]  # best set, 2 idle -> retry, 2 idle -> failed
+        kinds = [[e.kind for e in s.events] for s in steps]
+        assert kinds == [[], [], [RETRY], [], [FAILED]], kinds
+        assert steps[-1].status == FAILED and steps[-1].replan is replan and not steps[-1].finished
+        assert executor.failed == [red] and executor.pending == [blue] and not executor.succeeded
+        assert lmodule.subtask == (red if replan else blue)

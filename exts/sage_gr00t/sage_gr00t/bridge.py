@@ -7,7 +7,9 @@
     while ...: obs, *_ = env.step(bridge.step(obs))
 
 The plan is made once per command (and again on `replan()`), from the PERCEIVED scene. A refused
-command keeps the robot holding still and leaves the planner's message in `bridge.message`.
+command keeps the robot holding still and leaves the planner's message in `bridge.message`. The plan's
+execution (pending / completed / failed subtasks, driving the L-module through them) is the
+`PlanExecutor`'s; the bridge scores SAGE's trust and words messages from what it reports.
 Per-step overhead is timed per stage (perceive / plan / act / learn) with the policy's inference and
 the simulator's depth render excluded; see `overhead_ms()`.
 """
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, PerceivedState
+from sage_gr00t.act.plan_executor import PlanExecutor, PlanStep
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
 from sage_gr00t.learn.dreams import Dream, DreamGenerator
 from sage_gr00t.learn.sleep import SleepTrainer
@@ -33,7 +36,7 @@ from sage_gr00t.memory import (
     SalienceBuffer,
     SNARCScorer,
 )
-from sage_gr00t.modality import EGO_VIEW
+from sage_gr00t.modality import EGO_VIEW, state_of
 from sage_gr00t.perceive.camera import (
     POLICY_IMAGE,
     CameraConfig,
@@ -144,23 +147,21 @@ class SAGEGr00TBridge:
         self.perceived: PerceptionStep | None = None
 
     def _clear_plan(self) -> None:
+        """Forget the plan: a fresh executor for the current `self.text` (set it before calling this)."""
         self.plan_result: PlanResult | None = None
-        self.pending: list[Subtask] = []
-        self.completed: list[Subtask] = []
-        self.failed: list[Subtask] = []
+        self.plan_executor = PlanExecutor(self.lmodule, self.text, self.config.replan_on_failure)
         self.message = ""
         self._needs_plan = False
         self.events: list[dict] = []
-        self._done_streak: dict[Subtask, int] = {}
         self.camera_hold = False
         self._plan_message = ""
 
     def reset(self, obs: dict, meta: dict | None = None) -> None:
         """New episode: fresh perception, safety filter at the measured pose, no plan, store episode opened."""
         self._new_pipeline(obs)
-        self._clear_plan()
         self.text = ""
-        self.safety.reset({k: v for k, v in obs.items() if k.startswith("state.")})
+        self._clear_plan()
+        self.safety.reset(state_of(obs))
         self.lmodule.executor.reset()
         self.lmodule.release_hold()
         self.lmodule.reset_episode()
@@ -171,8 +172,8 @@ class SAGEGr00TBridge:
 
     def command(self, text: str) -> None:
         """Take a user command; it is planned from the perceived scene at the next step."""
-        self._clear_plan()
         self.text = text
+        self._clear_plan()
         self._needs_plan = True
         self.lmodule.release_hold()
 
@@ -185,7 +186,21 @@ class SAGEGr00TBridge:
 
     @property
     def active(self) -> bool:
-        return bool(self.pending) and not self.refused
+        return self.plan_executor.active and not self.refused
+
+    # The plan's bookkeeping lives in the plan executor; these read-only views keep the bridge's
+    # public names (the panel, the benches and the tests read them).
+    @property
+    def pending(self) -> list[Subtask]:
+        return self.plan_executor.pending
+
+    @property
+    def completed(self) -> list[Subtask]:
+        return self.plan_executor.completed
+
+    @property
+    def failed(self) -> list[Subtask]:
+        return self.plan_executor.failed
 
     # ------------------------------------------------------------------ stages
     def _timestamp(self) -> float:
@@ -194,7 +209,7 @@ class SAGEGr00TBridge:
 
     def perceive(self, obs: dict, env: Any | None = None) -> PerceivedState:
         env = env or self.env
-        self.perceived = self.pipeline.step(env, self._timestamp(), obs.get("video.ego_view"))
+        self.perceived = self.pipeline.step(env, self._timestamp(), obs.get(EGO_VIEW))
         return self.seen()
 
     def seen(self) -> PerceivedState:
@@ -218,45 +233,28 @@ class SAGEGr00TBridge:
         self.plan_result = result
         self._needs_plan = False
         if result.ok:
-            self.pending = [s for s in result.subtasks if s not in self.completed]
+            self.plan_executor.load(result.subtasks)  # a replan keeps what is already completed
             self.message = "plan: " + "; ".join(s.language for s in result.subtasks)
-            if self.pending:
-                self.lmodule.start(self.pending[0], self.text)
         else:
-            self.pending = []
+            self.plan_executor.drop()
             self.message = result.message
         self.events.append({"step": self.steps, "kind": "plan", "ok": result.ok, "message": self.message})
         return result
 
-    def _follow_policy(self, seen: PerceivedState) -> None:
-        """Command mode: the policy chooses the order; follow the subtask whose object it is holding."""
-        if self.lmodule.config.language_mode != "command":
-            return
-        current = self.pending[0]
-        if current.object_name in seen.held:
-            return
-        for s in self.pending[1:]:
-            if s.object_name in seen.held:
-                self.pending.remove(s)
-                self.pending.insert(0, s)
-                self.lmodule.start(s, self.text)
-                return
-
-    def _notice_done_out_of_order(self, seen: PerceivedState) -> None:
-        """A later subtask found done (the policy did it first): confirm it like the current one, then
-        drop it from the plan rather than ask for it again."""
-        for s in self.pending[1:]:
-            streak = self._done_streak.get(s, 0) + 1 if self.lmodule.is_complete(s, seen) else 0
-            self._done_streak[s] = streak
-            if streak >= self.lmodule.config.confirm_steps:
-                self._close_subtask(s, True, out_of_order=True)
-
-    def _close_subtask(self, subtask: Subtask, ok: bool, **event: object) -> None:
-        """Take a finished subtask off the plan, record it, and score SAGE's execution by it."""
-        self.pending.remove(subtask)
-        (self.completed if ok else self.failed).append(subtask)
-        self.trust.record_outcome("sage_execution", ok, self._timestamp())
-        self.events.append({"step": self.steps, "kind": DONE if ok else FAILED, "subtask": subtask.language, **event})
+    def _record(self, step: PlanStep) -> None:
+        """Score SAGE by what the executor reported, in the order it happened: each closed subtask
+        scores its execution; a finished plan scores the planner's decomposition (it held up if every
+        subtask succeeded)."""
+        for event in step.events:
+            if event.closes:
+                self.trust.record_outcome("sage_execution", event.ok, self._timestamp())
+            self.events.append({"step": self.steps, **event.as_dict()})
+        if step.replan:
+            self._needs_plan = True
+        elif step.finished:
+            self.trust.record_outcome("sage_planning", self.plan_executor.succeeded, self._timestamp())
+            self.message = "done" if self.plan_executor.succeeded else "finished with failed subtasks: " + "; ".join(
+                s.language for s in self.failed)
 
     def _camera_distrusted(self) -> bool:
         """Hold / resume on the policy image's trust (with hysteresis); True while the robot must hold still."""
@@ -286,28 +284,13 @@ class SAGEGr00TBridge:
             return self.lmodule.hold(obs), "idle", 0.0
         if self._camera_distrusted():
             return self.lmodule.hold(obs), "held", 0.0
-        self._follow_policy(seen)
-        self._notice_done_out_of_order(seen)
-        subtask = self.pending[0]
-        out = self.lmodule.act(obs, seen)
-        if out.retried:
-            self.events.append({"step": self.steps, "kind": "retry", "subtask": subtask.language})
-        if out.status in (DONE, FAILED):
-            ok = out.status == DONE
-            self._close_subtask(subtask, ok)
-            if not ok and self.config.replan_on_failure:
-                self._needs_plan = True
-            elif self.pending:
-                self.lmodule.start(self.pending[0], self.text)
-            else:  # plan finished: the planner's decomposition held up if every subtask succeeded
-                self.trust.record_outcome("sage_planning", not self.failed, self._timestamp())
-                self.message = "done" if not self.failed else "finished with failed subtasks: " + "; ".join(
-                    s.language for s in self.failed)
-        return out.command, out.status, out.policy_s
+        step = self.plan_executor.act(obs, seen)
+        self._record(step)
+        return step.command, step.status, step.policy_s
 
     def learn(self, obs: dict, command: SafeCommand, outcome: str, subtask: Subtask | None = None) -> Experience:
         """SNARC-score this step; salient ones go to the SalienceBuffer, all to the open store episode."""
-        state = np.concatenate([np.ravel(v) for k, v in sorted(obs.items()) if k.startswith("state.")])
+        state = np.concatenate([np.ravel(v) for _, v in sorted(state_of(obs).items())])
         action = np.concatenate([np.ravel(command.action[k]) for k in sorted(command.action)])
         followed = sum(f.followed is not None for f in self.pipeline.fused.values())
         exp = Experience(

@@ -19,10 +19,10 @@ import numpy as np
 
 from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter
+from sage_gr00t.modality import LANGUAGE_KEY, action_key, group_of, state_of
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.skills import Subtask
 
-LANGUAGE_KEY = "annotation.human.task_description"
 LANGUAGE_MODES = ("subtask", "command")
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
@@ -194,8 +194,7 @@ class LModule:
         before = self.policy.elapsed
         action = self.executor.act(policy_obs)
         policy_s = self.policy.elapsed - before
-        state = {k: v for k, v in obs.items() if k.startswith("state.")}
-        command = self.safety.filter(action, state)
+        command = self.safety.filter(action, state_of(obs))
         self._last_action = command.action
         return LStep(command, status, retried, pot, policy_s)
 
@@ -204,10 +203,11 @@ class LModule:
         filter (re-commanding the measured pose every step would let the arms creep under gravity).
         Hands keep their last command: grip force comes from commanding the fingers past the contact,
         so a hand latched at its measured (touching) pose squeezes nothing and drops what it holds."""
-        state = {k: v for k, v in obs.items() if k.startswith("state.")}
+        state = state_of(obs)
         if self._hold is None:
-            self._hold = {"action." + k.removeprefix("state."): np.asarray(v, np.float32).copy()
-                          for k, v in state.items() if "action." + k.removeprefix("state.") in self.safety.keys}
+            # state.<group> -> action.<group>: the measured joints become the held command
+            self._hold = {action_key(group_of(k)): np.asarray(v, np.float32).copy()
+                          for k, v in state.items() if action_key(group_of(k)) in self.safety.keys}
             if self._last_action is not None:
                 self._hold.update({k: np.array(v, np.float32) for k, v in self._last_action.items()
                                    if k.endswith("_hand") and k in self._hold})
