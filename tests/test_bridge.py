@@ -10,7 +10,7 @@ import pytest
 from sage_gr00t.bridge import SAGEGr00TBridge
 from sage_gr00t.memory import ExperienceStore
 from sage_gr00t.perceive.faults import FaultConfig, FaultyCamera
-from sage_gr00t_tasks import make_env
+from sage_gr00t.tasks import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY, PLANNER = ROOT / "assets/policies/gr00t_compact", ROOT / "assets/planner"

@@ -43,7 +43,6 @@ from sage_gr00t.perceive.camera import (
     CameraFrame,
     CameraObjectEstimator,
     CameraSensor,
-    signatures_for,
 )
 from sage_gr00t.perceive.fusion import (
     FusionConfig,
@@ -139,7 +138,7 @@ class SAGEGr00TBridge:
         else:
             h = w = size or 224
         cam_cfg = CameraConfig(height=h, width=w, table_height=float(self.env.table_height))
-        self.camera = _TimedCamera(CameraObjectEstimator(signatures_for(self.env.object_names()), cam_cfg))
+        self.camera = _TimedCamera(CameraObjectEstimator(self.env.task.signatures(), cam_cfg))
         self.pipeline = PerceptionPipeline(
             default_sensors(self.camera), fusion=SensorFusion(FusionConfig(use_trust=self.config.use_trust)),
             config=PipelineConfig(camera_every=self.config.camera_every))
@@ -220,12 +219,9 @@ class SAGEGr00TBridge:
         return PerceivedState(positions, held, ee)
 
     def scene(self) -> Scene:
-        order = [n for n in self.env.object_body_names() if n in self.pipeline.fused]
-        order += [n for n in self.pipeline.fused if n not in order]
-        return Scene(tuple(
-            Scene.object_from_body(n, tuple(float(v) for v in self.pipeline.fused[n].position), self.variant, self.task)
-            for n in order
-        ))
+        """The perceived table as the planner sees it: the task's declared objects where fusion places them."""
+        return Scene.from_task(self.env.task, {n: tuple(float(v) for v in f.position)
+                                               for n, f in self.pipeline.fused.items()})
 
     def plan(self) -> PlanResult:
         """Plan the current command from the perceived scene (once per command, or on replan)."""

@@ -56,15 +56,18 @@ def read_settings() -> dict[str, Any]:
 
 
 def register_tasks() -> list[str]:
-    """Gymnasium ids of the embedded tasks and, where the package has them, the Isaac Lab tasks."""
-    from sage_gr00t_tasks.registry import GYM_IDS
+    """Gymnasium ids of every installed task (the `sage_gr00t.tasks` entry points): embedded and Isaac Lab."""
+    from sage_gr00t.tasks import get_task, task_names
 
-    ids = list(GYM_IDS.values())
+    ids = [get_task(name).ids() for name in task_names()]
     try:
-        from sage_gr00t_tasks.isaaclab import GYM_IDS as ISAACLAB_IDS
+        from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks
+
+        register_isaaclab_tasks()
+        isaaclab = [i.isaaclab for i in ids]
     except ImportError:
-        ISAACLAB_IDS = {}
-    return ids + list(ISAACLAB_IDS.values())
+        isaaclab = []
+    return [i.gym for i in ids] + isaaclab
 
 
 def panel_config(values: dict[str, Any]) -> Any:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sage_gr00t.memory.metabolic import MetabolicConfig
-from sage_gr00t.paths import REPO_ROOT
+from sage_gr00t.session import SessionConfig
 
 SPEED_RANGE = (10.0, 100.0)  # percent; the safety filter's speed scale is percent / 100
 STATUSES = ("idle", "planning", "running", "stopped", "estop", "refused", "done", "failed", "succeeded")
@@ -47,10 +46,11 @@ class PanelConfig:
         if self.control_hz <= 0 or self.history_len < 2 or self.thumbnail_size < 8:
             raise ValueError("control_hz must be > 0, history_len >= 2 and thumbnail_size >= 8.")
 
-
-def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists, else relative to the repository root (assets/... from any cwd)."""
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute():
-        return p
-    return REPO_ROOT / p
+    def session_config(self) -> SessionConfig:
+        """The panel's controller session: always SAGE around the policy (the panel takes commands)."""
+        return SessionConfig(
+            task=self.task, embodiment=self.embodiment, variant=self.variant, task_options=dict(self.task_options),
+            policy=self.policy, device=self.device, controller="sage", planner=self.planner,
+            language_mode=self.language_mode, dream_episodes=self.dream_episodes,
+            dream_image_size=self.dream_image_size, thumbnail_size=self.thumbnail_size,
+            sleep_training_steps=self.sleep_training_steps, metabolic=self.metabolic)

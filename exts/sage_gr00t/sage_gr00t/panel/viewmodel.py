@@ -31,33 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from sage_gr00t.act.lmodule import LModuleConfig
-from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
-from sage_gr00t.memory import MetabolicController
+from sage_gr00t.bridge import SAGEGr00TBridge
 from sage_gr00t.modality import EGO_VIEW
-from sage_gr00t.panel.config import SPEED_RANGE, STATUSES, PanelConfig, resolve_path
+from sage_gr00t.panel.config import SPEED_RANGE, STATUSES, PanelConfig
 from sage_gr00t.panel.imaging import encode_jpeg, encode_png, release_gl_context, thumbnail
 from sage_gr00t.panel.sleep import THUMBNAIL_KEY, SleepCycle, gallery, run_sleep_cycle
-
-EXAMPLE_COMMANDS = {
-    "pick_apple": "put the apple on the plate",
-    "sort_blocks": "sort the blocks into the bins of the same colour",
-    "pour_water": "pour the water into the cup",
-}
-
-
-def make_policy(spec: str, env: Any, device: str = "cpu") -> Any:
-    if spec == "expert":
-        from sage_gr00t.experts.policy import ExpertPolicy
-
-        return ExpertPolicy(env)
-    path = resolve_path(spec)
-    if not path.is_dir():
-        raise FileNotFoundError(f"Policy {spec!r} is neither 'expert' nor a checkpoint folder ({path} not found); "
-                                "use the shipped assets/policies/gr00t_compact.")
-    from sage_gr00t.policy.gr00t import load_policy
-
-    return load_policy(path, embodiment=env.embodiment.name, device=device)
+from sage_gr00t.session import build_session
 
 
 def clean_command(text: object, max_chars: int) -> tuple[str, str]:
@@ -120,37 +99,17 @@ class PanelViewModel:
         self.reset(c.seed)
 
     def _build_session(self, env: Any = None, policy: Any = None, planner: Any = None) -> None:
-        """The controller session: env (made from the config when None; then the view-model closes it), policy,
-        planner, dreamer / sleep trainer and the panel's bridge around them."""
-        c = self.config
-        self._own_env = env is None
-        if env is None:
-            from sage_gr00t.tasks import make_env
-
-            env = make_env(c.task, embodiment=c.embodiment, variant=c.variant, **c.task_options)
-        self.env = env
-        self.policy = policy if policy is not None else make_policy(c.policy, env, c.device)
-        if planner is None:
-            from sage_gr00t.plan.planner import HModulePlanner
-
-            planner = HModulePlanner.load(resolve_path(c.planner), device=c.device)
-        self.planner = planner
-        bridge_cfg = BridgeConfig(lmodule=LModuleConfig(language_mode=c.language_mode))
-        self.dreamer = self.sleep_trainer = None
-        if c.dream_episodes > 0:
-            from sage_gr00t.learn import DreamConfig, DreamGenerator
-
-            self.dreamer = DreamGenerator(DreamConfig(
-                task=self.task, embodiment=c.embodiment, episodes_per_cycle=c.dream_episodes,
-                image_size=c.dream_image_size, thumbnail_size=c.thumbnail_size))
-            release_gl_context()
-            if c.sleep_training_steps > 0 and hasattr(self.policy, "model"):
-                from sage_gr00t.learn import SleepTrainer, SleepTrainingConfig
-
-                self.sleep_trainer = SleepTrainer(self.policy, SleepTrainingConfig(steps=c.sleep_training_steps))
-        self.bridge = PanelBridge(self.policy, env, planner, bridge_cfg, metabolic=MetabolicController(c.metabolic),
-                                  dreamer=self.dreamer, sleep_trainer=self.sleep_trainer)
-        self.bridge.thumbnail_size = c.thumbnail_size
+        """The controller session from the shared builder (`sage_gr00t.session`): env (made from the config when
+        None; then the view-model closes it), policy, planner, dreamer / sleep trainer, and the panel's bridge."""
+        session = build_session(self.config.session_config(), env=env, policy=policy, planner=planner,
+                                bridge_cls=PanelBridge, with_bridge=True)
+        if session.dreamer is not None:
+            release_gl_context()  # the dreamer rendered on this thread; the control loop ticks on another
+        self._own_env = session.owns_env
+        self.env, self.policy, self.planner = session.env, session.policy, session.planner
+        self.dreamer, self.sleep_trainer = session.dreamer, session.sleep_trainer
+        self.bridge = session.bridge
+        self.bridge.thumbnail_size = self.config.thumbnail_size
 
     # ------------------------------------------------------------------ helpers
     def _note(self, text: str) -> None:
@@ -167,7 +126,7 @@ class PanelViewModel:
 
     @property
     def example_command(self) -> str:
-        return EXAMPLE_COMMANDS.get(self.task, "")
+        return self.env.task.example_command
 
     # ------------------------------------------------------------------ actions
     def reset(self, seed: int | None = None) -> None:
