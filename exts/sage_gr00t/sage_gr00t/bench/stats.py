@@ -1,0 +1,40 @@
+"""Paired comparisons of two controllers run on the same episodes: discordant pairs and the exact McNemar test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any
+
+Result = Mapping[str, Any]
+
+
+def discordant_pairs(first: Iterable[Result], second: Iterable[Result], key: Callable[[Result], Hashable],
+                     outcome: str = "success") -> tuple[int, int]:
+    """(episodes only `first` solved, episodes only `second` solved), pairing results by `key` (e.g. seed,
+    fault and phase). Every result of `first` needs its partner in `second`."""
+    partner = {key(r): bool(r[outcome]) for r in second}
+    only_first = only_second = 0
+    for r in first:
+        mine, theirs = bool(r[outcome]), partner[key(r)]
+        only_first += mine and not theirs
+        only_second += theirs and not mine
+    return only_first, only_second
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Exact two-sided McNemar p-value: a sign (binomial, p = 1/2) test over the discordant pairs; 1.0 without any.
+
+    Concordant pairs carry no information about which controller is better, so only these counts enter."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(only_first, n).pvalue)
+
+
+def paired_mcnemar(first: Iterable[Result], second: Iterable[Result], key: Callable[[Result], Hashable],
+                   outcome: str = "success") -> tuple[int, int, float]:
+    """(only first solved, only second solved, exact McNemar p-value) of two paired result lists."""
+    only_first, only_second = discordant_pairs(first, second, key, outcome)
+    return only_first, only_second, mcnemar_exact(only_first, only_second)

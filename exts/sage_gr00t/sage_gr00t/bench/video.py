@@ -1,0 +1,55 @@
+"""Episode videos: the front view with the policy's ego camera as an inset, every other control step, as mp4.
+
+    video = EpisodeVideo()
+    run_episode(env, policy, seed, on_frame=video.grab)       # any `on_frame(env, obs)` hook
+    video.save(Path("outputs/eval/expert_pick_apple.mp4"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sage_gr00t.modality import EGO_VIEW
+
+
+def inset_ego(front: Any, ego: Any) -> Any:
+    """`front` (H, W, 3) with `ego` pasted into its top-left corner (cropped to fit); changes `front` in place."""
+    h, w = min(ego.shape[0], front.shape[0]), min(ego.shape[1], front.shape[1])
+    front[:h, :w] = ego[:h, :w]
+    return front
+
+
+def capture_frame(env: Any, obs: dict) -> Any:
+    """One video frame: the env's front view (`env.render()`) with the observation's ego camera as an inset."""
+    return inset_ego(env.render(), obs[EGO_VIEW])
+
+
+@dataclass
+class EpisodeVideo:
+    """Frames of one episode; `grab` is an `on_frame(env, obs)` hook for `sage_gr00t.evaluation`'s rollouts."""
+
+    every: int = 2  # grab every k-th control step (20 Hz control -> 10 fps video)
+    fps: int = 10
+    enabled: bool = True  # False: grab nothing (e.g. only an evaluation's first episode is filmed)
+    frames: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.fps < 1:
+            raise ValueError("EpisodeVideo needs every >= 1 and fps >= 1.")
+
+    def grab(self, env: Any, obs: dict) -> None:
+        if self.enabled and env.step_count % self.every == 0:
+            self.frames.append(capture_frame(env, obs))
+
+    def save(self, path: str | Path) -> Path | None:
+        """Write the frames as an mp4 (imageio's ffmpeg); returns the path, or None when nothing was grabbed."""
+        if not self.frames:
+            return None
+        import imageio
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimsave(path, self.frames, fps=self.fps)
+        return path
