@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -244,9 +243,8 @@ def test_failed_episodes_are_dropped(tmp_path) -> None:
 
 
 def test_collect_demos_cli(tmp_path) -> None:
-    spec = importlib.util.spec_from_file_location("collect_demos", REPO_ROOT / "scripts" / "collect_demos.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from sage_gr00t.cli import collect as module
+
     out = tmp_path / "cli"
     args = ["--task", "pick_apple", "--episodes", "1", "--out", str(out), "--image-size", str(SIZE),
             "--seed-start", "7", "--randomization", "train"]

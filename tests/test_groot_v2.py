@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import shutil
@@ -201,9 +200,8 @@ def test_validator_reports_damage(exported, tmp_path) -> None:
 
 def test_cli(exported, tmp_path) -> None:
     src, _, _ = exported
-    spec = importlib.util.spec_from_file_location("export_groot_v2", REPO_ROOT / "scripts" / "export_groot_v2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from sage_gr00t.cli import export_groot as module
+
     out = tmp_path / "cli_v2"
     assert module.main(["--src", str(src), "--dst", str(out)]) == 0
     assert module.main(["--src", str(src), "--dst", str(out)]) == 2  # refuses to overwrite silently
