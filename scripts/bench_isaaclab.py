@@ -33,14 +33,12 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = {"pick_apple": "SageGr00t-PickApple-v0", "sort_blocks": "SageGr00t-SortBlocks-v0",
-         "pour_water": "SageGr00t-PourWater-v0"}
 PACKAGES = ("isaaclab", "newton", "warp-lang", "mujoco", "mujoco-warp", "torch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="pick_apple", help=f"task name or gym id: {', '.join(TASKS)}")
+    p.add_argument("--task", default="pick_apple", help="task name (any registered task) or its Isaac Lab gym id")
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4], help="env counts to measure (default: 1 4)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:0 (default: cpu)")
     p.add_argument("--steps", type=int, default=20, help="timed control steps per N (default: 20)")
@@ -65,9 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # one N, in a child process
     p.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.task = TASKS.get(args.task, args.task)
-    if args.task not in TASKS.values():
-        p.error(f"unknown task {args.task!r}; choose from {', '.join(TASKS)}")
+    from sage_gr00t.tasks import get_task, task_names
+
+    ids = {name: get_task(name).ids().isaaclab for name in task_names()}
+    args.task = ids.get(args.task, args.task)
+    if args.task not in ids.values():
+        p.error(f"unknown task {args.task!r}; choose from {', '.join(ids)}")
     return args
 
 
@@ -90,10 +91,12 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
     from isaaclab.app import launch_simulation
     from isaaclab_tasks.utils import parse_env_cfg
 
-    import sage_gr00t_tasks.isaaclab  # noqa: F401  (registers the gym ids)
-    from sage_gr00t.sim.embodiment import SAGE_HUMANOID
-    from sage_gr00t_tasks.base import home_action
-    from sage_gr00t_tasks.isaaclab.adapter import action_tensor
+    from sage_gr00t.sim.actions import home_action
+    from sage_gr00t.sim.embodiment import get_embodiment
+    from sage_gr00t.sim.isaaclab.env import action_tensor
+    from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks
+
+    register_isaaclab_tasks()  # the gym ids (what the `isaaclab.tasks` entry point does)
 
     result: dict = {"num_envs": num_envs}
     cfg = parse_env_cfg(args.task, device=args.device, num_envs=num_envs)
@@ -126,7 +129,7 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
             _sync(args.device)
             result["reset_s"] = time.perf_counter() - t
 
-            action = action_tensor(home_action(SAGE_HUMANOID), env.device, num_envs)
+            action = action_tensor(home_action(get_embodiment(env.cfg.embodiment)), env.device, num_envs)
             t = time.perf_counter()
             env.step(action)
             _sync(args.device)

@@ -1,9 +1,9 @@
 """Isaac Lab tasks with several environments: real Newton with mujoco_warp on Warp's CPU device.
 
-Built the usual Isaac Lab way (`parse_env_cfg(..., num_envs=, device=)` + `gym.make(..., cfg=)`); the
-solver follows the env count (`physics.SageMujocoSolverCfg`). Needs the `isaaclab` extra; skipped when
-isaaclab is not importable. The first run on a machine JIT-compiles mujoco_warp's kernels (~30 s more,
-cached in Warp's kernel cache afterwards).
+Built the usual Isaac Lab way (`parse_env_cfg(..., num_envs=, device=)` + `gym.make(..., cfg=)`, the config
+from the registered id's entry point); the solver follows the env count (`physics.SageMujocoSolverCfg`).
+Needs the `isaaclab` extra; skipped when isaaclab is not importable. The first run on a machine JIT-compiles
+mujoco_warp's kernels (~30 s more, cached in Warp's kernel cache afterwards).
 
 The same tests on a GPU with more envs (what was run on a lent H100, see README):
     SAGE_ISAACLAB_TEST_DEVICE=cuda:0 SAGE_ISAACLAB_TEST_ENVS=256 pytest tests/test_isaaclab_multienv.py
@@ -24,9 +24,13 @@ pytest.importorskip("mujoco_warp", reason="mujoco_warp (Newton's multi-world MuJ
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
-from sage_gr00t_tasks.base import STATE_GROUPS, home_action  # noqa: E402
-from sage_gr00t_tasks.isaaclab import GYM_IDS  # noqa: E402
-from sage_gr00t_tasks.isaaclab.adapter import action_tensor  # noqa: E402
+from sage_gr00t.modality import JOINT_GROUPS  # noqa: E402
+from sage_gr00t.sim.actions import home_action  # noqa: E402
+from sage_gr00t.sim.config import TaskConfig  # noqa: E402
+from sage_gr00t.sim.embodiment import get_embodiment  # noqa: E402
+from sage_gr00t.sim.isaaclab.env import action_tensor  # noqa: E402
+from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks  # noqa: E402
+from sage_gr00t.tasks import get_task  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
@@ -35,7 +39,9 @@ N = int(os.environ.get("SAGE_ISAACLAB_TEST_ENVS", "4"))
 IMAGE = 32
 STEPS = 24  # control steps (x 25 physics steps) holding the home pose
 SETTLE = 6  # objects placed at reset settle onto the table first (the plate sinks ~1.6 cm, C MuJoCo alike)
-TASK = GYM_IDS["pick_apple"]
+TASK = get_task("pick_apple").ids().isaaclab
+EMBODIMENT = get_embodiment("sage_humanoid")
+register_isaaclab_tasks()  # what the `isaaclab.tasks` entry point does when Isaac Lab starts
 
 
 def _make(num_envs: int, device: str = DEVICE, randomization=None):
@@ -54,9 +60,7 @@ def _make(num_envs: int, device: str = DEVICE, randomization=None):
 
 
 def _home(env) -> torch.Tensor:
-    from sage_gr00t.sim.embodiment import SAGE_HUMANOID
-
-    return action_tensor(home_action(SAGE_HUMANOID), env.device, env.num_envs)
+    return action_tensor(home_action(EMBODIMENT), env.device, env.num_envs)
 
 
 def _object_xyz(env) -> dict[str, np.ndarray]:
@@ -69,7 +73,7 @@ def test_backend_follows_env_count_and_device():
     """C MuJoCo only for one env on the CPU; mujoco_warp (per-world buffers) for several envs or CUDA."""
     from isaaclab_tasks.utils import parse_env_cfg
 
-    from sage_gr00t_tasks.isaaclab.physics import resolve_solver_cfg
+    from sage_gr00t.sim.isaaclab.physics import resolve_solver_cfg
 
     cfg = parse_env_cfg(TASK, device="cuda:0", num_envs=64)  # only configs: nothing is built on a GPU here
     assert cfg.scene.num_envs == 64 and cfg.sim.device == "cuda:0"
@@ -94,8 +98,7 @@ def test_many_envs_on_mujoco_warp():
 def _check_many_envs(env) -> None:
     from isaaclab_newton.physics import NewtonManager
 
-    from sage_gr00t_tasks.isaaclab.env_cfg import TABLE_Z
-
+    table_z = TaskConfig().table.height
     solver = NewtonManager._solver
     assert not solver.use_mujoco_cpu and solver.mjw_data.nworld == N, "expected mujoco_warp with one world per env"
 
@@ -122,7 +125,7 @@ def _check_many_envs(env) -> None:
     end = _object_xyz(env)
     for name, xyz in end.items():
         assert np.isfinite(xyz).all(), name
-        assert np.all(np.abs(xyz[:, 2] - TABLE_Z) < 0.06), f"{name} left the table: z={xyz[:, 2].round(3).tolist()}"
+        assert np.all(np.abs(xyz[:, 2] - table_z) < 0.06), f"{name} left the table: z={xyz[:, 2].round(3).tolist()}"
         drift = np.linalg.norm(xyz - settled[name], axis=1)
         assert drift.max() < 0.005, f"{name} moved {drift.round(4).tolist()} m while the robot held still"
         speed = np.linalg.norm(env.scene[name].data.root_lin_vel_w.torch.cpu().numpy(), axis=1)
@@ -149,22 +152,22 @@ def _check_many_envs(env) -> None:
 def _check_batched_reads(env) -> None:
     """The task predicates read all envs' state through one host snapshot (`reading_all_envs`): the same
     values as reading each env on its own, and no writes into it."""
-    from sage_gr00t_tasks.isaaclab.logic import task_logic
+    from sage_gr00t.sim.isaaclab.mdp import task_scene
 
-    logic = task_logic(env)
-    names = logic.object_body_names()
+    scene = task_scene(env)
+    names = scene.task.object_names()
 
     def read_env(index: int) -> tuple:
-        logic.env_index = index
-        return ([logic.body_pos(n) for n in names], [logic.body_quat(n) for n in names], logic.state(),
-                [logic.touching_robot(n) for n in names], logic.is_success())
+        scene.env_index = index
+        return ([scene.body_pos(n) for n in names], [scene.body_quat(n) for n in names], scene.joint_state(),
+                [scene.touching_robot(n) for n in names], scene.task.is_success(scene))
 
     single = [read_env(i) for i in range(N)]
-    with logic.reading_all_envs():
+    with scene.reading_all_envs():
         batched = [read_env(i) for i in range(N)]
         with pytest.raises(RuntimeError, match="read-only snapshot"):
-            logic.set_free_body_pose(names[0], single[0][0][0])
-    assert logic.env_index == 0
+            scene.set_pose(names[0], single[0][0][0])
+    assert scene.env_index == 0
     for index, (one, many) in enumerate(zip(single, batched, strict=True)):
         np.testing.assert_allclose(np.array(many[0]), np.array(one[0]), err_msg=f"env {index}: positions")
         np.testing.assert_allclose(np.array(many[1]), np.array(one[1]), err_msg=f"env {index}: orientations")
@@ -174,9 +177,7 @@ def _check_batched_reads(env) -> None:
 
 
 def _action_joint_order() -> list[str]:
-    from sage_gr00t.sim.embodiment import SAGE_HUMANOID
-
-    return [j for g in STATE_GROUPS for j in SAGE_HUMANOID.state_groups[g]]
+    return [j for g in JOINT_GROUPS for j in EMBODIMENT.state_groups[g]]
 
 
 def _camera_state(env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,7 +190,6 @@ def _camera_state(env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_randomization_events_per_env():
     """'train' profile with N envs: per-env layouts, colours and camera offsets; one shared FOV (Newton Warp
     traces one ray field for all worlds); a partial reset re-draws only the reset envs."""
-    from sage_gr00t.sim.embodiment import SAGE_HUMANOID
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
 
     config = DomainRandomizationConfig.from_yaml(profile="train")
@@ -199,7 +199,7 @@ def test_randomization_events_per_env():
         assert {"object_colors", "ego_camera", "light_direction"} <= set(terms)
         env.reset(seed=1)
         pos, intrinsics, colors = _camera_state(env)
-        offsets = pos - np.asarray(SAGE_HUMANOID.ego_camera.pos)
+        offsets = pos - np.asarray(EMBODIMENT.ego_camera.pos)
         assert np.all(np.abs(offsets) <= config.camera_position_jitter + 1e-5)
         assert len({tuple(o.round(6)) for o in offsets}) == N, "camera offsets shared between envs"
         np.testing.assert_allclose(intrinsics, np.broadcast_to(intrinsics[0], intrinsics.shape))
@@ -211,7 +211,7 @@ def test_randomization_events_per_env():
         for _ in range(2):
             obs, *_ = env.step(home)
         assert obs["policy"]["ego_view"].shape == (N, IMAGE, IMAGE, 3)
-        assert all(torch.isfinite(obs["policy"][g]).all() for g in STATE_GROUPS)
+        assert all(torch.isfinite(obs["policy"][g]).all() for g in JOINT_GROUPS)
         from isaaclab_newton.physics import NewtonManager
 
         model = NewtonManager._solver.mjw_model  # mass / friction / gain draws reach mujoco_warp's worlds

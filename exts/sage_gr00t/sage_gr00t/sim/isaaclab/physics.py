@@ -45,7 +45,7 @@ from isaaclab_newton.physics.mjwarp_manager import NewtonMJWarpManager
 class SageMujocoSolverCfg(MJWarpSolverCfg):
     """`MJWarpSolverCfg` with the backend (and its buffer sizes) chosen from the env count and device."""
 
-    class_type: type | str = "sage_gr00t_tasks.isaaclab.physics:NewtonMujocoManager"
+    class_type: type | str = "sage_gr00t.sim.isaaclab.physics:NewtonMujocoManager"
 
     use_mujoco_cpu: bool | None = None
     """None: C MuJoCo for one environment on the CPU, mujoco_warp otherwise. True / False force a backend."""

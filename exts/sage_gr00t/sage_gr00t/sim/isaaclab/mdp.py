@@ -1,4 +1,10 @@
-"""MDP terms for the SAGE-GR00T Isaac Lab tasks: object placement, success reward, randomization profile."""
+"""MDP terms of the Isaac Lab tabletop env: the task's placement and success, and the randomization profile.
+
+The task's own code runs in these terms through the env's `IsaacLabScene`, which the `place_objects` reset
+term owns (one per env, with the env's lifetime): `task_scene(env)` returns it. The placement event calls
+`task.place(scene, rng, pose_scale)` per environment; the success reward `task.is_success(scene)` per
+environment on one host snapshot of the state.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +13,67 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import warp as wp
+from isaaclab.assets import RigidObjectCfg
 from isaaclab.managers import EventTermCfg, ManagerTermBase, SceneEntityCfg
 
+from sage_gr00t.modality import EGO_CAMERA, JOINT_GROUPS
+from sage_gr00t.sim.isaaclab.scene import IsaacLabScene
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
-from sage_gr00t_tasks.isaaclab.logic import task_logic
 
 if TYPE_CHECKING:
     from isaaclab.envs import ManagerBasedRLEnv
 
+PLACE_TERM = "place_objects"  # the reset event that places the task's objects and owns the env's scene
+
 
 class PlaceTaskObjects(ManagerTermBase):
-    """Reset event: the embedded task's own seeded layout sampler (`place_objects`), per environment.
+    """Reset event: the task's own seeded layout sampler (`Task.place`), per environment.
 
-    Draws come from `task_logic(env).episode_rng` when set (the adapter seeds it with the episode seed,
-    so a seed gives the embedded simulator's layout), otherwise from a generator seeded by torch's RNG
-    (so `env.seed(...)` makes the layouts reproducible).
+    Draws come from the scene's `episode_rng` when set (`IsaacLabTaskEnv.reset` seeds it with the episode
+    seed, so a seed gives the embedded simulator's layout), otherwise from a generator seeded by torch's
+    RNG (so `env.seed(...)` / `env.reset(seed=...)` make the layouts reproducible).
     """
 
     def __init__(self, cfg: EventTermCfg, env: ManagerBasedRLEnv):
         super().__init__(cfg, env)
+        # Made on first use (the robot's bodies and joints exist once physics runs, after the event manager)
+        # unless `bind_task_scene` gave one.
+        self.scene: IsaacLabScene | None = None
 
     def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, object_pose_scale: float = 1.0):
-        logic = task_logic(env)
+        scene = task_scene(env)
         ids = range(env.num_envs) if env_ids is None or isinstance(env_ids, slice) else env_ids.tolist()
-        randomization = logic.config.randomization
-        randomization.enabled = object_pose_scale != 1.0
-        randomization.object_pose_scale = object_pose_scale
-        for index in ids:
-            logic.env_index = int(index)
-            rng = logic.episode_rng
-            if rng is None:
-                rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-            logic.place_objects(rng)
-        logic.env_index = 0
+        try:
+            for index in ids:
+                scene.env_index = int(index)
+                rng = scene.episode_rng
+                if rng is None:
+                    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+                scene.task.place(scene, rng, object_pose_scale)
+        finally:
+            scene.env_index = 0
+
+
+def _place_term(env: ManagerBasedRLEnv) -> PlaceTaskObjects:
+    term = env.event_manager.get_term_cfg(PLACE_TERM).func
+    if not isinstance(term, PlaceTaskObjects):
+        raise TypeError(f"The env's {PLACE_TERM!r} event is not `PlaceTaskObjects` (not built by `build_env_cfg`).")
+    return term
+
+
+def task_scene(env: ManagerBasedRLEnv) -> IsaacLabScene:
+    """The env's `IsaacLabScene` (made from the env cfg's task on first use)."""
+    term = _place_term(env)
+    if term.scene is None:
+        term.scene = IsaacLabScene.for_env(env)
+    return term.scene
+
+
+def bind_task_scene(env: ManagerBasedRLEnv, scene: IsaacLabScene) -> None:
+    """Make `scene` (e.g. `IsaacLabTaskEnv`'s, with its task and config) the one the env's terms use."""
+    if scene.env is not env:
+        raise ValueError("The scene belongs to another env.")
+    _place_term(env).scene = scene
 
 
 def _draw(low: float, high: float, shape: tuple[int, ...] = ()) -> np.ndarray:
@@ -65,7 +99,7 @@ class RandomizeEgoCamera(ManagerTermBase):
         self._nominal: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, position_jitter: float = 0.0,
-                 fovy_jitter: float = 0.0, sensor_name: str = "ego_view"):
+                 fovy_jitter: float = 0.0, sensor_name: str = EGO_CAMERA):
         camera = env.scene[sensor_name]
         view = camera._view
         if self._nominal is None:
@@ -94,7 +128,7 @@ class RandomizeEgoCamera(ManagerTermBase):
             camera.set_intrinsic_matrices(torch.as_tensor(k, dtype=torch.float32, device=env.device))
 
 
-def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, sensor_name: str = "ego_view"):
+def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, sensor_name: str = EGO_CAMERA):
     """Startup event: the Newton Warp renderer draws the shapes MuJoCo's ego view draws, in every world.
 
     * Colliders are drawn. Isaac Lab's Newton cloner imports the USD with `hide_collision_shapes=True`,
@@ -144,7 +178,7 @@ def _mount_shapes(camera) -> np.ndarray:
     return np.isin(model.shape_body.numpy(), bodies[bodies >= 0])
 
 
-def _newton_render_model(env: ManagerBasedRLEnv, sensor_name: str = "ego_view"):
+def _newton_render_model(env: ManagerBasedRLEnv, sensor_name: str = EGO_CAMERA):
     """The Newton model and sensor the camera's Newton Warp renderer draws (its `shape_color` is read per frame)."""
     renderer = env.scene[sensor_name]._renderer
     return renderer.backend.model, renderer
@@ -180,8 +214,9 @@ class RandomizeObjectColors(ManagerTermBase):
     def __call__(self, env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None, color_jitter: float = 0.0,
                  object_names: list[str] | None = None):
         if self._shapes is None:
-            # Default: the embedded task's own `object_body_names()` (task objects and fixtures, not water).
-            self._index(env, object_names if object_names is not None else task_logic(env).object_body_names())
+            # Default: the task's declared objects (movable ones and settings, not particles), as the embedded
+            # simulator's `color_jitter` does.
+            self._index(env, object_names if object_names is not None else task_scene(env).task.object_names())
         model, _ = _newton_render_model(env)
         colors = model.shape_color.numpy()
         ids = range(env.num_envs) if env_ids is None or isinstance(env_ids, slice) else env_ids.tolist()
@@ -196,7 +231,7 @@ NEWTON_DEFAULT_LIGHT_DIRECTION = np.array([-1.0, 1.0, -1.0]) / np.sqrt(3.0)  # S
 
 
 def randomize_light_direction(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None,
-                              direction_jitter: float = 0.0, sensor_name: str = "ego_view"):
+                              direction_jitter: float = 0.0, sensor_name: str = EGO_CAMERA):
     """Reset event: the embedded simulator's `light_direction_jitter` (+- per direction component).
 
     Newton Warp's renderer has one directional light (`create_default_light`), shared by all worlds, so
@@ -211,46 +246,45 @@ def randomize_light_direction(env: ManagerBasedRLEnv, env_ids: torch.Tensor | sl
 
 
 def task_success(env: ManagerBasedRLEnv) -> torch.Tensor:
-    """1.0 where the embedded task's success predicate holds (computed from Isaac Lab state)."""
-    logic = task_logic(env)
+    """1.0 where the task's success predicate holds (on Isaac Lab state, each env in turn)."""
+    scene = task_scene(env)
     values = []
-    with logic.reading_all_envs():  # one device -> host copy per state quantity, not per env
+    with scene.reading_all_envs():  # one device -> host copy per state quantity, not per env
         for index in range(env.num_envs):
-            logic.env_index = index
-            values.append(float(logic.is_success()))
+            scene.env_index = index
+            values.append(float(scene.task.is_success(scene)))
     return torch.tensor(values, device=env.device)
 
 
-def apply_randomization_profile(cfg, config: DomainRandomizationConfig) -> None:
+def apply_randomization_profile(cfg, config: DomainRandomizationConfig, frictions: dict[str, float]) -> None:
     """Map a `config/domain_randomization.yaml` profile onto EventManager / observation-noise terms.
 
     Applied: object pose range scale, object mass scale, object friction scale, actuator gain scale
     (reset events), joint-state noise (observation corruption), and on the rendering side (reset events on
     the Newton Warp renderer) object colour jitter, camera position / FOV jitter and light direction
-    jitter. Image noise and action latency are applied by the adapter. `light_intensity` has no
+    jitter. Image noise and action latency are applied by `IsaacLabTaskEnv`. `light_intensity` has no
     counterpart: Newton Warp's lights have no intensity (see `randomize_light_direction`).
+    `frictions`: each rigid object's nominal sliding friction (Isaac Lab's material event draws absolute
+    values, the embedded randomizer scales the nominal ones).
     """
     import isaaclab.envs.mdp as mdp
     from isaaclab.utils.noise import GaussianNoiseCfg
 
     if not config.enabled:
         return
-    objects = [name for name, value in cfg.scene.__dict__.items()
-               if name not in ("robot", "table", "ego_view") and hasattr(value, "spawn")
-               and getattr(getattr(value.spawn, "rigid_props", None), "kinematic_enabled", None) is not True
-               and hasattr(value, "init_state")]
+    # Every rigid object of the scene (the task's objects, settings and particles), in the scene's order.
+    objects = [name for name, value in vars(cfg.scene).items() if isinstance(value, RigidObjectCfg)]
     cfg.events.place_objects.params["object_pose_scale"] = config.object_pose_scale
     for name in objects:
         setattr(cfg.events, f"{name}_mass", EventTermCfg(
             func=mdp.randomize_rigid_body_mass, mode="reset",
             params={"asset_cfg": SceneEntityCfg(name), "mass_distribution_params": tuple(config.mass_scale),
                     "operation": "scale"}))
-        lo, hi = config.friction_scale
+        friction = tuple(frictions[name] * scale for scale in config.friction_scale)
         setattr(cfg.events, f"{name}_friction", EventTermCfg(
             func=mdp.randomize_rigid_body_material, mode="reset",
-            params={"asset_cfg": SceneEntityCfg(name), "static_friction_range": (1.2 * lo, 1.2 * hi),
-                    "dynamic_friction_range": (1.2 * lo, 1.2 * hi), "restitution_range": (0.0, 0.0),
-                    "num_buckets": 64}))
+            params={"asset_cfg": SceneEntityCfg(name), "static_friction_range": friction,
+                    "dynamic_friction_range": friction, "restitution_range": (0.0, 0.0), "num_buckets": 64}))
     cfg.events.actuator_gains = EventTermCfg(
         func=mdp.randomize_actuator_gains, mode="reset",
         params={"asset_cfg": SceneEntityCfg("robot"), "operation": "scale",
@@ -269,5 +303,5 @@ def apply_randomization_profile(cfg, config: DomainRandomizationConfig) -> None:
     if config.state_noise_std > 0:
         group = cfg.observations.policy
         group.enable_corruption = True
-        for term in ("left_arm", "right_arm", "left_hand", "right_hand"):
+        for term in JOINT_GROUPS:
             getattr(group, term).noise = GaussianNoiseCfg(std=config.state_noise_std)

@@ -1,0 +1,51 @@
+"""Isaac Lab gym ids for every declared task (`SageGr00t-PickApple-v0`, ...).
+
+Isaac Lab imports this at startup (through the `isaaclab.tasks` entry point, `sage_gr00t_tasks.isaaclab`),
+so it needs only gymnasium and the task registry; the config is built when an id is used.
+
+The ids' `env_cfg_entry_point` is a callable: Isaac Lab's `load_cfg_from_registry` (behind `parse_env_cfg`,
+Hydra's task registration and `isaaclab train`) calls a callable entry point, after `inspect.getfile` on it,
+which takes functions and methods (not `functools.partial` or callable instances), and calls the result again
+only if that is callable (a config instance is not). So each id holds the bound `build` method of its
+`EnvCfgEntryPoint`: one generic config builder, no class per task. (A "module:attr" string would need one
+module attribute per task.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+
+from sage_gr00t.tasks.registry import TASKS
+
+if TYPE_CHECKING:
+    from sage_gr00t.sim.isaaclab.env_cfg import TabletopEnvCfg
+
+ENV_ENTRY_POINT = "isaaclab.envs:ManagerBasedRLEnv"
+
+
+@dataclass(frozen=True)
+class EnvCfgEntryPoint:
+    """Builds the Isaac Lab config of one task (its default variant and embodiment)."""
+
+    task: str
+
+    def build(self) -> TabletopEnvCfg:
+        from sage_gr00t.sim.isaaclab.env_cfg import build_env_cfg
+
+        return build_env_cfg(self.task)
+
+
+def register_isaaclab_tasks() -> list[str]:
+    """Register the Isaac Lab id of every task in the registry (entry points loaded); ids already registered
+    are kept, so calling it again is harmless. Returns the ids, in task-name order."""
+    ids = []
+    for name in TASKS.names():
+        gym_id = TASKS.get(name).ids().isaaclab
+        if gym_id not in gym.registry:
+            gym.register(id=gym_id, entry_point=ENV_ENTRY_POINT, disable_env_checker=True,
+                         kwargs={"env_cfg_entry_point": EnvCfgEntryPoint(name).build})
+        ids.append(gym_id)
+    return ids
