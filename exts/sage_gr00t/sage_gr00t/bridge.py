@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from sage_gr00t.perceive.camera import (
     CameraFrame,
     CameraObjectEstimator,
     CameraSensor,
+    FrameSource,
 )
 from sage_gr00t.perceive.fusion import (
     FusionConfig,
@@ -56,6 +56,7 @@ from sage_gr00t.plan.planner import HModulePlanner, PlanResult
 from sage_gr00t.plan.scene import Scene
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.skills import Subtask
+from sage_gr00t.tasks.protocols import TaskEnv
 
 STAGES = ("perceive", "plan", "act", "learn")
 
@@ -67,7 +68,7 @@ class _TimedCamera(CameraSensor):
         super().__init__(estimator)
         self.capture_s = 0.0
 
-    def capture(self, env: Any, timestamp: float, rgb: np.ndarray | None = None) -> CameraFrame | None:
+    def capture(self, env: FrameSource, timestamp: float, rgb: np.ndarray | None = None) -> CameraFrame | None:
         t0 = time.perf_counter()
         try:
             return super().capture(env, timestamp, rgb)
@@ -99,7 +100,7 @@ class SAGEGr00TBridge:
     def __init__(
         self,
         policy: Policy,
-        env: Any,
+        env: TaskEnv,
         planner: HModulePlanner,
         config: BridgeConfig | None = None,
         store: ExperienceStore | None = None,
@@ -120,8 +121,7 @@ class SAGEGr00TBridge:
         safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
         self.safety = SafetyFilter(env.embodiment, env.action_ranges(), safety_cfg)
         self.lmodule = LModule(policy, self.safety, self.config.lmodule)
-        self.variant = getattr(getattr(env, "config", None), "variant", "train")
-        self.task = getattr(env, "task_name", "")
+        self.task = env.task_name
         self.timing = {s: 0.0 for s in STAGES}
         self.timed_steps = 0
         self.steps = 0
@@ -203,10 +203,9 @@ class SAGEGr00TBridge:
 
     # ------------------------------------------------------------------ stages
     def _timestamp(self) -> float:
-        data = getattr(self.env, "data", None)
-        return float(data.time) if data is not None else self.steps / 20.0
+        return self.env.sim_time
 
-    def perceive(self, obs: dict, env: Any | None = None) -> PerceivedState:
+    def perceive(self, obs: dict, env: TaskEnv | None = None) -> PerceivedState:
         env = env or self.env
         self.perceived = self.pipeline.step(env, self._timestamp(), obs.get(EGO_VIEW))
         return self.seen()

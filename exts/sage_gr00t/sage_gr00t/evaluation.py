@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
+from sage_gr00t.modality import ARM_GROUPS, action_key
 from sage_gr00t.policy.base import Policy
+from sage_gr00t.tasks.protocols import TaskEnv
+
+if TYPE_CHECKING:
+    from sage_gr00t.bridge import SAGEGr00TBridge
 
 
 @dataclass
@@ -29,8 +35,8 @@ class EpisodeResult:
         return asdict(self)
 
 
-def rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
-             on_frame: Callable[[object, dict], None] | None, stop_on_success: bool,
+def rollout(env: TaskEnv, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
+             on_frame: Callable[[TaskEnv, dict], None] | None, stop_on_success: bool,
              finished: Callable[[], bool] | None = None) -> tuple[bool, int, float, float]:
     """Step `env` with `act(obs)` until success (if `stop_on_success`), the controller says it has
     `finished`, truncation or `limit` steps. Success is the task's predicate at the last step.
@@ -43,7 +49,7 @@ def rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
     steps = 0
     while steps < limit:
         action = act(obs)
-        arm_targets.append(np.concatenate([action["action.left_arm"], action["action.right_arm"]]))
+        arm_targets.append(np.concatenate([action[action_key(g)] for g in ARM_GROUPS]))
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         if on_frame is not None:
@@ -55,7 +61,8 @@ def rollout(env, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
     return success, steps, time.perf_counter() - start, jerk
 
 
-def _result(env, seed: int, instruction: str, outcome: tuple[bool, int, float, float], queries: int) -> EpisodeResult:
+def _result(env: TaskEnv, seed: int, instruction: str, outcome: tuple[bool, int, float, float],
+            queries: int) -> EpisodeResult:
     success, steps, wall_s, jerk = outcome
     return EpisodeResult(
         task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
@@ -65,11 +72,11 @@ def _result(env, seed: int, instruction: str, outcome: tuple[bool, int, float, f
 
 
 def run_episode(
-    env,
+    env: TaskEnv,
     policy: Policy,
     seed: int,
     max_steps: int | None = None,
-    on_frame: Callable[[object, dict], None] | None = None,
+    on_frame: Callable[[TaskEnv, dict], None] | None = None,
     stop_on_success: bool = True,
     chunking: ChunkExecutorConfig | None = None,
 ) -> EpisodeResult:
@@ -81,8 +88,8 @@ def run_episode(
     return _result(env, seed, env.instruction, outcome, executor.queries)
 
 
-def run_bridge_episode(env, bridge, seed: int, command: str,
-                       on_frame: Callable[[object, dict], None] | None = None,
+def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command: str,
+                       on_frame: Callable[[TaskEnv, dict], None] | None = None,
                        stop_on_success: bool = True) -> EpisodeResult:
     """One closed-loop episode through the SAGE bridge; success is the task's own predicate.
 

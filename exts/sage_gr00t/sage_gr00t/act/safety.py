@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
+from sage_gr00t.modality import action_key, group_of, state_key
 from sage_gr00t.sim.embodiment import SIDES, EmbodimentSpec, load_robot_spec
 
 INTERVENTION_KINDS = (
@@ -173,7 +174,7 @@ class SafetyFilter:
         self._arms: list[tuple[str, slice, np.ndarray, int]] = []  # (side, slice in flat cmd, qpos adr, site)
         self._qpos_of: list[tuple[slice, np.ndarray]] = []  # every group's joints, so FK sees the full pose
         for key in self.keys:
-            group = key.removeprefix("action.")
+            group = group_of(key)
             side, part = group.split("_", 1)
             arm = self.embodiment.arm(side)
             joints = arm.arm_joints if part == "arm" else arm.hand_joints
@@ -273,7 +274,7 @@ class SafetyFilter:
 
     # ------------------------------------------------------------------ input checks
     def _groups(self) -> list[str]:
-        return [k.removeprefix("action.") for k in self.keys]
+        return [group_of(k) for k in self.keys]
 
     def _parse(self, action: object) -> tuple[np.ndarray | None, tuple[str, str]]:
         if not isinstance(action, dict):
@@ -299,7 +300,7 @@ class SafetyFilter:
             return None
         parts = []
         for key in self.keys:
-            value = state.get("state." + key.removeprefix("action."))
+            value = state.get(state_key(group_of(key)))
             if value is None:
                 return None
             try:
@@ -386,7 +387,7 @@ class SafetyFilter:
             side, s = self._arms[i][:2]
             kind = "table_clearance" if parts[i][1] > 0 and parts[i][0] <= allowed[i] else "workspace"
             detail = "step scaled back toward the last safe command"
-            interventions.append(Intervention(kind, f"action.{side}_arm", detail))
+            interventions.append(Intervention(kind, action_key(f"{side}_arm"), detail))
         # Bisection on the fraction of the step for the offending arms, all arms per FK call.
         good = np.zeros(len(bad))
         bad_frac = np.ones(len(bad))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sage_gr00t.data.lerobot_dataset import COLLECTION_FILE, SUBTASK_KEY, GrootDatasetWriter, _write_json_atomic
+from sage_gr00t.tasks.protocols import TaskEnv
 
 
 class StopRequested(Exception):  # noqa: N818 -- a request, not an error
@@ -44,7 +45,7 @@ class CollectionState:
 
 
 def run_expert_episode(
-    env: Any,
+    env: TaskEnv,
     expert: Any,
     seed: int,
     on_step: Callable[[dict, dict], None] | None = None,
@@ -84,7 +85,7 @@ def run_expert_episode(
 
 
 def collect_episodes(
-    env: Any,
+    env: TaskEnv,
     expert: Any,
     writer: GrootDatasetWriter,
     *,

@@ -31,8 +31,9 @@ from unittest import mock
 
 import numpy as np
 
+from sage_gr00t.modality import EGO_VIEW, LANGUAGE_KEY, SUBTASK_LANGUAGE_KEY, action_key, state_key
 from sage_gr00t.modality import JOINT_GROUPS as STATE_GROUPS
-from sage_gr00t.modality import LANGUAGE_KEY
+from sage_gr00t.tasks.protocols import TaskEnv
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 VIDEO_NAME = "ego_view"  # GR00T modality name of the camera (`video.ego_view`)
 DEFAULT_REPO_ID = "sage_gr00t/local"  # only a label: these datasets never go to the hub
-SUBTASK_KEY = "annotation.human.action.task_description"  # per-step subtask language (GR00T's name)
+SUBTASK_KEY = SUBTASK_LANGUAGE_KEY  # per-step subtask language (GR00T's name)
 EPISODES_FILE = "meta/sage_episodes.jsonl"
 COLLECTION_FILE = "meta/sage_collection.json"
 MODALITY_FILE = "meta/modality.json"
@@ -60,15 +61,15 @@ class DatasetLayout:
     robot_type: str
 
     @classmethod
-    def from_env(cls, env: Any) -> DatasetLayout:
+    def from_env(cls, env: TaskEnv) -> DatasetLayout:
         """Read group sizes and image size from a `TabletopTaskEnv` (they depend on the embodiment)."""
         spaces = env.observation_space.spaces
-        sizes = tuple((g, int(spaces[f"state.{g}"].shape[0])) for g in STATE_GROUPS)
+        sizes = tuple((g, int(spaces[state_key(g)].shape[0])) for g in STATE_GROUPS)
         for g, d in sizes:
-            a = int(env.action_space.spaces[f"action.{g}"].shape[0])
+            a = int(env.action_space.spaces[action_key(g)].shape[0])
             if a != d:
                 raise ValueError(f"state.{g} has {d} dims but action.{g} has {a}; the layout assumes equal.")
-        image = tuple(int(s) for s in spaces["video.ego_view"].shape)
+        image = tuple(int(s) for s in spaces[EGO_VIEW].shape)
         fps = float(env.config.control_hz)
         if abs(fps - round(fps)) > 1e-9:
             raise ValueError(f"LeRobot needs an integer fps; control_hz is {fps}.")
@@ -110,12 +111,12 @@ class DatasetLayout:
     def frame(self, obs: dict, action: dict) -> dict:
         """One LeRobot frame from a GR00T-named observation and the action taken from it."""
         return {
-            IMAGE_KEY: np.asarray(obs["video.ego_view"], dtype=np.uint8),
+            IMAGE_KEY: np.asarray(obs[EGO_VIEW], dtype=np.uint8),
             STATE_KEY: np.concatenate(
-                [np.asarray(obs[f"state.{g}"], np.float32) for g, _ in self.group_sizes]
+                [np.asarray(obs[state_key(g)], np.float32) for g, _ in self.group_sizes]
             ),
             ACTION_KEY: np.concatenate(
-                [np.asarray(action[f"action.{g}"], np.float32) for g, _ in self.group_sizes]
+                [np.asarray(action[action_key(g)], np.float32) for g, _ in self.group_sizes]
             ),
             "task": str(obs[LANGUAGE_KEY]),
         }

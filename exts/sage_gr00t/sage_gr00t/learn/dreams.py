@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from sage_gr00t.modality import EGO_VIEW, STATE_PREFIX
+
 
 @dataclass
 class DreamConfig:
@@ -84,9 +86,9 @@ class DreamGenerator:
             expert.plan.sort(key=lambda s: s.language != first)
 
         def record(obs: dict, action: dict) -> None:
-            rec["images"].append(obs["video.ego_view"])
+            rec["images"].append(obs[EGO_VIEW])
             rec["subtask"].append(obs.get(SUBTASK_KEY, env.instruction))
-            for key, value in (*((k, v) for k, v in obs.items() if k.startswith("state.")), *action.items()):
+            for key, value in (*((k, v) for k, v in obs.items() if k.startswith(STATE_PREFIX)), *action.items()):
                 rec.setdefault(key, []).append(value)
 
         outcome = run_expert_episode(env, expert, seed, record,

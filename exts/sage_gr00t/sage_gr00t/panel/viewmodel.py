@@ -36,7 +36,10 @@ from sage_gr00t.modality import EGO_VIEW
 from sage_gr00t.panel.config import SPEED_RANGE, STATUSES, PanelConfig
 from sage_gr00t.panel.imaging import encode_jpeg, encode_png, release_gl_context, thumbnail
 from sage_gr00t.panel.sleep import THUMBNAIL_KEY, SleepCycle, gallery, run_sleep_cycle
+from sage_gr00t.plan.planner import HModulePlanner
+from sage_gr00t.policy.base import Policy
 from sage_gr00t.session import build_session
+from sage_gr00t.tasks.protocols import TaskEnv
 
 
 def clean_command(text: object, max_chars: int) -> tuple[str, str]:
@@ -80,8 +83,8 @@ class PanelBridge(SAGEGr00TBridge):
 class PanelViewModel:
     """State and actions of the SAGE panel over one controller session (env + bridge). Thread-safe."""
 
-    def __init__(self, config: PanelConfig | None = None, *, env: Any = None, policy: Any = None,
-                 planner: Any = None) -> None:
+    def __init__(self, config: PanelConfig | None = None, *, env: TaskEnv | None = None, policy: Policy | None = None,
+                 planner: HModulePlanner | None = None) -> None:
         self.config = c = config or PanelConfig()
         self._lock = threading.RLock()
         self._build_session(env, policy, planner)
@@ -98,7 +101,8 @@ class PanelViewModel:
         self.bridge.safety.set_speed_scale(c.speed_percent / 100.0)
         self.reset(c.seed)
 
-    def _build_session(self, env: Any = None, policy: Any = None, planner: Any = None) -> None:
+    def _build_session(self, env: TaskEnv | None = None, policy: Policy | None = None,
+                       planner: HModulePlanner | None = None) -> None:
         """The controller session from the shared builder (`sage_gr00t.session`): env (made from the config when
         None; then the view-model closes it), policy, planner, dreamer / sleep trainer, and the panel's bridge."""
         session = build_session(self.config.session_config(), env=env, policy=policy, planner=planner,

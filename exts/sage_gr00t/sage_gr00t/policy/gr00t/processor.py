@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sage_gr00t.modality import LANGUAGE_KEY, action_key, state_key, video_key
 from sage_gr00t.policy.gr00t.config import Gr00tConfig
 
-LANGUAGE_KEY = "annotation.human.task_description"
 # Upstream's embodiment ids for known tags; project robots use free slots below new_embodiment (31).
 EMBODIMENT_IDS = {"gr1": 24, "oxe_droid": 17, "agibot_genie1": 26, "new_embodiment": 31,
                   "sage_humanoid": 30, "unitree_g1": 29}
@@ -127,12 +127,12 @@ class Gr00tProcessor:
         """Raise ObservationError naming the problem and the fix; never guess."""
         if not isinstance(obs, dict):
             raise ObservationError(f"Observation must be a dict of GR00T modality keys, got {type(obs).__name__}.")
-        required = [f"video.{k}" for k in meta.video_keys] + [f"state.{g}" for g in meta.state_groups] + [LANGUAGE_KEY]
+        required = [video_key(k) for k in meta.video_keys] + [state_key(g) for g in meta.state_groups] + [LANGUAGE_KEY]
         missing = [k for k in required if k not in obs]
         if missing:
             raise ObservationError(f"Observation is missing {missing}; this policy needs {required}.")
         for key in meta.video_keys:
-            image = np.asarray(obs[f"video.{key}"])
+            image = np.asarray(obs[video_key(key)])
             if image.dtype != np.uint8:
                 raise ObservationError(f"video.{key} must be uint8 RGB, got dtype {image.dtype}.")
             if image.ndim == 4 and image.shape[0] == 1:
@@ -140,7 +140,7 @@ class Gr00tProcessor:
             if image.ndim != 3 or image.shape[-1] != 3:
                 raise ObservationError(f"video.{key} must have shape (H, W, 3) or (1, H, W, 3), got {image.shape}.")
         for group, dim in meta.state_groups.items():
-            value = np.asarray(obs[f"state.{group}"])
+            value = np.asarray(obs[state_key(group)])
             if not np.issubdtype(value.dtype, np.floating):
                 raise ObservationError(f"state.{group} must be a float array, got dtype {value.dtype}.")
             if value.reshape(-1).shape != (dim,):
@@ -183,7 +183,7 @@ class Gr00tProcessor:
         self.validate(obs, meta)
         image = np.asarray(obs[f"video.{meta.video_keys[0]}"])
         image = image[0] if image.ndim == 4 else image
-        state = np.concatenate([np.asarray(obs[f"state.{g}"], np.float32).reshape(-1) for g in meta.state_groups])
+        state = np.concatenate([np.asarray(obs[state_key(g)], np.float32).reshape(-1) for g in meta.state_groups])
         text = obs[LANGUAGE_KEY]
         text = text[0] if isinstance(text, (list, tuple)) else text
         ids, mask = model.backbone.tokenizer([text], **self._tokenizer_kwargs(model))
@@ -200,6 +200,6 @@ class Gr00tProcessor:
         values = self._denorm(actions[0, :, : meta.action_dim].cpu().numpy(), meta, "action")
         out, start = {}, 0
         for group, dim in meta.action_groups.items():
-            out[f"action.{group}"] = values[:, start : start + dim].copy()
+            out[action_key(group)] = values[:, start : start + dim].copy()
             start += dim
         return out

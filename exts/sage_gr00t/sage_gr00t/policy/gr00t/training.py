@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sage_gr00t.modality import action_key, state_key
 from sage_gr00t.policy.gr00t.checkpoint import save_checkpoint
 from sage_gr00t.policy.gr00t.config import PRESETS, Gr00tConfig
 from sage_gr00t.policy.gr00t.model import Gr00tModel, count_parameters
@@ -178,8 +179,8 @@ class DemoData:
                   for e in episodes]
         return cls(
             images=torch.cat(images),
-            state=np.concatenate([np.concatenate([e[f"state.{g}"] for g in GROUPS], 1) for e in episodes]),
-            action=np.concatenate([np.concatenate([e[f"action.{g}"] for g in GROUPS], 1) for e in episodes]),
+            state=np.concatenate([np.concatenate([e[state_key(g)] for g in GROUPS], 1) for e in episodes]),
+            action=np.concatenate([np.concatenate([e[action_key(g)] for g in GROUPS], 1) for e in episodes]),
             episode=np.concatenate([np.full(len(e["images"]), i) for i, e in enumerate(episodes)]),
             task=np.concatenate([np.full(len(e["images"]), tasks.index(e["task"])) for e in episodes]),
             tasks=tasks, modality={"state": layout("state"), "action": layout("action")}, robot_type=robot_type,
