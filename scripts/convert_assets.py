@@ -28,15 +28,15 @@ import tempfile
 from pathlib import Path
 
 import mujoco
+import numpy as np
 
 from sage_gr00t.paths import REPO_ROOT
 from sage_gr00t.sim.embodiment import WORLD_CONTYPE, get_embodiment, load_robot_spec
-from sage_gr00t.sim.scene import TableConfig
-from sage_gr00t_tasks.base import TaskConfig
-from sage_gr00t_tasks.registry import TASKS
+from sage_gr00t.sim.mujoco_env import add_object, add_particles
+from sage_gr00t.sim.scene import TableConfig, table_geoms, table_origin
+from sage_gr00t.tasks import ParticleSpec, get_task, task_names
 
 DEFAULT_CONVERTER = "/tmp/usdconv-venv/bin/mujoco_usd_converter"
-_KEEP_ALIVE: list[mujoco.MjSpec] = []
 
 
 def robot_spec(embodiment: str) -> mujoco.MjSpec:
@@ -50,50 +50,41 @@ def robot_spec(embodiment: str) -> mujoco.MjSpec:
 
 
 def table_spec(table: TableConfig) -> mujoco.MjSpec:
-    """Static world geoms only: the converter turns them into colliders without a rigid body."""
+    """Static world geoms only (the converter turns them into colliders without a rigid body): the embedded
+    scene's table (`sim.scene.table_geoms`) placed at its origin, and a floor slab."""
     spec = mujoco.MjSpec()
     spec.modelname = "table"
     world = spec.worldbody
-    top_z = table.height - table.thickness / 2
-    world.add_geom(name="table_top", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[table.center_x, 0, top_z],
-                   size=[table.half_size[0], table.half_size[1], table.thickness / 2],
-                   rgba=[0.62, 0.47, 0.33, 1], friction=[0.8, 0.02, 0.002], contype=WORLD_CONTYPE, conaffinity=1)
-    leg_h = (table.height - table.thickness) / 2
-    for i, (sx, sy) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
-        world.add_geom(name=f"table_leg{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.025, 0.025, leg_h],
-                       pos=[table.center_x + sx * (table.half_size[0] - 0.04), sy * (table.half_size[1] - 0.04),
-                            leg_h],
-                       rgba=[0.35, 0.26, 0.18, 1], contype=0, conaffinity=0)
+    origin = np.array(table_origin(table))
+    for geom in table_geoms(table):
+        world.add_geom(**{**geom, "pos": (origin + np.asarray(geom.get("pos", (0, 0, 0)))).tolist()})
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_BOX, size=[1.5, 1.5, 0.02], pos=[0.5, 0, -0.02],
                    rgba=[0.55, 0.57, 0.6, 1], contype=WORLD_CONTYPE, conaffinity=1)
     return spec
 
 
 def object_specs(task: str) -> dict[str, mujoco.MjSpec]:
-    """One MjSpec per top-level task body; bodies without a joint get a free joint."""
-    cls = TASKS[task]
-    env = cls.__new__(cls)  # build_objects only needs the config and class constants
-    env.config = TaskConfig()
-    scene = mujoco.MjSpec()
-    env.build_objects(scene)
+    """One MjSpec per declared object (a free rigid body each; settings -- plate, bins, cup -- are dynamic
+    bodies resting on the table in the Isaac Lab config), plus one per particle kind (identical particles:
+    one USD serves all)."""
+    declared = get_task(task)()
     specs = {}
-    for body in scene.worldbody.bodies:
-        name = body.name
-        if task == "pour_water" and name.startswith("water"):
-            if name != "water0":
-                continue  # identical particles: one USD serves all
-            name = "water"
+    for obj in declared.objects():
         spec = mujoco.MjSpec()
-        spec.modelname = name
-        frame = spec.worldbody.add_frame()
-        frame.attach_body(body, "", "")
-        attached = spec.worldbody.bodies[0]
-        attached.name = name
-        attached.pos = [0, 0, 0]
-        if not attached.joints:
-            attached.add_freejoint(name=f"{name}_free")
-        specs[name] = spec
-    _KEEP_ALIVE.append(scene)  # attached specs reference the source spec; freeing it first crashes mujoco
+        spec.modelname = obj.name
+        add_object(spec, obj)
+        body = spec.worldbody.bodies[0]
+        body.pos = [0, 0, 0]
+        if not body.joints:
+            body.add_freejoint(name=f"{obj.name}_free")
+        specs[obj.name] = spec
+    for particles in declared.particles():
+        spec = mujoco.MjSpec()
+        spec.modelname = particles.name
+        add_particles(spec, ParticleSpec(particles.name, 1, particles.radius, particles.rgba, particles.mass))
+        body = spec.worldbody.bodies[0]
+        body.name, body.pos = particles.name, [0, 0, 0]
+        specs[particles.name] = spec
     return specs
 
 
@@ -135,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="mujoco_usd_converter executable (in its own venv)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "assets" / "usd")
     p.add_argument("--embodiment", default="sage_humanoid")
-    p.add_argument("--task", nargs="+", default=list(TASKS))
+    p.add_argument("--task", nargs="+", default=task_names())
     p.add_argument("--keep-mjcf", type=Path, default=None, help="also keep the exported MJCF files here")
     args = p.parse_args(argv)
     if not Path(args.converter).is_file():

@@ -27,6 +27,27 @@ class TableConfig:
     thickness: float = 0.03
 
 
+def table_origin(table: TableConfig) -> tuple[float, float, float]:
+    """World position of the table body: the centre of its top slab."""
+    return (table.center_x, 0.0, table.height - table.thickness / 2)
+
+
+def table_geoms(table: TableConfig) -> list[dict]:
+    """The table's geoms in its body frame (`table_origin`): a collidable top and four drawn legs. The USD
+    conversion (scripts/convert_assets.py) builds Isaac Lab's table from the same list."""
+    leg_h = (table.height - table.thickness) / 2
+    geoms = [dict(name="table_top", type=mujoco.mjtGeom.mjGEOM_BOX,
+                  size=[table.half_size[0], table.half_size[1], table.thickness / 2],
+                  rgba=[0.62, 0.47, 0.33, 1], friction=[0.8, 0.02, 0.002], contype=WORLD_CONTYPE, conaffinity=1)]
+    for i, (sx, sy) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
+        geoms.append(dict(
+            name=f"table_leg{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.025, 0.025, leg_h],
+            pos=[sx * (table.half_size[0] - 0.04), sy * (table.half_size[1] - 0.04), -table.thickness / 2 - leg_h],
+            rgba=[0.35, 0.26, 0.18, 1], contype=0, conaffinity=0,
+        ))
+    return geoms
+
+
 def new_scene(emb: EmbodimentSpec, physics: PhysicsConfig, table: TableConfig) -> mujoco.MjSpec:
     """The robot, a floor, a table, lights and a `front_view` camera; tasks add their objects."""
     spec = load_robot_spec(emb)
@@ -45,19 +66,9 @@ def new_scene(emb: EmbodimentSpec, physics: PhysicsConfig, table: TableConfig) -
         name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.05], rgba=[0.55, 0.57, 0.6, 1],
         contype=WORLD_CONTYPE, conaffinity=1,
     )
-    table_body = world.add_body(name="table", pos=[table.center_x, 0, table.height - table.thickness / 2])
-    table_body.add_geom(
-        name="table_top", type=mujoco.mjtGeom.mjGEOM_BOX,
-        size=[table.half_size[0], table.half_size[1], table.thickness / 2],
-        rgba=[0.62, 0.47, 0.33, 1], friction=[0.8, 0.02, 0.002], contype=WORLD_CONTYPE, conaffinity=1,
-    )
-    leg_h = (table.height - table.thickness) / 2
-    for i, (sx, sy) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
-        table_body.add_geom(
-            name=f"table_leg{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.025, 0.025, leg_h],
-            pos=[sx * (table.half_size[0] - 0.04), sy * (table.half_size[1] - 0.04), -table.thickness / 2 - leg_h],
-            rgba=[0.35, 0.26, 0.18, 1], contype=0, conaffinity=0,
-        )
+    table_body = world.add_body(name="table", pos=list(table_origin(table)))
+    for geom in table_geoms(table):
+        table_body.add_geom(**geom)
     world.add_light(
         name="key_light", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.6, 0.4, 2.5],
         dir=[-0.2, -0.15, -1.0], diffuse=[0.75, 0.75, 0.75], specular=[0.1, 0.1, 0.1], castshadow=False,
