@@ -1,4 +1,4 @@
-"""Web panel end to end: scripts/panel.py in a subprocess, driven by real headless Chromium (Playwright).
+"""Web panel end to end: sage-panel in a subprocess, driven by real headless Chromium (Playwright).
 
 Types "put the apple on the plate" on pick_apple seed 1000 (the shipped policy succeeds there in ~55 control
 steps), clicks Run, waits for the page to report success, checks trust values moved, exercises the e-stop
@@ -36,8 +36,8 @@ pytestmark = [
 @pytest.fixture()
 def panel_url():
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/panel.py"), "--task", "pick_apple", "--seed", str(SEED), "--port", "0",
-         "--front-view", "4"],
+        [sys.executable, "-m", "sage_gr00t.cli.panel", "--task", "pick_apple", "--seed", str(SEED), "--port", "0",
+         "--front-view-every", "4"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
     lines = []
     url = None
