@@ -106,3 +106,23 @@ def test_heldout_exact_match(planner: HModulePlanner) -> None:
             hits += res.ok and _triples(res.subtasks) == list(e.steps)
             n += 1
     assert hits / n >= 0.95, hits / n
+
+
+def test_declared_objects_extend_the_planner_vocabulary() -> None:
+    from sage_gr00t.plan.scene import SceneObject
+    from sage_gr00t.plan.vocabulary import Vocabulary, task_vocabulary
+    from sage_gr00t.tasks import Geom, ObjectSpec
+
+    # The shipped tasks bring no kind the base vocabulary lacks: the planner's training data is unchanged.
+    assert task_vocabulary() == Vocabulary.base()
+    mango = ObjectSpec("mango", (Geom("sphere", (0.03,), (1.0, 0.6, 0.0, 1.0)),), kind="mango", role="pickable",
+                       words=("mango", "ripe mango"))
+    vocab = Vocabulary.base().extended([mango])
+    assert vocab.pickable[-1] == "mango" and vocab.kind_words("mango") == ["mango", "ripe mango"]
+    generator = CommandGenerator("train", seed=0, vocabulary=vocab)
+    texts = [generator.sample().command for _ in range(600)]
+    assert any("mango" in t for t in texts)
+    # Declared roles decide what a skill may do with an object the planner has never seen.
+    fruit, plate = SceneObject("mango", "mango", role="pickable"), SceneObject("plate", "plate", role="receptacle")
+    assert HModulePlanner._check("pick_place", fruit, plate) == ""
+    assert "pour" in HModulePlanner._check("pour", fruit, plate)

@@ -24,6 +24,7 @@ import string
 from dataclasses import dataclass, field
 
 from sage_gr00t.plan.scene import COLORS, Scene, SceneObject
+from sage_gr00t.plan.vocabulary import Vocabulary, task_vocabulary
 from sage_gr00t.skills import Subtask
 
 MAX_STEPS = 4
@@ -35,6 +36,7 @@ PICKABLE = ("block", "cylinder", "apple", "banana", "pear")
 RECEPTACLES = ("bin", "bowl", "plate", "tray")
 POUR_SOURCES = ("pitcher",)
 POUR_TARGETS = ("cup", "bowl")
+BASE_KINDS = frozenset((*PICKABLE, *RECEPTACLES, *POUR_SOURCES, *POUR_TARGETS))
 # Plan-language preposition per receptacle (matches the tasks' expert plans: "in the red bin", "on the plate").
 PLACE_PREP = {"bin": "in", "bowl": "in", "plate": "on", "tray": "on"}
 
@@ -180,9 +182,11 @@ class Example:
 class CommandGenerator:
     """Deterministic-by-seed generator of Examples for one split."""
 
-    def __init__(self, split: str = "train", seed: int = 0) -> None:
+    def __init__(self, split: str = "train", seed: int = 0, vocabulary: Vocabulary | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"Unknown split {split!r}; use one of {SPLITS}.")
+        # The objects tasks declare extend the base kinds (tasks.spec.ObjectSpec: kind, role, words).
+        self.vocab = vocabulary or task_vocabulary()
         self.split, self.rng = split, random.Random(f"{split}-{seed}")
         held = split == "heldout_phrasing"
         self.place_t = PLACE_HELDOUT if held else PLACE_TRAIN
@@ -213,6 +217,9 @@ class CommandGenerator:
                         ("bowl", 0.2), ("pitcher", 0.35), ("cup", 0.35)):
             if r.random() < p:
                 objs.append(SceneObject(kind, kind))
+        for kind in self.vocab.kinds():  # kinds only installed tasks bring (none in the base vocabulary)
+            if kind not in BASE_KINDS and r.random() < 0.15:
+                objs.append(SceneObject(kind, kind))
         if not objs:
             objs.append(SceneObject("apple", "apple"))
         r.shuffle(objs)
@@ -223,7 +230,7 @@ class CommandGenerator:
     # ------------------------------------------------------------------ mentions
     def mention(self, o: SceneObject | tuple[str, str]) -> str:
         color, kind = (o.color, o.kind) if isinstance(o, SceneObject) else o
-        word = self.rng.choice(KIND_WORDS.get(kind, [kind]))
+        word = self.rng.choice(self.vocab.kind_words(kind))
         return f"{self.rng.choice(COLOR_WORDS[color])} {word}" if color else word
 
     def prep(self, tgt_kind: str) -> str:
@@ -274,9 +281,9 @@ class CommandGenerator:
         pairs = []
         for o in scene.objects:
             for t in scene.objects:
-                if o.kind in PICKABLE and t.kind in RECEPTACLES:
+                if o.kind in self.vocab.pickable and t.kind in self.vocab.receptacles:
                     pairs.append(("pick_place", o, t))
-                elif o.kind in POUR_SOURCES and t.kind in POUR_TARGETS:
+                elif o.kind in self.vocab.pour_sources and t.kind in self.vocab.pour_targets:
                     pairs.append(("pour", o, t))
         return pairs
 
@@ -361,9 +368,9 @@ class CommandGenerator:
         role = r.choice(["o", "t"])
         skill = "pour" if r.random() < 0.25 else "pick_place"
         if skill == "pour":
-            kinds = POUR_SOURCES if role == "o" else POUR_TARGETS
+            kinds = self.vocab.pour_sources if role == "o" else self.vocab.pour_targets
         else:
-            kinds = PICKABLE if role == "o" else RECEPTACLES
+            kinds = self.vocab.pickable if role == "o" else self.vocab.receptacles
         absent: list[tuple[str, str]] = []
         for k in kinds:
             if k in ("block", "cylinder", "bin"):
@@ -372,8 +379,8 @@ class CommandGenerator:
                 absent.append(("", k))
         use_foreign = r.random() < 0.3 or not absent
         missing_text = r.choice(FOREIGN_OBJECTS) if use_foreign else self.mention(r.choice(absent))
-        other_kinds = (POUR_TARGETS if role == "o" else POUR_SOURCES) if skill == "pour" else \
-            (RECEPTACLES if role == "o" else PICKABLE)
+        other_kinds = (self.vocab.pour_targets if role == "o" else self.vocab.pour_sources) if skill == "pour" else \
+            (self.vocab.receptacles if role == "o" else self.vocab.pickable)
         others = [o for o in scene.objects if o.kind in other_kinds]
         if not others:
             return None
@@ -404,13 +411,13 @@ class CommandGenerator:
             return None
         o, t = r.sample(objs, 2)
         if r.random() < 0.35:  # a pour that cannot be: source not a pitcher, or target not a cup/bowl
-            if o.kind in POUR_SOURCES and t.kind in POUR_TARGETS:
+            if o.kind in self.vocab.pour_sources and t.kind in self.vocab.pour_targets:
                 return None
             if o.kind in ("bowl",):  # "pour the bowl" is ambiguous; avoid
                 return None
             text = self.clause("pour", self.mention(o), self.mention(t), t.kind, single=True, s_required=True)[0]
             return Example(text, scene, "impossible", [("pour", o.name, t.name)], kind="impossible_pour")
-        if o.kind in PICKABLE and t.kind in RECEPTACLES:
+        if o.kind in self.vocab.pickable and t.kind in self.vocab.receptacles:
             return None
         if o.kind == "pitcher" or t.kind == "cup":  # pitcher on a plate / block in a cup: left undefined
             return None

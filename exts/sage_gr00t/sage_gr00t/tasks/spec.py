@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -210,11 +210,3 @@ class Task(ABC):
     def signatures(self) -> dict[str, VisualSignature]:
         """What perception looks for: object name -> colour signature."""
         return {o.name: o.signature for o in self.objects() if o.signature is not None}
-
-
-@dataclass(frozen=True)
-class TaskVocabulary:
-    """Words the tasks add to the planner: kind -> role, kind -> extra nouns."""
-
-    roles: dict[str, str] = field(default_factory=dict)
-    words: dict[str, tuple[str, ...]] = field(default_factory=dict)
