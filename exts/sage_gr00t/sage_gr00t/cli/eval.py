@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from sage_gr00t.bench.video import EpisodeVideo
 from sage_gr00t.evaluation import EpisodeResult, run_bridge_episode, run_episode, summarize
 from sage_gr00t.policy.factory import PolicySpecError
 from sage_gr00t.session import Session, SessionConfig, build_session
@@ -94,30 +95,6 @@ class EvalConfig(SessionConfig):
         return SessionConfig(**{**shared, "task": task})
 
 
-class VideoRecorder:
-    """Front view with the ego camera as an inset, every other control step, written as mp4."""
-
-    def __init__(self, every: int = 2) -> None:
-        self.every = every
-        self.frames: list = []
-
-    def __call__(self, env, obs: dict) -> None:
-        from sage_gr00t.modality import EGO_VIEW
-
-        if env.step_count % self.every:
-            return
-        ego, front = obs[EGO_VIEW], env.render()
-        h, w = min(ego.shape[0], front.shape[0]), min(ego.shape[1], front.shape[1])
-        front[:h, :w] = ego[:h, :w]
-        self.frames.append(front)
-
-    def save(self, path: Path, fps: int = 10) -> None:
-        import imageio
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(path, self.frames, fps=fps)
-
-
 def evaluate_task(cfg: EvalConfig, session: Session, console: Console) -> list[EpisodeResult]:
     env, bridge = session.env, session.bridge
     if cfg.max_steps:
@@ -125,19 +102,19 @@ def evaluate_task(cfg: EvalConfig, session: Session, console: Console) -> list[E
     command = cfg.command or env.task.example_command
     results = []
     for i, seed in enumerate(tqdm(range(cfg.seed_start, cfg.seed_start + cfg.episodes), desc=env.task_name)):
-        recorder = VideoRecorder() if cfg.video is not None and i == 0 else None
+        video = EpisodeVideo(enabled=cfg.video is not None and i == 0)
         if bridge is not None:
-            results.append(run_bridge_episode(env, bridge, seed, command, on_frame=recorder,
+            results.append(run_bridge_episode(env, bridge, seed, command, on_frame=video.grab,
                                               stop_on_success=cfg.stop == "success"))
             if bridge.message and bridge.message != "done":
                 tqdm.write(f"seed {seed}: {bridge.message}")
         else:
-            results.append(run_episode(env, session.policy, seed, on_frame=recorder, chunking=cfg.chunking,
+            results.append(run_episode(env, session.policy, seed, on_frame=video.grab, chunking=cfg.chunking,
                                        stop_on_success=cfg.stop == "success"))
-        if recorder is not None and recorder.frames and cfg.video is not None:
-            path = cfg.video.with_name(f"{cfg.video.stem}_{env.task_name}{cfg.video.suffix}")
-            recorder.save(path)
-            console.print(f"video: {path}")
+        saved = video.save(cfg.video.with_name(f"{cfg.video.stem}_{env.task_name}{cfg.video.suffix}")) \
+            if cfg.video is not None else None
+        if saved is not None:
+            console.print(f"video: {saved}")
     if bridge is not None:
         over = bridge.overhead_ms()
         console.print(f"{env.task_name}: bridge overhead per step (ms, policy + render excluded): "
