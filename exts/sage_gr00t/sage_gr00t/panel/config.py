@@ -14,13 +14,13 @@ STATUSES = ("idle", "planning", "running", "stopped", "estop", "refused", "done"
 
 @dataclass
 class PanelConfig:
-    task: str = "pick_apple"
-    policy: str = "assets/policies/gr00t_compact"  # a checkpoint folder, or "expert" (scripted, privileged)
-    planner: str = "assets/planner"
-    seed: int = 1000
-    embodiment: str = "sage_humanoid"
-    variant: str = "train"
-    device: str = "cpu"
+    task: str = "pick_apple"  # an installed task (sage_gr00t.tasks.task_names())
+    policy: str = "assets/policies/gr00t_compact"  # expert | a checkpoint folder | zmq://HOST:PORT | upstream:CKPT
+    planner: str = "assets/planner"  # H-module planner checkpoint
+    seed: int = 1000  # the first scene's layout seed (Reset draws the next)
+    embodiment: str = "sage_humanoid"  # sage_humanoid or unitree_g1 (needs a local MuJoCo Menagerie)
+    variant: str = "train"  # train, or novel (unseen object shapes and colours)
+    device: str = "cpu"  # torch device of the policy and planner
     language_mode: str = "subtask"  # what the policy reads: each subtask (SAGE) or the whole command
     control_hz: float = 20.0
     stop_on_success: bool = True  # hold the robot once the task's success predicate holds (as eval does)
