@@ -5,7 +5,8 @@ Data flow (one folder per stage):
     experience -> memory/ -> sleep/ -> better policy and planner
 
 This package holds the embedded MuJoCo simulator (`sim`), scripted experts (`experts`) and
-LeRobot/GR00T dataset I/O (`data`); tasks live in the sibling package `sage_gr00t_tasks`.
+LeRobot/GR00T dataset I/O (`data`). Tasks are found through the `sage_gr00t.tasks` entry points (`tasks`);
+the project's own live in the sibling package `sage_gr00t_tasks`, which the core never imports.
 """
 
 __version__ = "0.1.0"

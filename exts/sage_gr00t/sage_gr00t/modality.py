@@ -37,7 +37,8 @@ def group_of(key: str) -> str:
     return key.split(".", 1)[1]
 
 
-EGO_VIEW = video_key(EGO_CAMERA)
+EGO_VIEW = "video.ego_view"  # the one place this key is spelled
+assert video_key(EGO_CAMERA) == EGO_VIEW
 STATE_KEYS = tuple(state_key(g) for g in JOINT_GROUPS)
 ACTION_KEYS = tuple(action_key(g) for g in JOINT_GROUPS)
 # The episode's instruction (whole task); upstream's `annotation.human.task_description`.
