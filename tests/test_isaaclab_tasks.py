@@ -19,7 +19,16 @@ from sage_gr00t.modality import ACTION_KEYS, EGO_VIEW, LANGUAGE_KEY  # noqa: E40
 from sage_gr00t.sim.actions import InvalidActionError  # noqa: E402
 from sage_gr00t.sim.embodiment import get_embodiment, load_robot_spec  # noqa: E402
 from sage_gr00t.skills import Subtask  # noqa: E402
-from sage_gr00t.tasks import Geom, ObjectSpec, SceneAccess, Task, get_task, make_env, sample_positions  # noqa: E402
+from sage_gr00t.tasks import (  # noqa: E402
+    Geom,
+    ObjectSpec,
+    SceneAccess,
+    Task,
+    TaskEnv,
+    get_task,
+    make_env,
+    sample_positions,
+)
 from sage_gr00t.tasks import task_names as registered_tasks  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Isaac Lab 3.0 warns on every action write
@@ -100,6 +109,15 @@ def test_explicit_gains_match_the_mjcf():
     assert len(actuators) == 4  # shoulder, elbow, wrist, finger servos of the sage_humanoid MJCF
 
 
+def test_embodiment_without_usd_is_a_clear_error():
+    from sage_gr00t.sim.isaaclab.env_cfg import build_env_cfg
+
+    with pytest.raises(FileNotFoundError, match=r"convert_assets.py --embodiment unitree_g1"):
+        build_env_cfg("pick_apple", embodiment="unitree_g1")
+    with pytest.raises(FileNotFoundError, match="unitree_g1"):
+        make_env("pick_apple", backend="isaaclab", embodiment="unitree_g1")
+
+
 def test_physics_settings_follow_the_task_config():
     """Step, decimation, episode length and MuJoCo options as the embedded simulator has them; mujoco_warp
     buffers per task (an unknown task gets the defaults)."""
@@ -119,11 +137,13 @@ def test_physics_settings_follow_the_task_config():
         assert (solver.solver, solver.iterations, solver.ls_iterations) == ("newton", 100, 50)
         buffers[name] = (solver.warp_njmax, solver.warp_nconmax)
     assert buffers == {"pick_apple": (200, 40), "sort_blocks": (600, 150), "pour_water": (1600, 500)}
-    assert (SageMujocoSolverCfg.warp_njmax, SageMujocoSolverCfg.warp_nconmax) == buffers["sort_blocks"]
+    defaults = SageMujocoSolverCfg()
+    assert (defaults.warp_njmax, defaults.warp_nconmax) == buffers["sort_blocks"]
 
 
 def test_pick_apple_observations_match_the_embedded_env(pick_apple):
     env = pick_apple
+    assert isinstance(env, TaskEnv) and isinstance(env.scene, SceneAccess)
     obs, info = env.reset(seed=1000)
     embedded = make_env("pick_apple", image_height=IMAGE, image_width=IMAGE)
     try:
@@ -275,6 +295,21 @@ def test_compound_object_without_usd_is_a_clear_error():
     cup = get_task("pour_water")().object("cup")
     with pytest.raises(ValueError, match="15 colliding geoms and no USD file"):
         object_spawner_cfg(cup, "Convert it.")
+
+
+def test_variants_use_the_usd_of_identical_declarations_only():
+    """The converted USD files are the default variant's: another variant uses one only where it declares the
+    object identically (sort_blocks' bins), spawns what it can from primitives (its cylinders) and names the
+    file to convert for the rest (a pear-like ellipsoid)."""
+    from sage_gr00t.sim.isaaclab.env_cfg import build_env_cfg
+
+    scene = build_env_cfg("sort_blocks", "novel").scene
+    assert type(scene.red_bin.spawn).__name__ == "UsdFileCfg"
+    assert type(scene.purple_block.spawn).__name__ == "DeclaredObjectCfg"
+    assert type(scene.red_block.spawn.body.shape).__name__ == "CylinderCfg"
+    assert type(build_env_cfg("sort_blocks").scene.red_block.spawn).__name__ == "UsdFileCfg"
+    with pytest.raises(ValueError, match=r"\(ellipsoid\).*objects/pick_apple/novel/apple.usdc"):
+        build_env_cfg("pick_apple", "novel")
 
 
 def test_objects_without_usd_spawn_from_their_declaration(monkeypatch):

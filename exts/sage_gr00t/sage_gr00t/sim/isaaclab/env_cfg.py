@@ -87,6 +87,7 @@ def robot_cfg(embodiment: EmbodimentSpec) -> ArticulationCfg:
     """The robot USD with explicit PD servos: the USD carries no actuators, so stiffness, damping, effort limit,
     armature and friction loss come from the MJCF's position servos and joint dofs, one `ImplicitActuatorCfg`
     per set of joints sharing them (the joints' passive damping comes with the USD)."""
+    usd = robot_usd_path(embodiment.name)  # first: a robot never converted is one clear error
     model = robot_model(embodiment.name)
     actuators = {
         group.name: ImplicitActuatorCfg(
@@ -96,7 +97,7 @@ def robot_cfg(embodiment: EmbodimentSpec) -> ArticulationCfg:
     }
     return ArticulationCfg(
         prim_path="{ENV_REGEX_NS}/Robot",
-        spawn=sim_utils.UsdFileCfg(usd_path=str(robot_usd_path(embodiment.name))),
+        spawn=sim_utils.UsdFileCfg(usd_path=str(usd)),
         init_state=ArticulationCfg.InitialStateCfg(pos=tuple(map(float, embodiment.base_pos)),
                                                    joint_pos=home_joint_pos(embodiment)),
         actuators=actuators,

@@ -65,7 +65,7 @@ class DeclaredObjectCfg(SpawnerCfg):
     visuals: list[PosedShapeCfg] = field(default_factory=list)
 
 
-def _shape_cfg(model: mujoco.MjModel, g: int, body_props: dict) -> ShapeCfg:
+def _shape_cfg(model: mujoco.MjModel, g: int, body_props: dict, fix: str) -> ShapeCfg:
     """Isaac Lab's shape spawner for compiled geom `g` (MuJoCo sizes are half extents / radius + half length,
     Isaac Lab's full sizes / radius + full height)."""
     kind = _SHAPE_NAMES.get(mujoco.mjtGeom(int(model.geom_type[g])))
@@ -81,9 +81,8 @@ def _shape_cfg(model: mujoco.MjModel, g: int, body_props: dict) -> ShapeCfg:
         return sim_utils.CylinderCfg(radius=float(size[0]), height=float(2 * size[1]), axis="Z", **common)
     if kind == "capsule":  # USD's capsule height is its cylinder part, MuJoCo's half length that part's half
         return sim_utils.CapsuleCfg(radius=float(size[0]), height=float(2 * size[1]), axis="Z", **common)
-    raise ValueError(f"Geom {model.geom(g).name!r}: Isaac Lab has no shape spawner for a "
-                     f"{mujoco.mjtGeom(int(model.geom_type[g])).name.removeprefix('mjGEOM_').lower()}; "
-                     "convert the object to USD (scripts/convert_assets.py).")
+    shape = mujoco.mjtGeom(int(model.geom_type[g])).name.removeprefix("mjGEOM_").lower()
+    raise ValueError(f"Geom {model.geom(g).name!r} ({shape}): no Isaac Lab shape spawner makes that shape. {fix}")
 
 
 def _body_props(model: mujoco.MjModel, g: int) -> dict:
@@ -115,9 +114,9 @@ def _declared_cfg(model: mujoco.MjModel, what: str, fix: str) -> DeclaredObjectC
         raise ValueError(f"{what} has {len(colliding)} colliding geoms and no USD file; Isaac Lab's shape spawners "
                          f"make one collider per rigid body. {fix}")
     body = colliding[0]
-    visuals = [PosedShapeCfg(shape=_shape_cfg(model, g, {}), **_pose(model, g))
+    visuals = [PosedShapeCfg(shape=_shape_cfg(model, g, {}, fix), **_pose(model, g))
                for g in range(model.ngeom) if g != body]
-    return DeclaredObjectCfg(body=PosedShapeCfg(shape=_shape_cfg(model, body, _body_props(model, body)),
+    return DeclaredObjectCfg(body=PosedShapeCfg(shape=_shape_cfg(model, body, _body_props(model, body), fix),
                                                 **_pose(model, body)),
                              visuals=visuals)
 
