@@ -77,6 +77,8 @@ def test_tasks_registered_through_entry_point():
         spec = gym.spec(gym_id)
         assert spec is specs[gym_id], "registering again replaced a spec"
         assert spec.entry_point == "isaaclab.envs:ManagerBasedRLEnv" and spec.disable_env_checker
+        # A "module:attr" string inside the entry-point package: `isaaclab list_envs` lists the project's tasks.
+        assert spec.kwargs["env_cfg_entry_point"].startswith("sage_gr00t_tasks.isaaclab:")
         cfg = load_cfg_from_registry(gym_id, "env_cfg_entry_point")
         assert isinstance(cfg, TabletopEnvCfg) and cfg.task == name
         declared = [o.name for o in get_task(name)().objects()]

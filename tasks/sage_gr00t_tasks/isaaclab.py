@@ -3,4 +3,5 @@ every task in the registry (`SageGr00t-PickApple-v0`, ...), so `isaaclab random_
 
 from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks
 
-GYM_IDS = register_isaaclab_tasks()
+# The config builders are bound here (`PickAppleEnvCfg`, ...) so the ids name them within this package.
+GYM_IDS = register_isaaclab_tasks(globals(), __name__)
