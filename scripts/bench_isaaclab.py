@@ -94,9 +94,9 @@ def run_one(args: argparse.Namespace, num_envs: int) -> dict:
     from sage_gr00t.sim.actions import home_action
     from sage_gr00t.sim.embodiment import get_embodiment
     from sage_gr00t.sim.isaaclab.env import action_tensor
-    from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks
+    from sage_gr00t.sim.isaaclab.registration import register_installed_tasks
 
-    register_isaaclab_tasks()  # the gym ids (what the `isaaclab.tasks` entry point does)
+    register_installed_tasks()  # the gym ids (what the `isaaclab.tasks` entry point does)
 
     result: dict = {"num_envs": num_envs}
     cfg = parse_env_cfg(args.task, device=args.device, num_envs=num_envs)

@@ -29,7 +29,7 @@ from sage_gr00t.sim.actions import home_action  # noqa: E402
 from sage_gr00t.sim.config import TaskConfig  # noqa: E402
 from sage_gr00t.sim.embodiment import get_embodiment  # noqa: E402
 from sage_gr00t.sim.isaaclab.env import action_tensor  # noqa: E402
-from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks  # noqa: E402
+from sage_gr00t.sim.isaaclab.registration import register_installed_tasks  # noqa: E402
 from sage_gr00t.tasks import get_task  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
@@ -41,7 +41,7 @@ STEPS = 24  # control steps (x 25 physics steps) holding the home pose
 SETTLE = 6  # objects placed at reset settle onto the table first (the plate sinks ~1.6 cm, C MuJoCo alike)
 TASK = get_task("pick_apple").ids().isaaclab
 EMBODIMENT = get_embodiment("sage_humanoid")
-register_isaaclab_tasks()  # what the `isaaclab.tasks` entry point does when Isaac Lab starts
+register_installed_tasks()  # what the `isaaclab.tasks` entry point does when Isaac Lab starts
 
 
 def _make(num_envs: int, device: str = DEVICE, randomization=None):

@@ -63,6 +63,7 @@ BACKENDS = ["mujoco", pytest.param("isaaclab", marks=pytest.mark.skipif(
     importlib.util.find_spec("isaaclab") is None, reason="isaaclab not installed (pip install -e '.[isaaclab]')"))]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Isaac Lab 3.0 warns on every action write
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_task_declared_here_runs_on_both_backends(backend: str) -> None:
     env = make_env(PushBlock, backend=backend, image_height=64, image_width=64)

@@ -10,9 +10,9 @@ import pytest
 
 from sage_gr00t.evaluation import run_episode
 from sage_gr00t.experts.policy import ExpertPolicy
-from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.modality import ACTION_KEYS, EGO_VIEW, LANGUAGE_KEY
 from sage_gr00t.sim.actions import InvalidActionError
+from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.tasks import get_task, make_env, task_names
 from sage_gr00t_tasks.pour_water import N_PARTICLES
 

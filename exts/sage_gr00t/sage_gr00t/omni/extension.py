@@ -57,18 +57,13 @@ def read_settings() -> dict[str, Any]:
 
 def register_tasks() -> list[str]:
     """Gymnasium ids of every installed task (the `sage_gr00t.tasks` entry points): embedded and Isaac Lab."""
-    import importlib.metadata
-
     from sage_gr00t.tasks import get_task, task_names
 
     ids = [get_task(name).ids() for name in task_names()]
     try:
-        from sage_gr00t.sim.isaaclab.registration import register_isaaclab_tasks
+        from sage_gr00t.sim.isaaclab.registration import register_installed_tasks
 
-        # Isaac Lab's own way first (the `isaaclab.tasks` entry points), then any task package without one.
-        for point in importlib.metadata.entry_points(group="isaaclab.tasks"):
-            point.load()
-        register_isaaclab_tasks()
+        register_installed_tasks()
         isaaclab = [i.isaaclab for i in ids]
     except ImportError:
         isaaclab = []

@@ -15,12 +15,12 @@ import mujoco
 import numpy as np
 
 from sage_gr00t.modality import EGO_CAMERA, EGO_VIEW, LANGUAGE_KEY, action_key, group_of, state_key
-from sage_gr00t.sim.actions import check_action, home_action
+from sage_gr00t.sim.actions import check_action
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import ROBOT_COLLISION_BIT, WORLD_CONTYPE, EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.randomization import DomainRandomizer
 from sage_gr00t.sim.scene import add_free_body, add_static_body, new_scene
-from sage_gr00t.skills import Subtask
+from sage_gr00t.sim.task_env import DeclaredTaskEnv
 from sage_gr00t.tasks.spec import Geom, ObjectSpec, ParticleSpec, Task
 
 _GEOM_TYPES = {
@@ -125,7 +125,7 @@ class MujocoScene:
         return self.data.xpos[self._particles[name]].copy()
 
 
-class MujocoTaskEnv(gym.Env):
+class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
     """A `Task` on the embedded simulator: scene built once, seeded reset, validated actions, GR00T dicts."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012
@@ -161,30 +161,10 @@ class MujocoTaskEnv(gym.Env):
         self.observation_space = self._make_observation_space()
         self.action_space = self._make_action_space()
 
-    # ------------------------------------------------------------------ TaskEnv
-    @property
-    def task_name(self) -> str:
-        return self.task.name
-
-    @property
-    def table_height(self) -> float:
-        return self.config.table.height
-
+    # ------------------------------------------------------------------ TaskEnv (the rest: DeclaredTaskEnv)
     @property
     def sim_time(self) -> float:
         return float(self.data.time)
-
-    def object_names(self) -> list[str]:
-        return self.task.object_names()
-
-    def body_pos(self, name: str) -> np.ndarray:
-        return self.scene.body_pos(name)
-
-    def is_success(self) -> bool:
-        return self.task.is_success(self.scene)
-
-    def expert_plan(self) -> list[Subtask]:
-        return self.task.expert_plan()
 
     def ee_pos(self, side: str) -> np.ndarray:
         return self.data.site_xpos[self._ee_site[side]].copy()
@@ -257,13 +237,6 @@ class MujocoTaskEnv(gym.Env):
         self._depth_renderers.clear()
 
     # ------------------------------------------------------------------ actions
-    def home_action(self) -> dict[str, np.ndarray]:
-        return home_action(self.embodiment)
-
-    def action_ranges(self) -> dict[str, np.ndarray]:
-        """(d, 2) lower/upper joint-target bounds per action key."""
-        return {action_key(g): r.copy() for g, r in self._ctrl_range.items()}
-
     def validate_action(self, action: dict[str, np.ndarray]) -> np.ndarray:
         """Check an action dict and turn it into a ctrl vector; raise before touching the simulator."""
         checked = check_action(action, self._ctrl_range, self.embodiment.name)
@@ -273,10 +246,6 @@ class MujocoTaskEnv(gym.Env):
         return ctrl
 
     # ------------------------------------------------------------------ observations
-    def state(self) -> dict[str, np.ndarray]:
-        """Noise-free joint positions per group (the robot's proprioception)."""
-        return self.scene.joint_state()
-
     def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
         key = (height, width)
         if key not in self._renderers:

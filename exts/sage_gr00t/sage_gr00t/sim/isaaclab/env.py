@@ -21,14 +21,14 @@ from isaaclab.app import launch_simulation
 from isaaclab.envs import ManagerBasedRLEnv
 
 from sage_gr00t.modality import EGO_CAMERA, EGO_VIEW, JOINT_GROUPS, LANGUAGE_KEY, action_key, state_key
-from sage_gr00t.sim.actions import check_action, home_action
+from sage_gr00t.sim.actions import check_action
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.isaaclab.env_cfg import TabletopEnvCfg, build_env_cfg
 from sage_gr00t.sim.isaaclab.mdp import bind_task_scene
 from sage_gr00t.sim.isaaclab.robot import ctrl_ranges, robot_model
 from sage_gr00t.sim.isaaclab.scene import IsaacLabScene
-from sage_gr00t.skills import Subtask
+from sage_gr00t.sim.task_env import DeclaredTaskEnv
 from sage_gr00t.tasks.registry import TASKS
 from sage_gr00t.tasks.spec import Task
 
@@ -40,7 +40,7 @@ def action_tensor(action: dict[str, np.ndarray], device: str | torch.device, num
     return torch.as_tensor(flat, device=device).repeat(num_envs, 1)
 
 
-class IsaacLabTaskEnv:
+class IsaacLabTaskEnv(DeclaredTaskEnv):
     """One Isaac Lab environment (num_envs=1, CPU, kit-less Newton) with the embedded env's interface."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012
@@ -78,31 +78,11 @@ class IsaacLabTaskEnv:
         self.instruction = ""
         self.step_count = 0
 
-    # ------------------------------------------------------------------ TaskEnv
-    @property
-    def task_name(self) -> str:
-        return self.task.name
-
-    @property
-    def table_height(self) -> float:
-        return self.config.table.height
-
+    # ------------------------------------------------------------------ TaskEnv (the rest: DeclaredTaskEnv)
     @property
     def sim_time(self) -> float:
         """Simulated seconds since the last reset began (settling included, like the embedded `data.time`)."""
         return self._physics_steps * self.cfg.sim.dt
-
-    def object_names(self) -> list[str]:
-        return self.task.object_names()
-
-    def body_pos(self, name: str) -> np.ndarray:
-        return self.scene.body_pos(name)
-
-    def is_success(self) -> bool:
-        return self.task.is_success(self.scene)
-
-    def expert_plan(self) -> list[Subtask]:
-        return self.task.expert_plan()
 
     def ee_pos(self, side: str) -> np.ndarray:
         return self.scene.ee_pos(side)
@@ -162,23 +142,12 @@ class IsaacLabTaskEnv:
         self._launch.close()
 
     # ------------------------------------------------------------------ actions
-    def home_action(self) -> dict[str, np.ndarray]:
-        return home_action(self.embodiment)
-
-    def action_ranges(self) -> dict[str, np.ndarray]:
-        """(d, 2) lower/upper joint-target bounds per action key (the MJCF servos' ctrlrange)."""
-        return {action_key(g): r.copy() for g, r in self._ctrl_range.items()}
-
     def validate_action(self, action: dict[str, np.ndarray]) -> torch.Tensor:
         """Check an action dict (keys, shapes, finite, joint ranges) and turn it into the Isaac Lab action
         tensor; raise before touching the simulator."""
         return action_tensor(check_action(action, self._ctrl_range, self.embodiment.name), self.env.device)
 
     # ------------------------------------------------------------------ observations
-    def state(self) -> dict[str, np.ndarray]:
-        """Noise-free joint positions per group (the robot's proprioception)."""
-        return self.scene.joint_state()
-
     def _observation(self, obs: dict) -> dict:
         group = obs["policy"]
         image = group[EGO_CAMERA][0].cpu().numpy().astype(np.uint8)

@@ -57,3 +57,13 @@ def register_isaaclab_tasks(namespace: dict[str, object] | None = None, module: 
                          kwargs={"env_cfg_entry_point": entry})
         ids.append(gym_id)
     return ids
+
+
+def register_installed_tasks() -> list[str]:
+    """What Isaac Lab does at startup (load every `isaaclab.tasks` entry point, ours binds its config builders
+    in `sage_gr00t_tasks.isaaclab`), then an id for any task whose package declares no such entry point."""
+    import importlib.metadata
+
+    for point in importlib.metadata.entry_points(group="isaaclab.tasks"):
+        point.load()
+    return register_isaaclab_tasks()
