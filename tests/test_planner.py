@@ -93,7 +93,7 @@ def test_a_few_training_steps_lower_the_loss() -> None:
 
 
 def test_heldout_exact_match(planner: HModulePlanner) -> None:
-    # Plans only: full held-out eval (scripts/eval_planner.py, 400/split on an H100) measured 0.960 on
+    # Plans only: full held-out eval (sage-eval-planner, 400/split on an H100) measured 0.960 on
     # held-out phrasings and 0.997 on held-out object combinations.
     hits, n = 0, 0
     for split in ("heldout_phrasing", "heldout_combos"):

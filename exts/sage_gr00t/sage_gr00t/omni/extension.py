@@ -8,7 +8,7 @@ on_startup:
 3. drives it: inside Isaac Sim from the physics step (`driver = "auto"` or `"physics"`), else from Kit's
    update events; a `Pacer` turns steps into control ticks (20 Hz; `realtime = false`: one per update);
 4. opens the omni.ui panel (`sage_gr00t.panel.omni_view`); without omni.ui it logs ONE warning and the
-   controller runs headless (`python scripts/panel.py` serves the same view-model as a web page).
+   controller runs headless (`sage-panel` serves the same view-model as a web page).
 on_shutdown releases every subscription, destroys the window and closes the simulator.
 
 `stats()` and `get_extension()` let scripts and tests see the extension from outside (Kit owns the object).
@@ -31,7 +31,7 @@ EXT_NAME = "sage_gr00t"
 SETTINGS_ROOT = f"/exts/{EXT_NAME}"
 DRIVERS = ("auto", "physics", "update")
 PANEL_UNAVAILABLE = ("[sage_gr00t] omni.ui is unavailable ({reason}): the SAGE panel window is not shown; "
-                     "the controller runs headless (python scripts/panel.py serves the same panel as a web page).")
+                     "the controller runs headless (sage-panel serves the same panel as a web page).")
 
 _STATS: dict[str, Any] = {"startups": 0, "shutdowns": 0, "callbacks": 0, "ticks": 0, "errors": 0,
                           "open_subscriptions": 0, "driver": "", "panel": "", "tasks": []}

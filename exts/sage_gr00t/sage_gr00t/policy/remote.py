@@ -340,7 +340,7 @@ class RemotePolicyClient:
                 self._open_socket()
                 raise ConnectionError(
                     f"no reply from a GR00T policy server at {self.address} within {self.timeout_ms} ms "
-                    f"(endpoint {endpoint!r}). Start one with `python scripts/serve_policy.py --policy "
+                    f"(endpoint {endpoint!r}). Start one with `sage-serve --policy "
                     f"<checkpoint> --host <bind address> --port {self.port}` (or upstream Isaac-GR00T's "
                     f"`python scripts/inference_service.py --server --port {self.port}`), check host/port and "
                     "firewalls, or raise timeout_ms if the model is slow."

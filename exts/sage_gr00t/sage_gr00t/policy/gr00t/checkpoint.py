@@ -132,7 +132,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"Checkpoint folder {path} does not exist. Train one with scripts/train_policy.py "
+        raise CheckpointError(f"Checkpoint folder {path} does not exist. Train one with sage-train "
                               "or pass the folder of a GR00T N1.5 checkpoint.")
     config = read_config(path)
     try:
