@@ -30,10 +30,10 @@ SUCCESS_FRACTION = 0.8
 WALL_FRICTION = (1.5, 0.02, 0.002)
 
 
-def particles_in_cup(task_cup: np.ndarray, particles: np.ndarray) -> int:
-    """How many particles lie inside the cup standing at `task_cup` (its origin on the table)."""
-    inside_xy = np.hypot(*(particles[:, :2] - task_cup[:2]).T) < CUP_RADIUS
-    inside_z = (task_cup[2] < particles[:, 2]) & (particles[:, 2] < task_cup[2] + CUP_HEIGHT)
+def particles_in_cup(cup: np.ndarray, particles: np.ndarray) -> int:
+    """How many particles lie inside the cup standing at `cup` (its origin on the table)."""
+    inside_xy = np.hypot(*(particles[:, :2] - cup[:2]).T) < CUP_RADIUS
+    inside_z = (cup[2] < particles[:, 2]) & (particles[:, 2] < cup[2] + CUP_HEIGHT)
     return int(np.count_nonzero(inside_xy & inside_z))
 
 
