@@ -24,7 +24,11 @@ import string
 from dataclasses import dataclass, field
 
 from sage_gr00t.plan.scene import COLORS, Scene, SceneObject
-from sage_gr00t.plan.vocabulary import Vocabulary, task_vocabulary
+from sage_gr00t.plan.vocabulary import (
+    BASE_KINDS,
+    Vocabulary,
+    task_vocabulary,
+)
 from sage_gr00t.skills import Subtask
 
 MAX_STEPS = 4
@@ -32,19 +36,9 @@ MAX_OBJECTS = 10
 REFUSALS = ("ok", "unknown_object", "impossible", "garbage")
 SPLITS = ("train", "heldout_phrasing", "heldout_combos")
 
-PICKABLE = ("block", "cylinder", "apple", "banana", "pear")
-RECEPTACLES = ("bin", "bowl", "plate", "tray")
-POUR_SOURCES = ("pitcher",)
-POUR_TARGETS = ("cup", "bowl")
-BASE_KINDS = frozenset((*PICKABLE, *RECEPTACLES, *POUR_SOURCES, *POUR_TARGETS))
 # Plan-language preposition per receptacle (matches the tasks' expert plans: "in the red bin", "on the plate").
 PLACE_PREP = {"bin": "in", "bowl": "in", "plate": "on", "tray": "on"}
 
-KIND_WORDS = {
-    "block": ["block", "cube", "brick"], "cylinder": ["cylinder"], "bin": ["bin", "box", "basket", "container"],
-    "apple": ["apple"], "banana": ["banana"], "pear": ["pear"], "plate": ["plate", "dish"], "tray": ["tray"],
-    "bowl": ["bowl"], "pitcher": ["pitcher", "jug"], "cup": ["cup", "glass", "mug"],
-}
 COLOR_WORDS = {
     "red": ["red", "red", "crimson", "scarlet"], "blue": ["blue", "blue", "navy", "azure"],
     "green": ["green", "green", "emerald"], "yellow": ["yellow", "yellow", "golden"],

@@ -10,16 +10,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sage_gr00t.plan.commands import (
-    PICKABLE,
-    POUR_SOURCES,
-    POUR_TARGETS,
-    RECEPTACLES,
-    REFUSALS,
-    subtask_language,
-)
+from sage_gr00t.plan.commands import REFUSALS, subtask_language
 from sage_gr00t.plan.hmodule import STOP, FrozenTextEncoder, HModule, HModuleConfig, build_batch
 from sage_gr00t.plan.scene import Scene, SceneObject
+from sage_gr00t.plan.vocabulary import PICKABLE, POUR_SOURCES, POUR_TARGETS, RECEPTACLES
 from sage_gr00t.skills import Subtask
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"

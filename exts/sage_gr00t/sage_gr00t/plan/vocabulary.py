@@ -1,6 +1,6 @@
 """The planner's vocabulary: which kinds each skill may use, and the nouns users call them by.
 
-The base vocabulary (`plan.commands`: blocks, bins, fruit, plates, pitchers, cups ...) is extended by
+The base vocabulary (below: blocks, bins, fruit, plates, pitchers, cups ...) is extended by
 what installed tasks declare (`ObjectSpec.kind`, `.role`, `.words`), so a task package that brings a new
 object also teaches the command generator (and so the trained planner) its name and what can be done with it.
 """
@@ -12,6 +12,17 @@ from dataclasses import dataclass, field
 
 from sage_gr00t.tasks.spec import ObjectSpec
 
+# The base vocabulary: the kinds the shipped planner was trained on, by what each skill may do with them.
+PICKABLE = ("block", "cylinder", "apple", "banana", "pear")
+RECEPTACLES = ("bin", "bowl", "plate", "tray")
+POUR_SOURCES = ("pitcher",)
+POUR_TARGETS = ("cup", "bowl")
+BASE_KINDS = frozenset((*PICKABLE, *RECEPTACLES, *POUR_SOURCES, *POUR_TARGETS))
+KIND_WORDS = {
+    "block": ["block", "cube", "brick"], "cylinder": ["cylinder"], "bin": ["bin", "box", "basket", "container"],
+    "apple": ["apple"], "banana": ["banana"], "pear": ["pear"], "plate": ["plate", "dish"], "tray": ["tray"],
+    "bowl": ["bowl"], "pitcher": ["pitcher", "jug"], "cup": ["cup", "glass", "mug"],
+}
 ROLE_FIELDS = {"pickable": "pickable", "receptacle": "receptacles", "pour_source": "pour_sources",
                "pour_target": "pour_targets"}
 
@@ -26,10 +37,8 @@ class Vocabulary:
 
     @staticmethod
     def base() -> Vocabulary:
-        from sage_gr00t.plan import commands
-
-        return Vocabulary(commands.PICKABLE, commands.RECEPTACLES, commands.POUR_SOURCES, commands.POUR_TARGETS,
-                          {k: tuple(v) for k, v in commands.KIND_WORDS.items()})
+        words = {k: tuple(v) for k, v in KIND_WORDS.items()}
+        return Vocabulary(PICKABLE, RECEPTACLES, POUR_SOURCES, POUR_TARGETS, words)
 
     def kinds(self) -> tuple[str, ...]:
         seen = (*self.pickable, *self.receptacles, *self.pour_sources, *self.pour_targets)

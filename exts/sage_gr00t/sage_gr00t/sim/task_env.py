@@ -9,7 +9,7 @@ from sage_gr00t.sim.actions import home_action
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import EmbodimentSpec
 from sage_gr00t.skills import Subtask
-from sage_gr00t.tasks.protocols import SceneAccess
+from sage_gr00t.tasks.scene_access import SceneAccess
 from sage_gr00t.tasks.spec import Task
 
 

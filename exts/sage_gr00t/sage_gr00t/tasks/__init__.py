@@ -9,7 +9,7 @@ through the `sage_gr00t.tasks` entry-point group, and `make_env` for either simu
 from __future__ import annotations
 
 from sage_gr00t.sim.config import TaskConfig
-from sage_gr00t.tasks.protocols import SceneAccess, TaskEnv
+from sage_gr00t.tasks.protocols import TaskEnv
 from sage_gr00t.tasks.registry import (
     BACKENDS,
     ENTRY_POINT_GROUP,
@@ -19,6 +19,7 @@ from sage_gr00t.tasks.registry import (
     resolve_task,
     task_names,
 )
+from sage_gr00t.tasks.scene_access import SceneAccess
 from sage_gr00t.tasks.shapes import open_box, ring_walls
 from sage_gr00t.tasks.spec import (
     Geom,

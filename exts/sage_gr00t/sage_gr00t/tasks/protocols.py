@@ -1,6 +1,5 @@
-"""The two contracts between tasks, simulators and SAGE.
+"""The contract between simulators and SAGE (the other one, `SceneAccess`, is in `tasks.scene_access`).
 
-`SceneAccess`: what a task's code may read and write in a simulator (each backend implements it).
 `TaskEnv`: what the bridge, evaluation, experts, perception and the panel read from an environment
 (the embedded MuJoCo env and the Isaac Lab adapter both satisfy it).
 """
@@ -11,33 +10,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sage_gr00t.tasks.scene_access import SceneAccess
+from sage_gr00t.tasks.spec import Task
+
 if TYPE_CHECKING:
     from sage_gr00t.sim.embodiment import EmbodimentSpec
     from sage_gr00t.skills import Subtask
-    from sage_gr00t.tasks.spec import Task
-
-
-@runtime_checkable
-class SceneAccess(Protocol):
-    """Simulator state as a task sees it; positions in the env's frame (metres), quaternions (w, x, y, z)."""
-
-    @property
-    def table_height(self) -> float: ...
-
-    def body_pos(self, name: str) -> np.ndarray: ...
-
-    def body_quat(self, name: str) -> np.ndarray: ...
-
-    def set_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
-        """Place an object (movable) or a setting (fixed: plate, bin) at reset; velocities zeroed."""
-
-    def touching_robot(self, name: str) -> bool: ...
-
-    def joint_state(self) -> dict[str, np.ndarray]:
-        """`state.<group>` joint positions."""
-
-    def particle_positions(self, name: str) -> np.ndarray:
-        """(count, 3) positions of a `ParticleSpec`'s particles."""
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import numpy as np
 
 from sage_gr00t.perceive.camera import VisualSignature
 from sage_gr00t.skills import Subtask
-from sage_gr00t.tasks.protocols import SceneAccess
+from sage_gr00t.tasks.scene_access import SceneAccess
 
 SHAPES = ("box", "sphere", "cylinder", "capsule", "ellipsoid")
 # What the planner may do with an object of a kind (see plan/commands.py).
