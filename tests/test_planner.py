@@ -111,10 +111,13 @@ def test_heldout_exact_match(planner: HModulePlanner) -> None:
 def test_declared_objects_extend_the_planner_vocabulary() -> None:
     from sage_gr00t.plan.scene import SceneObject
     from sage_gr00t.plan.vocabulary import Vocabulary, task_vocabulary
-    from sage_gr00t.tasks import Geom, ObjectSpec
+    from sage_gr00t.tasks import Geom, ObjectSpec, get_task
 
     # The shipped tasks bring no kind the base vocabulary lacks: the planner's training data is unchanged.
-    assert task_vocabulary() == Vocabulary.base()
+    shipped = [o for name in ("pick_apple", "sort_blocks", "pour_water") for variant in ("train", "novel")
+               for o in get_task(name)(variant).objects()]
+    assert Vocabulary.base().extended(shipped) == Vocabulary.base()
+    assert set(Vocabulary.base().kinds()) <= set(task_vocabulary().kinds())  # whatever else is installed
     mango = ObjectSpec("mango", (Geom("sphere", (0.03,), (1.0, 0.6, 0.0, 1.0)),), kind="mango", role="pickable",
                        words=("mango", "ripe mango"))
     vocab = Vocabulary.base().extended([mango])
