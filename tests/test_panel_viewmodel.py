@@ -54,6 +54,7 @@ def test_command_is_planned_executed_and_trust_updates(parts) -> None:
         vm.tick()
     before = vm.state()
     assert before["status"] == "idle" and before["plan"] == [] and before["example_command"] == COMMAND
+    assert {"pick_apple", "sort_blocks", "pour_water"} <= set(before["tasks"])  # the installed tasks
     assert vm.run(COMMAND)
     assert vm.state()["status"] == "planning"
     vm.tick()  # the bridge plans from the perceived scene at its next step

@@ -39,6 +39,7 @@ from sage_gr00t.panel.sleep import THUMBNAIL_KEY, SleepCycle, gallery, run_sleep
 from sage_gr00t.plan.planner import HModulePlanner
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.session import build_session
+from sage_gr00t.tasks import task_names
 from sage_gr00t.tasks.protocols import TaskEnv
 
 
@@ -428,7 +429,8 @@ class PanelViewModel:
             meta = bridge.metabolic
             out = {
                 "sleeping": self.sleeping,
-                "task": self.task, "seed": self.seed, "episode": self.episode, "tick": self.ticks,
+                "task": self.task, "tasks": task_names(), "seed": self.seed, "episode": self.episode,
+                "tick": self.ticks,
                 "step": bridge.steps, "command_steps": self.command_steps,
                 "status": self.status, "message": self.message, "error": self.error,
                 "command": self.command_text, "example_command": self.example_command,
