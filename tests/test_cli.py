@@ -55,6 +55,12 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
     (["--policy", "no/such/folder", "--task", "pick_apple"], "is not 'expert', a checkpoint folder"),
     (["--policy", "zmq://localhost", "--task", "pick_apple"], "zmq://HOST:PORT"),
     (["--episodes", "0"], "--episodes must be >= 1"),
+    (["--episodes", "-3"], "--episodes must be >= 1"),
+    (["--max-steps", "-5"], "--max-steps must be >= 1"),
+    (["--controller", "sage", "--command", ""], "--command is empty"),
+    (["--controller", "sage", "--command", "   "], "--command is empty"),
+    (["--task-option", "image_height=-5", "--task", "pick_apple", "--episodes", "1"], "image_height and image_width"),
+    (["--task", "pick_apple", "--out", __file__], "is a file; give a folder"),
     (["--task-option", "image_height"], "KEY=VALUE"),
     (["--task-option", "camera=x", "--task", "pick_apple", "--episodes", "1"], "Unknown task option"),
 ])
@@ -80,3 +86,30 @@ def test_sage_serve_refuses_the_expert_and_bad_ports(capsys) -> None:
             serve.main(argv)
         assert exc.value.code == 2
         assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> None:
+    """Ctrl-C (SIGINT) mid-run: exit status 130, and the episodes that finished are on disk (JSON lines as they
+    end, and the JSON list written on the way out)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "sage_gr00t.cli.eval", "--policy", "expert", "--task", "pick_apple",
+                             "--episodes", "50", "--out", str(tmp_path), "--task-option", "image_height=32",
+                             "image_width=32"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        lines: list[str] = []
+        while time.monotonic() < deadline and len(lines) < 2 and proc.poll() is None:
+            time.sleep(0.2)
+            lines = [ln for f in tmp_path.glob("*.jsonl") for ln in f.read_text().splitlines()]
+        assert len(lines) >= 2, "no episode finished"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (results,) = tmp_path.glob("*.json")
+    episodes = json.loads(results.read_text())
+    assert 2 <= len(episodes) < 50
+    assert [e["seed"] for e in episodes] == list(range(1000, 1000 + len(episodes)))
+    assert [json.loads(ln) for ln in next(tmp_path.glob("*.jsonl")).read_text().splitlines()] == episodes

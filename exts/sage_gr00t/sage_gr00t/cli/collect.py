@@ -62,7 +62,7 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)  # UnknownTaskError (a ValueError) lists the installed tasks
-        check(self.episodes >= 0, f"--episodes must be >= 0, got {self.episodes}.")
+        check(self.episodes >= 1, f"--episodes must be >= 1, got {self.episodes}.")
         check(self.seed_start >= 0, f"--seed-start must be >= 0, got {self.seed_start}.")
         check(self.image_size >= 16, f"--image-size must be >= 16 pixels, got {self.image_size}.")
         check(self.max_attempts is None or self.max_attempts >= 0,

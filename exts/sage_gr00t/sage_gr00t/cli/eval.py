@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +66,7 @@ class EvalConfig(SessionConfig):
     """mp4 of the first episode of each task (front view with the ego camera inset); one file per task."""
     out: Path = Path("outputs/eval")
     """Folder for the JSON results."""
-    command: str = ""
+    command: str | None = None
     """User command for --controller sage (default: the task's example command)."""
     stop: str = "success"
     """success: end an episode at the simulator's success check (an oracle); controller: only when the
@@ -77,6 +79,9 @@ class EvalConfig(SessionConfig):
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}.")
+        if self.command is not None and not self.command.strip():
+            raise ValueError("--command is empty; give a command such as 'put the apple on the plate', or leave "
+                             "the flag out for the task's example command.")
         if self.stop not in ("success", "controller"):
             raise ValueError(f"--stop must be 'success' or 'controller', got {self.stop!r}.")
         self.task_options = {**self.task_options, **parse_task_options(self.task_option)}
@@ -95,11 +100,14 @@ class EvalConfig(SessionConfig):
         return SessionConfig(**{**shared, "task": task})
 
 
-def evaluate_task(cfg: EvalConfig, session: Session, console: Console) -> list[EpisodeResult]:
+def evaluate_task(cfg: EvalConfig, session: Session, console: Console,
+                  on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
     env, bridge = session.env, session.bridge
     if cfg.max_steps:
         env.config.max_steps = cfg.max_steps
-    command = cfg.command or env.task.example_command
+    command = cfg.command if cfg.command is not None else env.task.example_command
+    if bridge is not None and not command.strip():
+        raise ValueError(f"--controller sage needs --command: task {env.task_name} declares no example command.")
     results = []
     for i, seed in enumerate(tqdm(range(cfg.seed_start, cfg.seed_start + cfg.episodes), desc=env.task_name)):
         video = EpisodeVideo(enabled=cfg.video is not None and i == 0)
@@ -111,6 +119,8 @@ def evaluate_task(cfg: EvalConfig, session: Session, console: Console) -> list[E
         else:
             results.append(run_episode(env, session.policy, seed, on_frame=video.grab, chunking=cfg.chunking,
                                        stop_on_success=cfg.stop == "success"))
+        if on_result is not None:
+            on_result(results[-1])
         saved = video.save(cfg.video.with_name(f"{cfg.video.stem}_{env.task_name}{cfg.video.suffix}")) \
             if cfg.video is not None else None
         if saved is not None:
@@ -122,33 +132,77 @@ def evaluate_task(cfg: EvalConfig, session: Session, console: Console) -> list[E
     return results
 
 
+class ResultsFile:
+    """Episode records written as they finish (one JSON line each, flushed to disk), so an interrupted run keeps
+    every finished episode; `finish()` writes the whole list as one JSON file beside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = path.with_suffix(".jsonl")
+        self.records: list[dict] = []
+        with open(self.lines, "w"):  # fail now, not after the first episode, if the folder is not writable
+            pass
+
+    def add(self, result: EpisodeResult) -> None:
+        record = result.to_dict()
+        self.records.append(record)
+        with open(self.lines, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self) -> Path:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.records, indent=1))
+        tmp.replace(self.path)
+        return self.path
+
+
+def writable_folder(path: Path, flag: str) -> None:
+    """Create `path` if needed and check it is a writable folder, before minutes of setup."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file; give a folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path} cannot be created ({exc.strerror}); give a writable folder.") from exc
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path} is not writable; give a writable folder.")
+
+
 def run(cfg: EvalConfig) -> Path:
     tasks = cfg.tasks()
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    writable_folder(cfg.out, "--out")
+    if cfg.video is not None:
+        writable_folder(cfg.video.parent, "--video's folder")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    prefix = "eval_sage_" if cfg.controller == "sage" else "eval_"
+    name = "".join(c if c.isalnum() or c in "-." else "_" for c in cfg.policy)
+    results_file = ResultsFile(cfg.out / f"{prefix}{name}_{cfg.embodiment}_{stamp}.json")
     console = Console(width=120)
     table = Table(title=f"SAGE-GR00T evaluation: controller={cfg.controller}, policy={cfg.policy}, "
                         f"embodiment={cfg.embodiment}, backend={cfg.backend}, variant={cfg.variant}, "
                         f"seeds {cfg.seed_start}..{cfg.seed_start + cfg.episodes - 1}")
     for column in ("task", "episodes", "success", "mean steps", "env steps/s", "arm jerk"):
         table.add_column(column, justify="right" if column != "task" else "left")
-    all_results: list[EpisodeResult] = []
-    for task in tasks:
-        session = build_session(cfg.session(task))
-        try:
-            results = evaluate_task(cfg, session, console)
-        finally:
-            session.close()
-        summary = summarize(results)
-        table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
-                      f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}",
-                      f"{summary['arm_jerk']:.1f}")
-        all_results += results
+    try:
+        for task in tasks:
+            session = build_session(cfg.session(task))
+            try:
+                results = evaluate_task(cfg, session, console, on_result=results_file.add)
+            finally:
+                session.close()
+            summary = summarize(results)
+            table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
+                          f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}",
+                          f"{summary['arm_jerk']:.1f}")
+    except KeyboardInterrupt:
+        out = results_file.finish()
+        console.print(table)
+        console.print(f"interrupted: {len(results_file.records)} finished episodes kept in {out}")
+        raise
     console.print(table)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    prefix = "eval_sage_" if cfg.controller == "sage" else "eval_"
-    name = "".join(c if c.isalnum() or c in "-." else "_" for c in cfg.policy)
-    out = cfg.out / f"{prefix}{name}_{cfg.embodiment}_{stamp}.json"
-    out.write_text(json.dumps([r.to_dict() for r in all_results], indent=1))
+    out = results_file.finish()
     console.print(f"results: {out}")
     return out
 
@@ -160,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PolicySpecError, ConnectionError) as exc:
         print(f"sage-eval: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -6,6 +6,7 @@ environments and the experts read only these fields, never branch on a robot's n
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,6 +275,12 @@ def _model_path(emb: EmbodimentSpec) -> Path:
     if emb.source == "asset":
         return assets_dir() / emb.model
     if emb.source == "menagerie":
+        # Without a local checkout the mujoco-menagerie package downloads from GitHub (seconds of waiting on an
+        # offline robot before its error): say what to do at once unless downloads are allowed.
+        if not os.environ.get("MENAGERIE_ROOT") and os.environ.get("SAGE_GR00T_ALLOW_DOWNLOAD") != "1":
+            raise FileNotFoundError(
+                f"Embodiment {emb.name} needs MuJoCo Menagerie's {emb.model}: set MENAGERIE_ROOT to a local "
+                "Menagerie checkout (or SAGE_GR00T_ALLOW_DOWNLOAD=1 to let mujoco-menagerie fetch it from GitHub).")
         import mujoco_menagerie
 
         try:
