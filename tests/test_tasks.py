@@ -176,3 +176,15 @@ def test_pour_success_counts_particles_in_the_cup() -> None:
         assert env.is_success()
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("value", [np.array(["0.1"] * 7), np.array([1 + 2j] * 7), np.array([True] * 7), [None] * 7])
+def test_actions_of_non_real_dtype_are_refused_with_their_key(value) -> None:
+    env = _env("pick_apple")
+    try:
+        env.reset(seed=0)
+        action = {**env.home_action(), "action.left_arm": value}
+        with pytest.raises(InvalidActionError, match=r"action\.left_arm must hold real numbers"):
+            env.step(action)
+    finally:
+        env.close()

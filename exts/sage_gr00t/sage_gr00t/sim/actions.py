@@ -35,7 +35,12 @@ def check_action(action: dict, ctrl_range: dict[str, np.ndarray], embodiment: st
     out = {}
     for key in ACTION_KEYS:
         group = group_of(key)
-        value = np.asarray(action[key], dtype=np.float64)
+        raw = np.asarray(action[key])
+        # Only real numbers: strings, booleans, complex values and objects are refused, not converted.
+        if raw.dtype.kind not in "iuf":
+            raise InvalidActionError(f"{key} must hold real numbers (float or int), got dtype {raw.dtype} "
+                                     f"({action[key]!r:.60}). The robot holds its pose.")
+        value = raw.astype(np.float64)
         expected = (len(ctrl_range[group]),)
         if value.shape != expected:
             raise InvalidActionError(
