@@ -256,8 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
                 ok = vm.sleep_now()
             elif path == "/api/reset":
                 seed = body.get("seed")
-                if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-                    self._error(HTTPStatus.BAD_REQUEST, "'seed' must be a non-negative integer")
+                if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                         or not 0 <= seed < 2**32):
+                    self._error(HTTPStatus.BAD_REQUEST, "'seed' must be an integer in 0..2**32-1")
                     return
                 vm.reset(seed)
                 ok = True
