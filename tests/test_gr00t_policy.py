@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import struct
 
 import numpy as np
 import pytest
@@ -160,6 +162,80 @@ def test_checkpoint_errors_are_clear(tmp_path, demo_data: DemoData) -> None:
     save_file(state, str(weights))
     with pytest.raises(CheckpointError, match=r"missing.*future_tokens.*unexpected.*backbone.unknown"):
         load_checkpoint(path)
+
+
+def _overwrite_tensor_values(weights, name: str, values: list[float]) -> None:
+    """Write float32 bit patterns over the first values of one tensor's data region, found via the header."""
+    raw = bytearray(weights.read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    entry = json.loads(raw[8 : 8 + n])[name]
+    assert entry["dtype"] == "F32"
+    start = 8 + n + entry["data_offsets"][0]
+    raw[start : start + 4 * len(values)] = struct.pack(f"<{len(values)}f", *values)
+    weights.write_bytes(bytes(raw))
+
+
+def test_corrupt_checkpoint_files_get_one_clear_error(tmp_path, demo_data: DemoData) -> None:
+    model = Gr00tModel(compact_config())
+    meta = demo_data.metadata()
+    good = save_checkpoint(tmp_path / "good", model, {meta.tag: meta})
+
+    def copy(name: str):
+        return shutil.copytree(good, tmp_path / name)
+
+    # NaN / inf bytes in the middle of the file (a tensor in the middle of the data region).
+    path = copy("nan")
+    weights = path / "model.safetensors"
+    header = json.loads(weights.read_bytes()[8 : 8 + struct.unpack("<Q", weights.read_bytes()[:8])[0]])
+    tensors = sorted((v["data_offsets"][0], k) for k, v in header.items() if k != "__metadata__")
+    name = tensors[len(tensors) // 2][1]
+    _overwrite_tensor_values(weights, name, [float("nan"), float("nan"), float("inf")])
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert str(weights) in msg and name in msg and "3 of" in msg and "2 NaN, 1 inf" in msg, msg
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_policy(path)  # the policy server's entry point refuses it too
+    # fp16 storage: a NaN half is caught as well.
+    half = save_checkpoint(tmp_path / "fp16", model, {meta.tag: meta}, dtype=torch.float16)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state[name].view(-1)[5] = float("-inf")
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(half / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"{name} \(1 of .*0 NaN, 1 inf"):
+        load_checkpoint(half)
+
+    # Truncated weights: names the file, says truncated and what to do. Header cut too.
+    for i, keep in enumerate((-100, 1000, 5)):  # data cut short, header cut short, length prefix cut short
+        path = copy(f"trunc{i}")
+        weights = path / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:keep])
+        with pytest.raises(CheckpointError, match=r"(?i)truncated.*re-download or re-train") as err:
+            load_checkpoint(path)
+        assert str(err.value).startswith(f"Corrupted weights file {weights}: truncated"), err.value
+        assert "\n" not in str(err.value)
+
+    # Broken config.json: the file and the JSON position, not a bare JSONDecodeError.
+    path = copy("config")
+    (path / "config.json").write_text('{"backbone": {"kind": ')
+    with pytest.raises(CheckpointError, match=r"config\.json: invalid JSON at line 1 column") as err:
+        load_checkpoint(path)
+    assert str(path / "config.json") in str(err.value)
+    (path / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"config\.json: expected a JSON object"):
+        load_checkpoint(path)
+
+    # experiment_cfg/metadata.json: broken -> clear error; missing -> load_policy names the path.
+    path = copy("meta")
+    metadata = path / "experiment_cfg" / "metadata.json"
+    metadata.write_text("{oops")
+    with pytest.raises(CheckpointError, match=r"metadata\.json: invalid JSON"):
+        load_checkpoint(path)
+    metadata.unlink()
+    _, embodiments, _ = load_checkpoint(path)  # optional for the bare model (upstream exports)...
+    assert embodiments == {}
+    with pytest.raises(CheckpointError, match=r"no embodiment metadata.*experiment_cfg/metadata\.json") as err:
+        load_policy(path)  # ...but a policy needs its normalization stats
+    assert str(metadata) in str(err.value)
 
 
 def _tiny_eagle() -> BackboneConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sage_gr00t.policy.gr00t.checkpoint import load_checkpoint
+from sage_gr00t.policy.gr00t.checkpoint import METADATA_FILE, CheckpointError, load_checkpoint
 from sage_gr00t.policy.gr00t.model import Gr00tModel
 from sage_gr00t.policy.gr00t.processor import EmbodimentMetadata, Gr00tProcessor
 
@@ -56,4 +56,8 @@ def load_policy(path: str | Path, embodiment: str | None = None, device: str = "
                 seed: int | None = 0) -> Gr00tNativePolicy:
     """Load a checkpoint folder (ours or upstream N1.5 layout) as a ready-to-use policy."""
     model, embodiments, _ = load_checkpoint(path, device=device)
+    if not embodiments:
+        raise CheckpointError(f"Checkpoint {path} has no embodiment metadata: {Path(path) / METADATA_FILE} is "
+                              "missing or empty (it holds the normalization stats). Re-export the checkpoint "
+                              "with sage-train, or copy experiment_cfg/ from the original.")
     return Gr00tNativePolicy(model, embodiments, embodiment, device, seed)
