@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -31,6 +33,7 @@ from sage_gr00t.memory import (
     SNARCScores,
     hash_text,
 )
+from sage_gr00t.memory.store import _SCHEMA, APPLICATION_ID, SCHEMA_VERSION, StoreFormatError
 
 DIM = 28  # sage_humanoid: 2 x 7 arm + 2 x 7 hand joints
 TASK = "pick up the red apple and place it on the plate"
@@ -353,6 +356,100 @@ def test_reader_does_not_break_a_live_writer(tmp_path: Path) -> None:
             assert reader.recovered == [] and reader.stats()["episodes_in_progress"] == 1
         writer.end_episode(eid, success=True)
         assert writer.episode(eid).status == "complete"
+
+
+# ------------------------------------------------------------------ foreign / newer files are refused untouched
+def _fingerprint(db: Path) -> tuple[str, list[str]]:
+    """sha256 of the file and the names of everything next to it (catches created -wal/-shm/-journal)."""
+    return hashlib.sha256(db.read_bytes()).hexdigest(), sorted(p.name for p in db.parent.iterdir())
+
+
+def _foreign_app_db(db: Path) -> None:
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users VALUES (1, 'ada');")
+    con.close()
+
+
+def _foreign_episodes_db(db: Path) -> None:  # a table named like ours, with other columns
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE episodes (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO episodes VALUES (1,'');")
+    con.close()
+
+
+def _foreign_wal_db(db: Path) -> None:  # another program's database in WAL mode, closed cleanly
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.executescript("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
+    con.close()
+
+
+def _other_application_id(db: Path) -> None:  # our table names, someone else's application_id
+    con = sqlite3.connect(db)
+    con.executescript(_SCHEMA + "PRAGMA application_id = 1234;")
+    con.close()
+
+
+def _newer_store(db: Path) -> None:
+    ExperienceStore(db).close()
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+
+
+def _not_sqlite(db: Path) -> None:
+    db.write_bytes(b"plain text, not a database\n" * 50)
+
+
+@pytest.mark.parametrize(
+    ("make", "found"),
+    [
+        (_foreign_app_db, r"another database .*users"),
+        (_foreign_episodes_db, r"another database .*episodes"),
+        (_foreign_wal_db, r"another database .*notes"),
+        (_other_application_id, r"another application .*application_id 0x4d2"),
+        (_newer_store, rf"schema version {SCHEMA_VERSION + 1}, newer than this code's {SCHEMA_VERSION}"),
+        (_not_sqlite, r"not a SQLite database"),
+    ],
+)
+def test_store_refuses_foreign_or_newer_files_untouched(tmp_path: Path, make, found: str) -> None:
+    db = tmp_path / "other.db"
+    make(db)
+    before = _fingerprint(db)
+    for _ in range(2):  # a second attempt (after the first refusal) is refused the same way
+        with pytest.raises(StoreFormatError, match=found) as err:
+            ExperienceStore(db)
+        assert str(db) in str(err.value) and "untouched" in str(err.value)
+        assert _fingerprint(db) == before  # byte-for-byte, and no -wal/-shm/-journal created
+
+
+def test_store_opens_new_empty_current_and_pre_marker_files(tmp_path: Path) -> None:
+    # New path (in a folder with awkward URI characters) and an existing empty file are initialised.
+    odd = tmp_path / "a dir?#%" / "mem.db"
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for db in (odd, empty):
+        with ExperienceStore(db) as store:
+            assert store.opened_as == "new"
+            store.end_episode(store.begin_episode({"task": "pick"}), success=True)
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        con.close()
+        with ExperienceStore(db) as store:
+            assert store.opened_as == "current" and len(store.episodes()) == 1
+    # A store written by earlier versions of this code: its tables, user_version 1 (or 0), no application_id.
+    for version in (1, 0):
+        db = tmp_path / f"legacy{version}.db"
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(_SCHEMA)
+        con.execute(f"PRAGMA user_version={version}")
+        con.execute("INSERT INTO episodes (task, status, started_at) VALUES ('pick', 'complete', 0)")
+        con.close()
+        with ExperienceStore(db) as store:
+            assert store.opened_as == "legacy" and [r.task for r in store.episodes()] == ["pick"]
+        with ExperienceStore(db) as store:
+            assert store.opened_as == "current"
 
 
 # ------------------------------------------------------------------ metabolic states

@@ -15,6 +15,14 @@ the experiences, the trajectory and the final status in one transaction. If the 
 its marker is set to `incomplete` (it has no experience rows, so queries never see half an
 episode). One writer per database file is assumed; a marker whose writer process is still alive
 on this host is left alone so a reader opening the file does not break a live writer.
+
+The file is identified before anything is written to it (not even the WAL switch): a read-only
+connection reads the header's `application_id` (`APPLICATION_ID`, "SGEX") and `user_version`
+(`SCHEMA_VERSION`) and the table list. A missing or empty file is initialised; a store of this
+schema opens; a store written before the marker existed (application_id 0, only this store's tables
+and columns) is stamped and opens; anything else -- another program's database, a newer schema, a
+file that is not SQLite -- raises `StoreFormatError` naming the path and what was found, and the file
+is left byte-for-byte as it was.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ import numpy as np
 from sage_gr00t.memory.snarc import Experience, SNARCScores
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x53474558  # b"SGEX" (SaGe EXperience store), SQLite header offset 68
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 STATUS_IN_PROGRESS, STATUS_COMPLETE, STATUS_INCOMPLETE = "in_progress", "complete", "incomplete"
 
 
@@ -209,6 +219,90 @@ CREATE INDEX IF NOT EXISTS idx_exp_salience ON experiences(salience DESC);
 CREATE INDEX IF NOT EXISTS idx_exp_episode ON experiences(episode_id);
 CREATE INDEX IF NOT EXISTS idx_episode_task ON episodes(task, status);
 """
+_TABLES = ("episodes", "experiences")
+_INDEXES = ("idx_exp_salience", "idx_exp_episode", "idx_episode_task")
+
+
+class StoreFormatError(RuntimeError):
+    """The file is not an experience store this code can open (foreign database, newer schema, not SQLite)."""
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    """Column names of this store's tables, read off `_SCHEMA` (in an in-memory database)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        return {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in _TABLES}
+    finally:
+        db.close()
+
+
+_COLUMNS = _schema_columns()
+
+
+def inspect_store_file(path: Path) -> str:
+    """Identify `path` without writing to it: "new" (missing/empty), "current" (this schema) or "legacy"
+    (a store written before the application_id marker). Raises StoreFormatError for anything else."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0 and not _side_files(path)):
+        return "new"
+    if not path.is_file():
+        raise StoreFormatError(f"Experience store path {path} exists but is not a regular file.")
+    with path.open("rb") as f:
+        magic = f.read(len(_SQLITE_MAGIC))
+    if magic != _SQLITE_MAGIC and path.stat().st_size > 0:
+        raise StoreFormatError(f"Refusing to open {path} as the experience store: it is not a SQLite database "
+                               f"(starts with {magic[:16]!r}). The file was left untouched; pass a new path.")
+    try:
+        # Without a -wal/-journal next to it the file alone is the whole database: immutable=1 reads it
+        # with no locks and no side files (a read-only WAL connection would create -wal/-shm). With one
+        # (a live writer, or a killed one), mode=ro reads through it like any reader, writing nothing.
+        mode = "mode=ro" if _side_files(path) else "mode=ro&immutable=1"
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
+        try:
+            app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            objects = {name: kind for name, kind in db.execute(
+                "SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+            columns = {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in _TABLES if t in objects}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreFormatError(f"Refusing to open {path} as the experience store: SQLite cannot read it "
+                               f"({exc}). The file was left untouched.") from exc
+    found = (f"application_id {app_id:#x}, user_version {version}, "
+             f"{len(objects)} schema objects{': ' + ', '.join(sorted(objects)[:8]) if objects else ''}"
+             f"{' ...' if len(objects) > 8 else ''}")
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise StoreFormatError(f"Refusing to open {path}: it is an experience store of schema version {version}, "
+                                   f"newer than this code's {SCHEMA_VERSION} ({found}). Upgrade sage_gr00t to read it; "
+                                   "the file was left untouched.")
+        if version == SCHEMA_VERSION:
+            return "current"
+        # Older schema of this project: no migrations exist yet beyond re-stamping (v1 is the first).
+    elif app_id != 0:
+        raise StoreFormatError(f"Refusing to open {path} as the experience store: it belongs to another "
+                               f"application ({found}). The file was left untouched; pass a new path.")
+    if not objects and version == 0:
+        return "new"  # an empty SQLite database (e.g. created by sqlite3 with no tables)
+    ours = set(_TABLES) | set(_INDEXES)
+    legacy = (
+        set(objects) <= ours
+        and "episodes" in objects
+        and all(objects.get(t, "table") == "table" and _COLUMNS[t] <= columns.get(t, _COLUMNS[t]) for t in _TABLES)
+        and version <= SCHEMA_VERSION
+    )
+    if legacy:
+        return "legacy"
+    if app_id == 0 and version > SCHEMA_VERSION and set(objects) <= ours:
+        raise StoreFormatError(f"Refusing to open {path}: it looks like an experience store of a newer schema "
+                               f"({found}; this code reads {SCHEMA_VERSION}). The file was left untouched.")
+    raise StoreFormatError(f"Refusing to open {path} as the experience store: it is another database ({found}"
+                           f"; expected tables {', '.join(_TABLES)}). The file was left untouched; pass a new path.")
+
+
+def _side_files(path: Path) -> list[Path]:
+    return [p for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")) if p.exists()]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -234,13 +328,17 @@ class ExperienceStore:
         self.config = config or StoreConfig()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.opened_as = inspect_store_file(self.path)  # raises before anything touches a foreign file
         # Autocommit mode: transactions are opened explicitly so their extent is exactly one episode.
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=self.config.busy_timeout_ms / 1000)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={self.config.synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if self.opened_as != "current":  # new file or pre-marker store: schema + marker in one transaction
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID};"
+                f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            )
         self._open: dict[int, _OpenEpisode] = {}
         self._host = socket.gethostname()
         self.recovered: list[int] = self._recover() if self.config.recover_on_open else []
