@@ -2,7 +2,8 @@
 
 Types "put the apple on the plate" on pick_apple seed 1000 (the shipped policy succeeds there in ~55 control
 steps), clicks Run, waits for the page to report success, checks trust values moved, exercises the e-stop
-button and the speed slider, and saves a screenshot (tmp_path and outputs/panel/web_panel.png).
+button (it only engages; releasing takes the confirmed release step) and the speed slider, and saves a
+screenshot (tmp_path and outputs/panel/web_panel.png).
 """
 
 from __future__ import annotations
@@ -112,14 +113,22 @@ def test_web_panel_runs_a_command_to_success(panel_url, tmp_path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(shot.read_bytes())
 
-            # Emergency stop from the page: the safety filter holds the robot; released again.
+            # Emergency stop from the page: the safety filter holds the robot. Pressing it again keeps it
+            # engaged (not a toggle); releasing takes "Release e-stop…" and then "Confirm release".
             page.click("#estop")
             expect(page.locator("#status")).to_have_text("estop", timeout=30_000)
-            expect(page.locator("#estop")).to_have_text("Release e-stop", timeout=30_000)
+            expect(page.locator("#estop")).to_have_text("E-stop engaged", timeout=30_000)
             assert api_state(panel_url)["safety"]["estop"]
             page.click("#estop")
+            page.wait_for_timeout(800)
+            assert api_state(panel_url)["safety"]["estop"]
+            page.click("#release")
+            expect(page.locator("#release-confirm")).to_be_visible(timeout=30_000)
+            assert api_state(panel_url)["safety"]["estop"]
+            page.click("#release-confirm")
             expect(page.locator("#status")).to_have_text("stopped", timeout=30_000)
             assert not api_state(panel_url)["safety"]["estop"]
+            expect(page.locator("#release")).to_be_hidden(timeout=30_000)
 
             # Speed slider -> the safety filter's speed scale.
             page.locator("#speed").fill("40")
