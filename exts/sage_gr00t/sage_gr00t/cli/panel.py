@@ -5,10 +5,11 @@
 A background thread ticks the simulator at control rate (20 Hz, or as fast as the CPU allows; `--idle-hz` while
 no command runs). Type a command ("put the apple on the plate"), press Run; Stop holds the robot, Emergency
 stop makes the safety filter hold the measured joint positions (released only by "Release e-stop…" then
-"Confirm release"), the slider sets the safety filter's speed scale (10-100 %). The JSON API (sage_gr00t/panel/web.py): GET /api/state, POST /api/command {text}, POST
-to /api/stop, /api/estop {engage}, /api/speed {percent}, /api/reset {seed}. Only the panel's own page may
-use it (JSON content type, Host and Origin checked); `--token` (generated when `--host` is beyond loopback)
-makes every request carry it: open the printed URL, which has `?token=...`.
+"Confirm release"), the slider sets the safety filter's speed scale (10-100 %). The JSON API
+(sage_gr00t/panel/web.py): GET /api/state, POST /api/command {text}, POST to /api/stop, /api/estop {engage},
+/api/speed {percent}, /api/reset {seed}. Only the panel's own page may use it (JSON content type, Host and
+Origin checked); `--token` (generated when `--host` is beyond loopback) makes every request carry it: open the
+printed URL, which has `?token=...`.
 """
 
 from __future__ import annotations
