@@ -137,7 +137,7 @@ def test_unreachable_server_raises_connection_error_quickly():
 
 
 def test_kill_endpoint_stops_server():
-    handle = PolicyServer(TinyPolicy(), port=0).serve_in_thread()
+    handle = PolicyServer(TinyPolicy(), port=0, allow_remote_kill=True).serve_in_thread()
     with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000) as client:
         client.kill_server()
     handle.thread.join(3.0)
@@ -347,3 +347,187 @@ def test_arbitrary_payloads_round_trip():
         np.testing.assert_array_equal(got[k], payload[k])
     assert got["nested"]["text"] == "héllo" and got["nested"]["list"] == [1, 2.5, None, "x"]
     np.testing.assert_array_equal(got["nested"]["arr"], payload["nested"]["arr"])
+
+
+# ---- hardening: malformed, oversized, implausible and unauthorized requests ----
+
+
+def raw_call(port: int, frames: list[bytes], timeout_ms: int = 3000):
+    """Send `frames` as one request on a fresh REQ socket; the decoded reply, or None on timeout."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sock.send_multipart(frames)
+        try:
+            return upstream_decode(sock.recv())
+        except zmq.Again:
+            return None
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def test_multi_frame_request_gets_an_error_reply_and_the_server_survives():
+    """Probe 1: two frames on a REQ socket used to make the reply raise EFSM and kill the serve loop."""
+    policy = TinyPolicy()
+    for token in (None, "s3cret"):
+        handle = PolicyServer(policy, port=0, api_token=token).serve_in_thread()
+        try:
+            for frames in ([msgpack.packb({"endpoint": "ping"}), b"junk"], [b"", b"", b""], [b"a"] * 40):
+                reply = raw_call(handle.port, frames)
+                assert reply is not None and "one ZMQ frame" in reply["error"], reply
+            assert handle.thread.is_alive()
+            with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000, api_token=token) as client:
+                obs = make_obs(4)
+                assert_same_actions(client.get_action(obs), policy.get_action(obs))
+        finally:
+            handle.stop()
+
+
+def test_handle_request_never_raises_on_odd_input():
+    server = PolicyServer(TinyPolicy(), port=0)
+    try:
+        for raw in (b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"endpoint": 5}),
+                    msgpack.packb({"endpoint": "get_action", "data": [1]}), b"\x91" * 5000 + b"\x01",
+                    msgpack.packb({"endpoint": "get_action", "data": {1: 2}})):
+            assert isinstance(upstream_decode(server.handle_request(raw))["error"], str)
+        assert "one ZMQ frame" in upstream_decode(server.handle_frames([]))["error"]
+    finally:
+        server.close()
+
+
+def test_oversized_requests_are_refused():
+    """Probe 2: a size limit; up to twice it gets an error reply, beyond that ZMQ (MAXMSGSIZE) cuts the peer off."""
+    limit = 64 * 1024
+    policy = TinyPolicy()
+    server = PolicyServer(policy, port=0, max_message_bytes=limit)
+    assert server._socket.getsockopt(zmq.MAXMSGSIZE) == 2 * limit
+    default = PolicyServer(policy, port=0)
+    assert default.max_message_bytes == 32 * 1024 * 1024
+    default.close()
+    with server.serve_in_thread() as handle:
+        big = make_obs() | {"video.ego_view": np.zeros((200, 200, 3), np.uint8)}  # 120 kB
+        reply = raw_call(handle.port, [upstream_encode({"endpoint": "get_action", "data": big})])
+        assert reply is not None and f"limit of {limit} bytes" in reply["error"]
+        assert raw_call(handle.port, [b"\0" * (3 * limit)], timeout_ms=300) is None  # cut off, unanswered
+        with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000) as client:
+            obs = make_obs(6)
+            assert_same_actions(client.get_action(obs), policy.get_action(obs))
+
+
+class CountingPolicy(TinyPolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def get_action(self, observation: dict) -> dict[str, np.ndarray]:
+        self.calls += 1
+        return super().get_action(observation)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("state.left_arm", np.full((1, 7), 1e30, np.float32), r"'state\.left_arm' has \|value\| 1e\+30 > 10000"),
+    ("state.left_arm", np.full((1, 7), np.nan, np.float32), r"'state\.left_arm' contains NaN or inf"),
+    ("state.left_arm", np.full((1, 7), -np.inf), r"'state\.left_arm' contains NaN or inf"),
+    ("state.left_arm", np.array(["a"] * 7), r"'state\.left_arm' must be a numeric array"),
+    ("state.left_arm", np.ones((1, 7), np.complex64), r"'state\.left_arm' must be a numeric array"),
+    ("video.ego_view", np.zeros((8, 8, 3), np.float32), r"'video\.ego_view' must be uint8 image data"),
+    ("video.ego_view", np.full((8, 8, 3), 300, np.int16), r"'video\.ego_view' has values outside 0\.\.255"),
+    ("video.ego_view", "not an image", r"'video\.ego_view' must be an image array"),
+])
+def test_implausible_observations_are_refused_naming_the_key(field, value, message):
+    """Probe 3: 1e30 used to be accepted (only NaN was refused, by the policy)."""
+    policy = CountingPolicy()
+    with PolicyServer(policy, port=0).serve_in_thread() as handle, \
+            RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000) as client:
+        with pytest.raises(RemotePolicyError, match=message):
+            client.get_action(make_obs() | {field: value})
+        assert policy.calls == 0
+        obs = make_obs() | {"state.left_arm": np.full((1, 7), 9999.0), "video.ego_view": np.full((4, 4, 3), 255)}
+        assert_same_actions(client.get_action(obs), policy.get_action(obs))  # int64 0..255 images are fine
+
+
+def test_state_limit_is_configurable():
+    policy = TinyPolicy()
+    with PolicyServer(policy, port=0, max_state_abs=1e31).serve_in_thread() as handle, \
+            RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000) as client:
+        obs = make_obs() | {"state.left_arm": np.full((1, 7), 1e30)}
+        assert_same_actions(client.get_action(obs), policy.get_action(obs))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("as_npy", "detail"), [
+    (b"garbage bytes", "no .npy magic header"),
+    (_npy(np.zeros(7))[:-8], "header declares shape (7,) of float64 (56 bytes) but 48 bytes"),
+    (_npy(np.zeros(7)).replace(b"(7,)", b"(10000000000,)", 1), "header declares shape (10000000000,)"),
+    (_npy(np.array([{"x": 1}], dtype=object)), "holds Python objects"),
+    ("a str", "'as_npy' holds a str, not bytes"),
+    (b"\x93NUMPY\x09\x00" + b"\0" * 20, "unsupported .npy format version 9.0"),
+])
+def test_bad_array_bytes_say_what_is_wrong(served, as_npy, detail):
+    """Probe 4: garbage used to be reported as "pickled data"."""
+    _, handle, _ = served
+    data = {"state.left_arm": {"__ndarray_class__": True, "as_npy": as_npy}}
+    reply = raw_call(handle.port, [msgpack.packb({"endpoint": "get_action", "data": data})])
+    assert "field message['state.left_arm'] is not valid .npy bytes" in reply["error"], reply
+    assert detail in reply["error"], reply
+
+
+def test_kill_needs_the_token_or_an_explicit_opt_in():
+    """Probe 5: `kill` used to stop any tokenless server for anyone who could reach it."""
+    handle = PolicyServer(TinyPolicy(), port=0).serve_in_thread()
+    try:
+        with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000) as client:
+            with pytest.raises(RemotePolicyError, match="kill endpoint is disabled"):
+                client.kill_server()
+            assert client.ping()
+        assert handle.thread.is_alive()
+    finally:
+        handle.stop()
+    handle = PolicyServer(TinyPolicy(), port=0, api_token="s3cret").serve_in_thread()
+    try:
+        for request in ({"endpoint": "kill"}, {"endpoint": "kill", "api_token": b"s3cret"}):
+            assert raw_call(handle.port, [msgpack.packb(request)])["error"] == "Unauthorized: Invalid API token"
+        assert handle.thread.is_alive()
+        with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=3000, api_token="s3cret") as client:
+            client.kill_server()
+        handle.thread.join(3.0)
+        assert not handle.thread.is_alive()
+    finally:
+        handle.stop()
+
+
+def test_binding_beyond_loopback_without_a_token_warns(caplog):
+    for host, token, warns in (("0.0.0.0", None, True), ("0.0.0.0", "t", False), ("127.0.0.1", None, False),
+                               ("localhost", None, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="sage_gr00t.policy.remote"):
+            PolicyServer(TinyPolicy(), host=host, port=0, api_token=token).close()
+        assert any("beyond loopback without an api token" in r.getMessage() for r in caplog.records) == warns, host
+
+
+def test_sage_serve_flags_and_busy_port(capsys):
+    import tyro
+
+    from sage_gr00t.cli import serve
+
+    cfg = tyro.cli(serve.ServeConfig, args=["--allow-remote-kill", "--max-message-bytes", "4096",
+                                            "--max-state-abs", "50"])
+    assert (cfg.allow_remote_kill, cfg.max_message_bytes, cfg.max_state_abs) == (True, 4096, 50.0)
+    assert not tyro.cli(serve.ServeConfig, args=[]).allow_remote_kill
+    busy = PolicyServer(TinyPolicy(), port=0)
+    try:
+        assert serve.main(["--port", str(busy.port)]) == 2
+    finally:
+        busy.close()
+    err = capsys.readouterr().err
+    assert err.strip() == (f"sage-serve: error: cannot serve a policy on tcp://127.0.0.1:{busy.port}: "
+                           "Address already in use")

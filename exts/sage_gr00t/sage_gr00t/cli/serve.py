@@ -4,7 +4,9 @@
 
 Clients: `sage-eval --policy zmq://HOST:PORT`, `sage_gr00t.policy.remote.RemotePolicyClient`, or upstream's
 `RobotInferenceClient` / `scripts/inference_service.py --client`. Binds to loopback unless --host names
-another interface; use --api-token on shared networks. --port 0 picks a free port (printed).
+another interface (it warns when that happens without --api-token); use --api-token on shared networks.
+--port 0 picks a free port (printed). A remote 'kill' request needs the token, or --allow-remote-kill when
+there is none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from dataclasses import dataclass
 import tyro
 
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError, make_policy
-from sage_gr00t.policy.remote import DEFAULT_PORT, PolicyServer
+from sage_gr00t.policy.remote import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STATE_ABS,
+    DEFAULT_PORT,
+    PolicyServer,
+)
 
 
 @dataclass
@@ -33,10 +40,20 @@ class ServeConfig:
     """Require this token in every request."""
     allow_pickle: bool = False
     """Also accept the pre-Sep-2025 upstream torch.save encoding (unpickles input: trusted networks only)."""
+    allow_remote_kill: bool = False
+    """Let a tokenless 'kill' request stop the server (with --api-token, 'kill' needs the token instead)."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest request accepted, in bytes (larger ones get an error reply)."""
+    max_state_abs: float = DEFAULT_MAX_STATE_ABS
+    """Largest |value| accepted in a state.* observation array."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be in 0..65535, got {self.port}.")
+        if self.max_message_bytes < 1024:
+            raise ValueError(f"--max-message-bytes must be at least 1024, got {self.max_message_bytes}.")
+        if not self.max_state_abs > 0:
+            raise ValueError(f"--max-state-abs must be positive, got {self.max_state_abs}.")
         if PolicySpec.parse(self.policy).kind in ("expert", "zmq"):
             raise PolicySpecError(f"--policy {self.policy!r}: serve a checkpoint folder or upstream:CHECKPOINT.")
 
@@ -47,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         policy = make_policy(cfg.policy, device=cfg.device, embodiment=cfg.embodiment)
         server = PolicyServer(policy, host=cfg.host, port=cfg.port, api_token=cfg.api_token,
-                              allow_pickle=cfg.allow_pickle)
+                              allow_pickle=cfg.allow_pickle, allow_remote_kill=cfg.allow_remote_kill,
+                              max_message_bytes=cfg.max_message_bytes, max_state_abs=cfg.max_state_abs)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"sage-serve: error: {exc}", file=sys.stderr)
         return 2
-    print(f"serving {cfg.policy} on {server.address} (Ctrl-C or a 'kill' request stops it)", flush=True)
+    stops = "Ctrl-C or an authorized 'kill' request" if cfg.api_token or cfg.allow_remote_kill else "Ctrl-C"
+    print(f"serving {cfg.policy} on {server.address} ({stops} stops it)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

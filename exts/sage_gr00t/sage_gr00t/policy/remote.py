@@ -24,9 +24,12 @@ Wire protocol (upstream `gr00t/eval/service.py` + `gr00t/eval/robot.py`, branch 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import io
+import ipaddress
 import json
 import logging
+import math
 import threading
 import traceback
 from collections.abc import Callable
@@ -83,13 +86,97 @@ def _msgpack_default(obj: Any) -> Any:
     raise TypeError(f"cannot send a {type(obj).__name__} to a GR00T policy server/client")
 
 
-def _msgpack_object_hook(obj: dict) -> Any:
+class MessageDecodeError(ValueError):
+    """A message (or a field of it) that is not what the wire format says it should be."""
+
+
+def _field_path(node: tuple | None) -> str:
+    """`data["state.left_arm"][0]` from the linked (parent, key) chain built by `_convert_tree`."""
+    parts: list[str] = []
+    while node is not None:
+        node, key = node
+        parts.append(f"[{key!r}]" if isinstance(key, str) else f"[{key}]")
+    return "message" + "".join(reversed(parts)) if parts else "message"
+
+
+def _load_npy(buf: Any) -> np.ndarray:
+    """An array from `np.save` bytes, checked before anything is allocated (no pickles, no lies in the header)."""
+    if not isinstance(buf, (bytes, bytearray)):
+        raise ValueError(f"'as_npy' holds a {type(buf).__name__}, not bytes")
+    f = io.BytesIO(buf)
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError:
+        raise ValueError(f"no .npy magic header (starts {bytes(buf[:8])!r}, {len(buf)} bytes)") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except ValueError as e:
+        raise ValueError(f"bad .npy header: {e}") from None
+    if dtype.hasobject:
+        raise ValueError(f"dtype {dtype} holds Python objects (pickled data), refused")
+    count = math.prod(shape)
+    expected, offset = count * dtype.itemsize, f.tell()
+    if len(buf) - offset != expected:
+        raise ValueError(f"header declares shape {shape} of {dtype} ({expected} bytes) but {len(buf) - offset} "
+                         "bytes of data follow")
+    if expected == 0:
+        return np.empty(shape, dtype, order="F" if fortran else "C")
+    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T.copy(order="F") if fortran else flat.reshape(shape).copy()
+
+
+def _convert_tagged(obj: dict) -> Any:
     if _NDARRAY_TAG in obj:
-        return np.load(io.BytesIO(obj["as_npy"]), allow_pickle=False)
-    if _MODALITY_TAG in obj:
+        if "as_npy" not in obj:
+            raise ValueError("an ndarray envelope without 'as_npy'")
+        try:
+            return _load_npy(obj["as_npy"])
+        except ValueError as e:
+            raise ValueError(f"not valid .npy bytes: {e}") from None
+    try:
         fields = json.loads(obj["as_json"])
-        return ModalityConfig(list(fields.get("delta_indices", [])), list(fields.get("modality_keys", [])))
-    return obj
+        return ModalityConfig([int(i) for i in fields.get("delta_indices", [])],
+                              [str(k) for k in fields.get("modality_keys", [])])
+    except Exception as e:
+        raise ValueError(f"not a valid ModalityConfig (as_json): {type(e).__name__}: {e}") from None
+
+
+def _convert_tree(root: Any) -> Any:
+    """Replace the ndarray / ModalityConfig envelopes of an unpacked message, iteratively (any depth).
+
+    An envelope that does not decode raises `MessageDecodeError` naming its field.
+    """
+    holder = [root]
+    stack: list[tuple[Any, Any, tuple | None]] = [(holder, 0, None)]
+    while stack:
+        container, key, parent = stack.pop()
+        value = container[key]
+        path = (parent, key) if container is not holder else None
+        if isinstance(value, dict):
+            if _NDARRAY_TAG in value or _MODALITY_TAG in value:
+                try:
+                    container[key] = _convert_tagged(value)
+                except ValueError as e:
+                    raise MessageDecodeError(f"field {_field_path(path)} is {e}") from None
+                continue
+            stack.extend((value, k, path) for k in value)
+        elif isinstance(value, list):
+            stack.extend((value, i, path) for i in range(len(value)))
+    return holder[0]
+
+
+def _unpack(data: bytes) -> Any:
+    """MessagePack bytes -> plain Python (envelopes not yet converted)."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as e:
+        raise MessageDecodeError(f"not a valid MessagePack message ({len(data)} bytes): {type(e).__name__}: {e}") \
+            from None
 
 
 def encode_message(obj: Any, wire: Wire = "msgpack") -> bytes:
@@ -115,7 +202,7 @@ def decode_message(data: bytes, allow_pickle: bool = False) -> Any:
         import torch
 
         return torch.load(io.BytesIO(data), weights_only=False)
-    return msgpack.unpackb(data, object_hook=_msgpack_object_hook, raw=False, strict_map_key=False)
+    return _convert_tree(_unpack(data))
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,11 +215,63 @@ class _Endpoint:
     requires_input: bool = True
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a few 224x224 RGB frames + state, with ample room
+DEFAULT_MAX_STATE_ABS = 1e4  # joint angles (rad), positions (m), gripper widths: far below this
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # "*", "0.0.0.0"-like wildcards are not addresses here; interface names neither
+        return False
+
+
+def check_observation(observation: Any, max_state_abs: float = DEFAULT_MAX_STATE_ABS) -> None:
+    """Refuse (ValueError naming the key) what no robot sends: non-finite or implausible state, non-uint8 images."""
+    if not isinstance(observation, dict):
+        raise ValueError(f"get_action data must be a map of observation keys, got {type(observation).__name__}")
+    for key, value in observation.items():
+        if not isinstance(key, str):
+            raise ValueError(f"observation keys must be strings, got {type(key).__name__} {key!r:.40}")
+        if key.startswith("state."):
+            try:
+                arr = np.asarray(value)
+            except Exception as e:
+                raise ValueError(f"observation {key!r} is not an array: {type(e).__name__}") from None
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"observation {key!r} must be a numeric array, got dtype {arr.dtype}")
+            if arr.size:
+                f64 = arr.astype(np.float64)
+                if not np.isfinite(f64).all():
+                    raise ValueError(f"observation {key!r} contains NaN or inf")
+                peak = float(np.abs(f64).max())
+                if peak > max_state_abs:
+                    raise ValueError(f"observation {key!r} has |value| {peak:.3g} > {max_state_abs:g}: not a "
+                                     "plausible robot state")
+        elif key.startswith("video."):
+            if not isinstance(value, np.ndarray):
+                raise ValueError(f"observation {key!r} must be an image array, got {type(value).__name__}")
+            if value.dtype.kind not in "biu":
+                raise ValueError(f"observation {key!r} must be uint8 image data, got dtype {value.dtype}")
+            if value.dtype != np.uint8 and value.size and (value.min() < 0 or value.max() > 255):
+                raise ValueError(f"observation {key!r} has values outside 0..255: not uint8 image data")
+
+
 class PolicyServer:
     """Serve `policy` on `tcp://host:port` (ZeroMQ REP). `port=0` picks a free port (see `.port`).
 
     The socket is bound in the constructor (so a busy port fails here) and then used only by the
     thread running `serve_forever`.
+
+    Hardening: every request gets exactly one reply (a malformed one an `{"error": ...}`), and no
+    exception leaves the serve loop. A request must be a single ZMQ frame of at most
+    `max_message_bytes`; one up to twice that is read and answered with an error, a larger frame is
+    cut off by ZMQ itself (`MAXMSGSIZE`: the peer is disconnected unanswered). `get_action`
+    observations are checked (`check_observation`: finite state within `max_state_abs`, uint8
+    images). With `api_token` every endpoint needs it; `kill` works only with a token or with
+    `allow_remote_kill=True`.
     """
 
     def __init__(
@@ -142,31 +281,52 @@ class PolicyServer:
         port: int = DEFAULT_PORT,
         api_token: str | None = None,
         allow_pickle: bool = False,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        allow_remote_kill: bool = False,
+        max_state_abs: float = DEFAULT_MAX_STATE_ABS,
     ) -> None:
+        if max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
+        if not max_state_abs > 0:
+            raise ValueError(f"max_state_abs must be positive, got {max_state_abs}")
         self.policy = policy
         self.host = host
-        self.api_token = api_token
+        self.api_token = api_token or None
         self.allow_pickle = allow_pickle
+        self.max_message_bytes = int(max_message_bytes)
+        self.allow_remote_kill = allow_remote_kill
+        self.max_state_abs = float(max_state_abs)
         self._stop_event = threading.Event()
         self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.REP)
-        self._socket.setsockopt(zmq.LINGER, 0)
         try:
-            if port == 0:
-                self.port = self._socket.bind_to_random_port(f"tcp://{host}")
-            else:
-                self._socket.bind(f"tcp://{host}:{port}")
-                self.port = port
+            self._socket, self.port = self._bind(port)
         except zmq.ZMQError as e:
-            self._close_socket()
-            raise OSError(f"cannot serve a policy on tcp://{host}:{port}: {e}") from e
+            self._context.term()
+            raise OSError(f"cannot serve a policy on tcp://{host}:{port}: {zmq.strerror(e.errno)}") from e
+        if self.api_token is None and not _is_loopback(host):
+            log.warning("policy server %s binds beyond loopback without an api token: anyone who can reach it "
+                        "can drive the policy (set api_token / --api-token)", self.address)
         self._endpoints: dict[str, _Endpoint] = {}
         self.register_endpoint("ping", self._ping, requires_input=False)
         self.register_endpoint("kill", self._kill, requires_input=False)
-        self.register_endpoint("get_action", policy.get_action)
+        self.register_endpoint("get_action", self._get_action)
         self.register_endpoint("reset", self._reset, requires_input=False)
         if callable(getattr(policy, "get_modality_config", None)):
             self.register_endpoint("get_modality_config", policy.get_modality_config, requires_input=False)
+
+    def _bind(self, port: int) -> tuple[zmq.Socket, int]:
+        sock = self._context.socket(zmq.REP)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
+            if port == 0:
+                return sock, sock.bind_to_random_port(f"tcp://{self.host}")
+            sock.bind(f"tcp://{self.host}:{port}")
+            return sock, port
+        except BaseException:
+            sock.close(linger=0)
+            raise
 
     @property
     def address(self) -> str:
@@ -180,6 +340,9 @@ class PolicyServer:
         return {"status": "ok", "message": "Server is running"}
 
     def _kill(self) -> dict:
+        if self.api_token is None and not self.allow_remote_kill:  # with a token, it was checked already
+            raise PermissionError("the kill endpoint is disabled on this server (start it with an api token, "
+                                  "or allow_remote_kill=True / --allow-remote-kill)")
         self._stop_event.set()
         return {"status": "ok", "message": "Server is shutting down"}
 
@@ -187,23 +350,62 @@ class PolicyServer:
         self.policy.reset()
         return {"status": "ok"}
 
+    def _get_action(self, observation: Any) -> Any:
+        check_observation(observation, self.max_state_abs)
+        return self.policy.get_action(observation)
+
+    def _authorized(self, request: dict) -> bool:
+        if self.api_token is None:
+            return True
+        token = request.get("api_token")
+        return isinstance(token, str) and hmac.compare_digest(token.encode(), self.api_token.encode())
+
+    def handle_frames(self, frames: list[bytes]) -> bytes:
+        """Reply bytes for one request's ZMQ frames (never raises; a request is one frame)."""
+        try:
+            if len(frames) != 1:
+                sizes = ", ".join(str(len(f)) for f in frames[:8]) + (", ..." if len(frames) > 8 else "")
+                log.warning("policy server %s: refused a request of %d frames", self.address, len(frames))
+                return encode_message({"error": f"a request must be one ZMQ frame, got {len(frames)} "
+                                                f"(sizes {sizes}); send it with send(), not send_multipart()"})
+            return self.handle_request(frames[0])
+        except Exception as e:  # defensive: handle_request itself never raises
+            log.error("policy server %s: internal error: %s", self.address, e)
+            return msgpack.packb({"error": f"internal server error: {type(e).__name__}"})
+
     def handle_request(self, raw: bytes) -> bytes:
         """Reply bytes for one request's bytes (never raises: failures become `{"error": ...}`)."""
+        raw = bytes(raw)
         wire: Wire = "torch" if raw[:4] == _ZIP_MAGIC and self.allow_pickle else "msgpack"
         try:
-            request = decode_message(raw, allow_pickle=self.allow_pickle)
+            if len(raw) > self.max_message_bytes:
+                raise ValueError(f"request of {len(raw)} bytes exceeds this server's limit of "
+                                 f"{self.max_message_bytes} bytes (max_message_bytes / --max-message-bytes)")
+            if wire == "torch" or raw[:4] == _ZIP_MAGIC:
+                request = decode_message(raw, allow_pickle=self.allow_pickle)
+            else:
+                request = _unpack(raw)  # envelopes are decoded only after the token check
             if not isinstance(request, dict):
                 raise ValueError(f"a request must be a map, got {type(request).__name__}")
-            if self.api_token is not None and request.get("api_token") != self.api_token:
+            if not self._authorized(request):
                 reply: Any = {"error": "Unauthorized: Invalid API token"}
             else:
                 endpoint = request.get("endpoint", "get_action")
-                if endpoint not in self._endpoints:
-                    raise ValueError(f"Unknown endpoint: {endpoint}")
+                if not isinstance(endpoint, str) or endpoint not in self._endpoints:
+                    shown = endpoint[:80] if isinstance(endpoint, str) else \
+                        f"{type(endpoint).__name__} {endpoint!r:.60}"
+                    raise ValueError(f"Unknown endpoint: {shown}")
                 ep = self._endpoints[endpoint]
-                reply = ep.handler(request.get("data", {})) if ep.requires_input else ep.handler()
+                if ep.requires_input:
+                    data = request.get("data", {})
+                    reply = ep.handler(data if wire == "torch" else _convert_tree(data))
+                else:
+                    reply = ep.handler()
+        except MessageDecodeError as e:
+            log.warning("policy server %s: undecodable request: %s", self.address, e)
+            reply = {"error": f"{type(e).__name__}: {e}"}
         except Exception as e:
-            log.warning("policy server %s: request failed\n%s", self.address, traceback.format_exc())
+            log.warning("policy server %s: request failed\n%s", self.address, traceback.format_exc(limit=4))
             reply = {"error": f"{type(e).__name__}: {e}"}
         try:
             return encode_message(reply, wire)
@@ -212,16 +414,38 @@ class PolicyServer:
             return encode_message({"error": f"server could not encode its reply: {type(e).__name__}: {e}"}, wire)
 
     def serve_forever(self, poll_ms: int = 50) -> None:
-        """Answer requests until `stop()` or a `kill` request; then close the socket."""
+        """Answer requests until `stop()` or a `kill` request; then close the socket.
+
+        One reply per request, always; a failure of the socket itself is logged and the socket re-bound.
+        """
         log.info("policy server listening on %s", self.address)
         try:
             while not self._stop_event.is_set():
-                if not self._socket.poll(poll_ms, zmq.POLLIN):
-                    continue
-                raw = self._socket.recv()
-                self._socket.send(self.handle_request(raw))
+                try:
+                    if not self._socket.poll(poll_ms, zmq.POLLIN):
+                        continue
+                    frames = self._socket.recv_multipart()
+                    self._socket.send(self.handle_frames(frames))
+                except zmq.ZMQError as e:
+                    if e.errno == zmq.ETERM or self._stop_event.is_set():
+                        break
+                    log.error("policy server %s: socket error (%s); re-binding", self.address, e)
+                    self._rebind()
+                except Exception:  # never leave the loop on one request
+                    log.exception("policy server %s: unexpected error", self.address)
         finally:
             self._close_socket()
+
+    def _rebind(self) -> None:
+        self._socket.close(linger=0)
+        for _ in range(50):
+            try:
+                self._socket, _port = self._bind(self.port)
+                return
+            except zmq.ZMQError:
+                if self._stop_event.wait(0.1):
+                    break
+        raise OSError(f"policy server {self.address}: cannot re-bind its socket")
 
     def serve_in_thread(self) -> ServerThread:
         """Serve from a daemon thread; the returned handle's `stop()` shuts it down."""
