@@ -360,15 +360,15 @@ class PolicyServer:
         token = request.get("api_token")
         return isinstance(token, str) and hmac.compare_digest(token.encode(), self.api_token.encode())
 
-    def handle_frames(self, frames: list[bytes]) -> bytes:
+    def handle_frames(self, frames: list[bytes] | list[zmq.Frame]) -> bytes:
         """Reply bytes for one request's ZMQ frames (never raises; a request is one frame)."""
         try:
-            if len(frames) != 1:
-                sizes = ", ".join(str(len(f)) for f in frames[:8]) + (", ..." if len(frames) > 8 else "")
-                log.warning("policy server %s: refused a request of %d frames", self.address, len(frames))
-                return encode_message({"error": f"a request must be one ZMQ frame, got {len(frames)} "
-                                                f"(sizes {sizes}); send it with send(), not send_multipart()"})
-            return self.handle_request(frames[0])
+            if len(frames) == 1:
+                return self.handle_request(frames[0].bytes if isinstance(frames[0], zmq.Frame) else frames[0])
+            sizes = ", ".join(str(len(f)) for f in frames[:8]) + (", ..." if len(frames) > 8 else "")
+            log.warning("policy server %s: refused a request of %d frames", self.address, len(frames))
+            return encode_message({"error": f"a request must be one ZMQ frame, got {len(frames)} "
+                                            f"(sizes {sizes}); send it with send(), not send_multipart()"})
         except Exception as e:  # defensive: handle_request itself never raises
             log.error("policy server %s: internal error: %s", self.address, e)
             return msgpack.packb({"error": f"internal server error: {type(e).__name__}"})
@@ -404,6 +404,9 @@ class PolicyServer:
         except MessageDecodeError as e:
             log.warning("policy server %s: undecodable request: %s", self.address, e)
             reply = {"error": f"{type(e).__name__}: {e}"}
+        except (ValueError, TypeError, KeyError, PermissionError) as e:  # a bad request, or one the policy refused
+            log.warning("policy server %s: request failed: %s: %s", self.address, type(e).__name__, e)
+            reply = {"error": f"{type(e).__name__}: {e}"}
         except Exception as e:
             log.warning("policy server %s: request failed\n%s", self.address, traceback.format_exc(limit=4))
             reply = {"error": f"{type(e).__name__}: {e}"}
@@ -424,7 +427,7 @@ class PolicyServer:
                 try:
                     if not self._socket.poll(poll_ms, zmq.POLLIN):
                         continue
-                    frames = self._socket.recv_multipart()
+                    frames = self._socket.recv_multipart(copy=False)  # no copies of extra frames
                     self._socket.send(self.handle_frames(frames))
                 except zmq.ZMQError as e:
                     if e.errno == zmq.ETERM or self._stop_event.is_set():
