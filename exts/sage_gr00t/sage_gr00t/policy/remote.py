@@ -6,7 +6,8 @@ Wire protocol (upstream `gr00t/eval/service.py` + `gr00t/eval/robot.py`, branch 
 - Request: a map `{"endpoint": str, "data": <payload>, "api_token": str}`; `data` is present only for
   endpoints that take input, `api_token` only when the client has one. A missing endpoint means
   `"get_action"`, missing data means `{}`.
-- Endpoints: `ping` -> `{"status": "ok", "message": ...}`, `kill` (stops the server),
+- Endpoints: `ping` -> `{"status": "ok", "message": ...}`, `kill` (stops the server; here only with
+  the api token, or `allow_remote_kill` when there is none),
   `get_action` (data = observation dict -> action dict), `get_modality_config` (no data ->
   `{name: ModalityConfig}`). This server adds `reset` (no data); upstream N1.5 servers lack it,
   and `RemotePolicyClient.reset` tolerates that (N1.5's `Gr00tPolicy` keeps no episode state).
@@ -19,6 +20,8 @@ Wire protocol (upstream `gr00t/eval/service.py` + `gr00t/eval/robot.py`, branch 
 - Legacy encoding (N1.5 checkouts before Sep 2025): `torch.save` of the same request/reply dicts
   (a pickle inside a zip). Unpickling network input runs arbitrary code, so this server only
   accepts it with `allow_pickle=True`, and the client only speaks it with `wire="torch"`.
+- This server's limits (see `PolicyServer`): one ZMQ frame per request, `max_message_bytes`, and
+  plausible `get_action` observations (`check_observation`); each breach gets an `{"error": ...}` reply.
 """
 
 from __future__ import annotations
