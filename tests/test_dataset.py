@@ -294,3 +294,11 @@ def test_subtask_annotations_reach_training_batches(tmp_path) -> None:
         idx = torch.randint(0, len(data.state), (8,), generator=torch.Generator().manual_seed(3))
         batch = sampler(8, generator)
         assert torch.equal(batch["input_ids"], ids[torch.from_numpy(source[idx.numpy()])])
+
+
+def test_an_empty_dataset_is_one_clear_error(tmp_path) -> None:
+    """0 episodes: say so and how to fill it (LeRobot would look for the data on the hub instead)."""
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "info.json").write_text(json.dumps({"total_episodes": 0}))
+    with pytest.raises(ValueError, match="holds no episodes; collect some first"):
+        load_dataset(tmp_path)

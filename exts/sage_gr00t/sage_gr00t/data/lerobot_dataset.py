@@ -195,8 +195,16 @@ def _quiet_lerobot() -> Iterator[None]:
 
 
 def _require_dataset(root: Path) -> None:
-    if not (root / "meta" / "info.json").is_file():
+    info = root / "meta" / "info.json"
+    if not info.is_file():
         raise FileNotFoundError(f"No LeRobot dataset at {root} (meta/info.json missing).")
+    try:
+        episodes = int(json.loads(info.read_text()).get("total_episodes", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"Corrupted LeRobot dataset metadata {info}: {exc}.") from exc
+    if episodes < 1:
+        # LeRobot itself would try the hub for the missing data and say "hub access is disabled".
+        raise ValueError(f"Dataset {root} holds no episodes; collect some first (sage-collect --out {root}).")
 
 
 # ---------------------------------------------------------------------------------------- writer
