@@ -220,6 +220,7 @@ def test_hard_kill_rolls_back_to_checkpoint(tmp_path) -> None:
     with GrootDatasetWriter(root, layout) as writer:  # recovers: episodes 0-1 were checkpointed, 2 was not
         assert writer.num_episodes == 2
         assert [r.seed for r in writer.records] == [0, 1]
+        assert [r.seed for r in writer.lost_records] == [2]  # what was lost, said exactly
     ds = load_dataset(root)
     assert ds.meta.total_episodes == 2 and len(ds) == 10
     np.testing.assert_array_equal(load_episode(root, 1).state, np.ones((5, 18), np.float32))

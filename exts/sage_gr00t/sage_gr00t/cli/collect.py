@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             recorded = [r.seed for r in writer.records if r.seed is not None]
             state.next_seed = max([state.next_seed, *(s + 1 for s in recorded)])
             have = writer.num_episodes
+            if writer.lost_records:
+                lost = [r.seed for r in writer.lost_records]
+                print(f"{cfg.out} was not closed by its last run: restored its last checkpoint ({have} episodes); "
+                      f"{len(lost)} episodes saved after it were lost (seeds {lost}) and are collected again.")
             if have:
                 print(f"Resuming {cfg.out}: {have} episodes, next seed {state.next_seed}.")
             needed = max(0, cfg.episodes - have)

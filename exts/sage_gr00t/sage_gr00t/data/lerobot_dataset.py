@@ -339,6 +339,12 @@ class GrootDatasetWriter:
         """Sidecar records, trimmed to the episodes LeRobot actually holds."""
         total = self.ds.meta.total_episodes
         rows = _read_jsonl(self.root / EPISODES_FILE)
+        # Episodes saved after the last checkpoint of a writer that was killed: LeRobot's files lost them, the
+        # sidecar kept their records (the caller says exactly which, and collects their seeds again).
+        self.lost_records = [EpisodeRecord(**r) for r in rows[total:]]
+        if self.lost_records:
+            logger.warning("%s: %d episodes saved after the last checkpoint were lost (seeds %s).", self.root,
+                           len(self.lost_records), [r.seed for r in self.lost_records])
         if len(rows) != total:
             rows = rows[:total]
             if len(rows) < total:
