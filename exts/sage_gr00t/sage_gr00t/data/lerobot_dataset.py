@@ -247,6 +247,7 @@ class GrootDatasetWriter:
         # decord) reads it; crf 18 keeps compression error to a few uint8 levels.
         self._encoder = RGBEncoderConfig(vcodec=vcodec, crf=crf, g=2)
         self._since_checkpoint = 0
+        self._rows_before_recovery: list[dict] | None = None  # sidecar rows a recovery found (see _recover)
         self._pending = 0
         self._subtasks: list[list] = []  # [first_frame, language] segments of the episode in flight
         if (self.root / "meta" / "info.json").is_file():
@@ -310,6 +311,7 @@ class GrootDatasetWriter:
             return
         snap = self.root / _SNAPSHOT_DIR
         logger.warning("%s was not finalized by its last writer; restoring the last checkpoint.", self.root)
+        self._rows_before_recovery = _read_jsonl(self.root / EPISODES_FILE)  # names what the rollback loses
         shutil.rmtree(self.root / "meta")
         shutil.copytree(snap, self.root / "meta")
         from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
@@ -341,7 +343,8 @@ class GrootDatasetWriter:
         rows = _read_jsonl(self.root / EPISODES_FILE)
         # Episodes saved after the last checkpoint of a writer that was killed: LeRobot's files lost them, the
         # sidecar kept their records (the caller says exactly which, and collects their seeds again).
-        self.lost_records = [EpisodeRecord(**r) for r in rows[total:]]
+        before = self._rows_before_recovery if self._rows_before_recovery is not None else rows
+        self.lost_records = [EpisodeRecord(**r) for r in before[total:]]
         if self.lost_records:
             logger.warning("%s: %d episodes saved after the last checkpoint were lost (seeds %s).", self.root,
                            len(self.lost_records), [r.seed for r in self.lost_records])
