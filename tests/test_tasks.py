@@ -188,3 +188,17 @@ def test_actions_of_non_real_dtype_are_refused_with_their_key(value) -> None:
             env.step(action)
     finally:
         env.close()
+
+
+def test_a_crash_shows_its_own_error_not_renderer_teardown_noise() -> None:
+    """Renderers left open by a crashing program are closed before MuJoCo's EGL teardown at exit."""
+    import subprocess
+    import sys
+
+    script = ("from sage_gr00t.tasks import make_env\n"
+              "env = make_env('pick_apple', image_height=32, image_width=32)\n"
+              "env.reset(seed=0); env.render_depth('ego_view', 32, 32)\n"
+              "raise RuntimeError('the real error')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "RuntimeError: the real error" in proc.stderr
+    assert "EGLError" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr

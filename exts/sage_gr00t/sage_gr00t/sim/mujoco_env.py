@@ -7,8 +7,10 @@ Observations and actions use GR00T's modality names (`sage_gr00t.modality`):
 
 from __future__ import annotations
 
+import atexit
 import collections
 import string
+import weakref
 
 import gymnasium as gym
 import mujoco
@@ -61,6 +63,13 @@ def add_particles(spec: mujoco.MjSpec, particles: ParticleSpec) -> None:
         body.add_geom(name=f"{particles.name}{i}_g", type=mujoco.mjtGeom.mjGEOM_SPHERE,
                       size=[particles.radius, 0, 0], rgba=list(particles.rgba), condim=1, contype=WORLD_CONTYPE,
                       conaffinity=1, mass=particles.mass, solref=[0.01, 1])
+
+
+def close_renderers(*groups: dict[tuple[int, int], mujoco.Renderer]) -> None:
+    for group in groups:
+        for renderer in group.values():
+            renderer.close()
+        group.clear()
 
 
 class MujocoScene:
@@ -153,6 +162,12 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         self.randomizer = DomainRandomizer(self.model, self.config.randomization, geom_ids, body_ids)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._depth_renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        # GL renderers are closed when the env is collected, or at exit BEFORE mujoco's EGL teardown (an atexit
+        # hook registered after the first renderer exists runs first): left to garbage collection at shutdown
+        # they print EGLError tracebacks over whatever error ended the program.
+        self._close_renderers = weakref.finalize(self, close_renderers, self._renderers, self._depth_renderers)
+        self._close_renderers.atexit = False
+        self._exit_hook = False
         self._rng = np.random.default_rng()
         self._action_queue: collections.deque[np.ndarray] = collections.deque()
         self._latency = 0
@@ -231,10 +246,14 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         return self.render_camera("front_view", 480, 640)
 
     def close(self) -> None:
-        for renderer in (*self._renderers.values(), *self._depth_renderers.values()):
-            renderer.close()
-        self._renderers.clear()
-        self._depth_renderers.clear()
+        close_renderers(self._renderers, self._depth_renderers)
+
+    def _new_renderer(self, height: int, width: int) -> mujoco.Renderer:
+        renderer = mujoco.Renderer(self.model, height=height, width=width)
+        if not self._exit_hook:
+            atexit.register(self._close_renderers)
+            self._exit_hook = True
+        return renderer
 
     # ------------------------------------------------------------------ actions
     def validate_action(self, action: dict[str, np.ndarray]) -> np.ndarray:
@@ -250,7 +269,7 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         key = (height, width)
         if key not in self._renderers:
             try:
-                renderer = mujoco.Renderer(self.model, height=height, width=width)
+                renderer = self._new_renderer(height, width)
             except mujoco.FatalError as exc:
                 raise RuntimeError(
                     f"MuJoCo could not create an offscreen OpenGL context ({exc}). On a machine without a "
@@ -268,7 +287,7 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         """(H, W) float32 depth in metres along the camera axis (a separate renderer per size)."""
         key = (height, width)
         if key not in self._depth_renderers:
-            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            renderer = self._new_renderer(height, width)
             renderer.enable_depth_rendering()
             self._depth_renderers[key] = renderer
         renderer = self._depth_renderers[key]
