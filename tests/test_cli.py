@@ -113,3 +113,29 @@ def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> Non
     assert 2 <= len(episodes) < 50
     assert [e["seed"] for e in episodes] == list(range(1000, 1000 + len(episodes)))
     assert [json.loads(ln) for ln in next(tmp_path.glob("*.jsonl")).read_text().splitlines()] == episodes
+
+
+@pytest.mark.parametrize(("module", "argv", "message"), [
+    ("collect", ["--task", "pick_apple", "--episodes", "-2", "--out", "/tmp/x"], "--episodes must be >= 1"),
+    ("collect", ["--task", "pick_apple", "--episodes", "0", "--out", "/tmp/x"], "--episodes must be >= 1"),
+    ("train", ["--datasets", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
+    ("train_planner", ["--steps", "0"], "--steps must be >= 1"),
+    ("eval_planner", ["--n", "0"], "--n must be >= 1"),
+    ("export_groot", ["--src", "a", "--dst", "b", "--crf", "99"], "--crf must be in 0..51"),
+    ("panel", ["--speed-percent", "5"], "speed_percent must be in [10, 100]"),
+    ("serve", ["--port", "-1"], "--port must be in 0..65535"),
+])
+def test_every_command_family_refuses_bad_values_in_a_clear_message(module: str, argv: list[str], message: str,
+                                                                      capsys) -> None:
+    """Exit status 2 and the message naming the flag; no traceback."""
+    import importlib
+
+    command = importlib.import_module(f"sage_gr00t.cli.{module}")
+    try:
+        code = command.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in err
