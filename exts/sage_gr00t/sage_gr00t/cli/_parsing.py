@@ -8,6 +8,8 @@ config (e.g. `PanelConfig`, `ExpertConfig`) escapes it, so `parse` turns that in
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NoReturn, Union
@@ -17,13 +19,48 @@ import tyro
 EXIT_USAGE = 2  # bad input, as argparse and tyro exit
 
 
+_BOX = "│╭╮╰╯─┃━┏┓┗┛ "
+
+
+def _one_line(report: str) -> str | None:
+    """The message of tyro's error box ("Error parsing --x: ...", wrapped over box lines) as one line."""
+    # The box's frame lines (╭ title ╮, ╰ ╯) carry no message; a rule of box characters ends the message.
+    lines = [line.strip(_BOX) for line in report.splitlines() if not line.lstrip().startswith(("╭", "╰"))]
+    for i, line in enumerate(lines):
+        if line.startswith(("Error parsing", "Unrecognized", "Required", "Missing")):
+            message = [line]
+            for more in lines[i + 1:]:
+                if not more:
+                    break
+                message.append(more)
+            text = " ".join(message)
+            # "Error parsing EvalConfig: --episodes must be ..." -> the config's own sentence.
+            head, sep, rest = text.partition(": ")
+            if sep and head.startswith("Error parsing ") and not head.removeprefix("Error parsing ").startswith("-"):
+                text = rest
+            return text
+    return None
+
+
 def parse[T](config: type[T] | Callable[..., T], argv: Sequence[str] | None, *, prog: str,
           description: str | None) -> T:
-    """`tyro.cli(config, args=argv)`; a bad value found by a nested config exits 2 with one line."""
+    """`tyro.cli(config, args=argv)`, with every bad flag or value reported as ONE line on stderr (exit 2):
+    tyro's own error box is reduced to its message, and a bad value found by a nested config is one line too."""
+    report = io.StringIO()
     try:
-        return tyro.cli(config, args=argv, prog=prog, description=description)
+        with contextlib.redirect_stderr(report):
+            return tyro.cli(config, args=argv, prog=prog, description=description)
     except ValueError as exc:
         die(prog, str(exc))
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help
+            sys.stderr.write(report.getvalue())
+            raise
+        message = _one_line(report.getvalue())
+        if message is None:
+            sys.stderr.write(report.getvalue())
+            raise
+        die(prog, f"{message} (see {prog} --help)")
 
 
 def parse_subcommands(commands: dict[str, tuple[type, str | None]], argv: Sequence[str] | None, *, prog: str,

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tyro
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 from sage_gr00t.bench.video import EpisodeVideo
+from sage_gr00t.cli._parsing import parse
 from sage_gr00t.evaluation import EpisodeResult, run_bridge_episode, run_episode, summarize
 from sage_gr00t.policy.factory import PolicySpecError
 from sage_gr00t.session import Session, SessionConfig, build_session
@@ -209,7 +209,7 @@ def run(cfg: EvalConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = tyro.cli(EvalConfig, args=argv, description=__doc__)
+        cfg = parse(EvalConfig, argv, prog="sage-eval", description=__doc__)
         run(cfg)
     except (ValueError, FileNotFoundError, PolicySpecError, ConnectionError) as exc:
         print(f"sage-eval: error: {exc}", file=sys.stderr)

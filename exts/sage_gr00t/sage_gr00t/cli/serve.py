@@ -15,8 +15,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-import tyro
-
+from sage_gr00t.cli._parsing import parse
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError, make_policy
 from sage_gr00t.policy.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -60,7 +59,7 @@ class ServeConfig:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = tyro.cli(ServeConfig, args=argv, description=__doc__)
+        cfg = parse(ServeConfig, argv, prog="sage-serve", description=__doc__)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         policy = make_policy(cfg.policy, device=cfg.device, embodiment=cfg.embodiment)
         server = PolicyServer(policy, host=cfg.host, port=cfg.port, api_token=cfg.api_token,
