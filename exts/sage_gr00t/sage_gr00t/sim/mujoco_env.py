@@ -141,9 +141,7 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
 
     def __init__(self, task: Task, config: TaskConfig | None = None, render_mode: str | None = "rgb_array") -> None:
         self.config = config or TaskConfig()
-        if task.variant != self.config.variant:
-            task = type(task)(self.config.variant)
-        self.task = task
+        self.task = task = task.with_variant(self.config.variant)
         self.render_mode = render_mode
         self.embodiment: EmbodimentSpec = get_embodiment(self.config.embodiment)
         spec = new_scene(self.embodiment, self.config.physics, self.config.table)

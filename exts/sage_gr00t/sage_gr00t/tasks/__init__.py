@@ -41,9 +41,7 @@ def make_env(task: str | Task | type[Task], backend: str = "mujoco", config: Tas
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; use one of {BACKENDS}.")
     config = (config or TaskConfig()).with_overrides(**overrides)
-    resolved = resolve_task(task, config.variant)
-    if resolved.variant != config.variant:
-        resolved = type(resolved)(config.variant)
+    resolved = resolve_task(task, config.variant)  # each backend takes the variant from `config`
     if backend == "isaaclab":
         from sage_gr00t.sim.isaaclab.env import IsaacLabTaskEnv
 

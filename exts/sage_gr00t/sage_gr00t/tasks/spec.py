@@ -159,6 +159,10 @@ class Task(ABC):
             raise ValueError(f"Task {self.name}: unknown variant {variant!r}; use one of {self.variants}.")
         self.variant = variant
 
+    def with_variant(self, variant: str) -> Task:
+        """This task for `variant`: itself when it already is (the env's config decides the variant)."""
+        return self if variant == self.variant else type(self)(variant)
+
     @classmethod
     def ids(cls) -> TaskIds:
         return TaskIds.for_task(cls.name)

@@ -47,9 +47,7 @@ class IsaacLabTaskEnv(DeclaredTaskEnv):
 
     def __init__(self, task: Task, config: TaskConfig | None = None) -> None:
         self.config = config or TaskConfig()
-        if task.variant != self.config.variant:
-            task = type(task)(self.config.variant)
-        self.task = task
+        self.task = task = task.with_variant(self.config.variant)
         TASKS.register(type(task))  # `build_env_cfg` (and the env's terms) find the task by name
         self.embodiment: EmbodimentSpec = get_embodiment(self.config.embodiment)
         cfg = build_env_cfg(task.name, task.variant, self.embodiment.name, config=self.config)

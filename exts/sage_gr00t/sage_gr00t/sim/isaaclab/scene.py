@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import mujoco
 import numpy as np
 import torch
 
@@ -30,12 +31,10 @@ TOUCH_MARGIN = 0.006
 
 
 def _quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix of an Isaac Lab quaternion (x, y, z, w), through MuJoCo's (w, x, y, z) routine."""
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, np.array([q[3], q[0], q[1], q[2]], dtype=np.float64))
+    return rot.reshape(3, 3)
 
 
 class IsaacLabScene:
