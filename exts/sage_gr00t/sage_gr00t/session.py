@@ -91,6 +91,8 @@ class Session:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+        if self.dreamer is not None:  # its private simulator
+            self.dreamer.close()
         if self.owns_env:
             self.env.close()
 
@@ -108,6 +110,7 @@ def build_session(config: SessionConfig, *, env: TaskEnv | None = None, policy: 
     built for `controller="sage"` (or `with_bridge=True`), of class `bridge_cls` (the panel's subclass)."""
     owns_env = env is None
     env = env if env is not None else build_env(config)
+    session: Session | None = None
     try:
         policy = policy if policy is not None else make_policy(config.policy, env, config.device)
         session = Session(config, env, policy, owns_env=owns_env)
@@ -137,6 +140,8 @@ def build_session(config: SessionConfig, *, env: TaskEnv | None = None, policy: 
                                     sleep_trainer=session.sleep_trainer)
         return session
     except BaseException:
-        if owns_env:
+        if session is not None:
+            session.close()
+        elif owns_env:
             env.close()
         raise

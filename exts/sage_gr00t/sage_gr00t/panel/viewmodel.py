@@ -110,7 +110,7 @@ class PanelViewModel:
                                 bridge_cls=PanelBridge, with_bridge=True)
         if session.dreamer is not None:
             release_gl_context()  # the dreamer rendered on this thread; the control loop ticks on another
-        self._own_env = session.owns_env
+        self.session = session  # closed with the view-model (what it made itself: env, dreamer)
         self.env, self.policy, self.planner = session.env, session.policy, session.planner
         self.dreamer, self.sleep_trainer = session.dreamer, session.sleep_trainer
         self.bridge = session.bridge
@@ -480,10 +480,7 @@ class PanelViewModel:
                 return
             self.closed = True
             try:
-                if self._own_env:
-                    self.env.close()
-                if self.dreamer is not None:
-                    self.dreamer.close()
+                self.session.close()
             finally:
                 release_gl_context()
 

@@ -219,18 +219,6 @@ class PerceptionPipeline:
         else:
             self._sensors[i] = camera
 
-    def reset(self) -> None:
-        """A new episode with the same sensors: every sensor, the loop's own state and trust start over
-        (a new `TrustEngine` with the same config: read `pipeline.trust` again)."""
-        for s in self._sensors:
-            s.reset()
-        self.trust = TrustEngine(self.trust.config)
-        self.fused = {}
-        self.steps = 0
-        self._moved = False
-        self._moved_since_image = False
-        self.travel = {}
-
     def _update_travel(self, previous: ProprioReading | None, current: ProprioReading) -> None:
         """Per-object odometer: how far a hand within `reach` of the object's belief moved this step."""
         if previous is None:
