@@ -29,7 +29,7 @@ from sage_gr00t.cli._parsing import parse
 from sage_gr00t.evaluation import EpisodeResult, run_bridge_episode, run_episode, summarize
 from sage_gr00t.policy.factory import PolicySpecError
 from sage_gr00t.session import Session, SessionConfig, build_session
-from sage_gr00t.tasks import UnknownTaskError, task_names
+from sage_gr00t.tasks import ALL_TASKS, select_tasks
 
 
 def parse_task_options(items: list[str]) -> dict:
@@ -54,7 +54,7 @@ def parse_task_options(items: list[str]) -> dict:
 class EvalConfig(SessionConfig):
     """Evaluate a controller closed loop over held-out seeds; every session option applies per task."""
 
-    task: list[str] = field(default_factory=lambda: ["all"])  # type: ignore[assignment]
+    task: list[str] = field(default_factory=lambda: [ALL_TASKS])  # type: ignore[assignment]
     """Task names, or 'all' (every installed task)."""
     policy: str = "expert"
     """expert | a checkpoint folder | zmq://HOST:PORT (a GR00T server) | upstream:CHECKPOINT."""
@@ -88,12 +88,7 @@ class EvalConfig(SessionConfig):
         super().__post_init__()
 
     def tasks(self) -> list[str]:
-        names = task_names()
-        chosen = names if self.task == ["all"] else list(self.task)
-        unknown = [t for t in chosen if t not in names]
-        if unknown:
-            raise UnknownTaskError(f"Unknown task(s) {unknown}. Available: {names} or 'all'.")
-        return chosen
+        return select_tasks(self.task)
 
     def session(self, task: str) -> SessionConfig:
         shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(SessionConfig)}

@@ -11,12 +11,14 @@ from __future__ import annotations
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.tasks.protocols import TaskEnv
 from sage_gr00t.tasks.registry import (
+    ALL_TASKS,
     BACKENDS,
     ENTRY_POINT_GROUP,
     TASKS,
     UnknownTaskError,
     get_task,
     resolve_task,
+    select_tasks,
     task_names,
 )
 from sage_gr00t.tasks.scene_access import SceneAccess
@@ -52,7 +54,7 @@ def make_env(task: str | Task | type[Task], backend: str = "mujoco", config: Tas
 
 
 __all__ = [
-    "BACKENDS", "ENTRY_POINT_GROUP", "TASKS", "Geom", "GraspSpec", "ObjectSpec", "ParticleSpec", "PourSpec",
-    "SceneAccess", "Task", "TaskConfig", "TaskEnv", "TaskIds", "UnknownTaskError", "get_task", "make_env",
-    "open_box", "resolve_task", "ring_walls", "sample_positions", "task_names", "yaw_of",
+    "ALL_TASKS", "BACKENDS", "ENTRY_POINT_GROUP", "TASKS", "Geom", "GraspSpec", "ObjectSpec", "ParticleSpec",
+    "PourSpec", "SceneAccess", "Task", "TaskConfig", "TaskEnv", "TaskIds", "UnknownTaskError", "get_task", "make_env",
+    "open_box", "resolve_task", "ring_walls", "sample_positions", "select_tasks", "task_names", "yaw_of",
 ]

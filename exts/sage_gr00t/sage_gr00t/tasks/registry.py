@@ -19,6 +19,7 @@ from sage_gr00t.tasks.spec import Task
 
 ENTRY_POINT_GROUP = "sage_gr00t.tasks"
 BACKENDS = ("mujoco", "isaaclab")
+ALL_TASKS = "all"  # on command lines: every installed task
 
 
 class UnknownTaskError(ValueError):
@@ -85,6 +86,18 @@ TASKS = TaskRegistry()  # the process's registry (entry points are process-wide 
 
 def task_names() -> list[str]:
     return TASKS.names()
+
+
+def select_tasks(names: list[str]) -> list[str]:
+    """Task names from a command line: `["all"]` -> every installed task; an unknown name is one ValueError
+    listing the installed ones."""
+    known = task_names()
+    tasks = known if names == [ALL_TASKS] else list(names)
+    unknown = [t for t in tasks if t not in known]
+    if unknown or not tasks:
+        raise UnknownTaskError(f"Unknown task(s) {unknown or names}; installed: {', '.join(known)} "
+                               f"(or {ALL_TASKS!r}).")
+    return tasks
 
 
 def get_task(name: str) -> type[Task]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-ALL = "all"  # --task all: every installed task
+ALL = "all"  # --task all: every installed task (the registry's ALL_TASKS; spelled here so defaults cost no import)
 
 
 def resolve_tasks(names: list[str]) -> list[str]:
-    """`names`, with `all` -> every installed task (sage_gr00t.tasks.task_names()); unknown names are one
-    ValueError listing the installed ones. Imports the task registry (numpy, mujoco): call after pinning."""
-    from sage_gr00t.tasks import task_names
+    """`sage_gr00t.tasks.select_tasks`, imported only when called: the task registry pulls in numpy and mujoco,
+    which must start their threads after the benchmark pinned its core."""
+    from sage_gr00t.tasks import select_tasks
 
-    known = task_names()
-    tasks = known if names == [ALL] else names
-    unknown = [t for t in tasks if t not in known]
-    if unknown or not tasks:
-        raise ValueError(f"Unknown task(s) {unknown or names}; installed: {', '.join(known)} (or {ALL!r}).")
-    return tasks
+    return select_tasks(names)
