@@ -100,3 +100,45 @@ class FlowMatchingActionHead(nn.Module):
             velocity = self._velocity(vl, vl_mask, state_features, actions, t_bucket, embodiment_id, encoder_kv)
             actions = actions + velocity / steps
         return actions
+
+    def get_action_guided(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
+                          embodiment_id: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                          frozen_steps: int = 0, beta: float = 5.0,
+                          noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Inpainted chunk (real-time chunking, Black et al. 2025, arXiv 2506.07339, Algorithm 1).
+
+        `target` (B, horizon, action_dim): the previous chunk's actions for these steps (normalized);
+        `weights` like `target` (or (B, horizon, 1)): the soft mask W (1 = frozen, exponential decay over the rest
+        of the overlap, 0 without overlap or on padded dims). At every Euler step, with flow time t (x_t =
+        (1 - t) noise + t action), the denoised estimate is A_hat = x_t + (1 - t) v; the velocity gets the
+        guidance term min(beta, (1 - t) / (t r_t^2)) * J^T (W * (target - A_hat)), r_t^2 = (1 - t)^2 / (t^2 +
+        (1 - t)^2), J = dA_hat / dx_t (a vector-Jacobian product through the DiT). The first `frozen_steps` rows
+        (those that execute during the inference delay) are set to `target` exactly at the end.
+        """
+        with torch.no_grad():
+            vl = self.process_backbone_output(vl_features)
+            state_features = self.state_encoder(state, embodiment_id)
+            encoder_kv = self.model.encoder_key_values(vl)
+        batch = vl.shape[0]
+        shape = (batch, self.cfg.action_horizon, self.cfg.action_dim)
+        actions = torch.randn(shape, device=vl.device, dtype=vl.dtype) if noise is None else noise.to(vl)
+        if actions.shape != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(actions.shape)}.")
+        target = target.to(vl).expand(shape)
+        weights = weights.to(vl).expand(shape)
+        steps = self.cfg.num_inference_timesteps
+        for i in range(steps):
+            t = i / steps
+            bucket = int(t * self.cfg.num_timestep_buckets)
+            t_bucket = torch.full((batch,), bucket, device=vl.device, dtype=torch.long)
+            x = actions.detach().requires_grad_(True)
+            with torch.enable_grad():
+                velocity = self._velocity(vl, vl_mask, state_features, x, t_bucket, embodiment_id, encoder_kv)
+                denoised = x + (1 - t) * velocity
+                error = weights * (target - denoised)
+                (guidance,) = torch.autograd.grad(denoised, x, grad_outputs=error)
+            scale = beta if t == 0 else min(beta, (1 - t) / (t * (1 - t) ** 2 / (t**2 + (1 - t) ** 2)))
+            actions = (x + (velocity + scale * guidance) / steps).detach()
+        if frozen_steps:
+            actions[:, :frozen_steps] = target[:, :frozen_steps]
+        return actions
