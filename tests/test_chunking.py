@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,91 @@ def test_single_step_chunks_query_every_step() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="Unknown chunk execution mode"):
         ChunkExecutorConfig(mode="smooth")
+
+
+# ---------------------------------------------------------------------------------------------- inference delay
+class StampPolicy:
+    """Chunk values encode (observation step, index) as 1000 * obs_t + index: a sent action names its source."""
+
+    def __init__(self, horizon: int = 16, sleep_s: float = 0.0) -> None:
+        self.horizon, self.sleep_s, self.calls = horizon, sleep_s, 0
+
+    def reset(self) -> None: ...
+
+    def get_action(self, observation: dict) -> dict[str, np.ndarray]:
+        self.calls += 1
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        values = 1000.0 * observation["t"] + np.arange(self.horizon, dtype=float)
+        return {"action.left_arm": np.repeat(values[:, None], 7, 1)}
+
+
+def _decode(action: dict[str, np.ndarray]) -> tuple[int, int]:
+    value = round(float(action["action.left_arm"][0]))
+    return value // 1000, value % 1000
+
+
+@pytest.mark.parametrize("mode", ["none", "rtc"])
+@pytest.mark.parametrize(("delay", "execute_steps"), [(0, 8), (2, 8), (4, 8), (8, 8), (3, 5)])
+def test_delayed_actions_stay_within_the_staleness_budget(mode: str, delay: int, execute_steps: int) -> None:
+    """Every action sent at step k comes from a chunk computed on the observation of step t with
+    delay <= k - t <= execute_steps + delay - 1 (the first chunk, computed at once at step 0, excepted), and
+    each new chunk is first used at its index `delay` (its steps before that happened during inference)."""
+    executor = ChunkExecutor(StampPolicy(), ChunkExecutorConfig(mode=mode, execute_steps=execute_steps,
+                                                                delay_steps=delay))
+    sent = [_decode(executor.act({"t": k})) for k in range(100)]
+    for k, (obs_t, index) in enumerate(sent):
+        assert index == k - obs_t  # the chunk's own index for this step: no action is shifted in time
+        assert k - obs_t <= execute_steps + delay - 1
+        if obs_t > 0:
+            assert k - obs_t >= delay
+    assert [(s.step, s.obs_step, s.index) for s in executor.trace] == [(k, t, i) for k, (t, i) in enumerate(sent)]
+    firsts = [sent[k] for k in executor.switch_steps]
+    assert len(firsts) >= 100 // execute_steps - 2 and all(index == delay for _, index in firsts)
+    assert executor.queries == 1 + len(executor.switch_steps) + (executor._pending is not None)
+    assert executor.delays == [0] + [delay] * (executor.queries - 1)
+
+
+@pytest.mark.parametrize("mode", ["blend", "ensemble"])
+def test_smoothing_modes_take_delayed_chunks_from_index_delay(mode: str) -> None:
+    executor = ChunkExecutor(StampPolicy(), ChunkExecutorConfig(mode=mode, execute_steps=8, delay_steps=4))
+    for k in range(64):
+        executor.act({"t": k})
+    trace = list(executor.trace)
+    assert all(4 <= s.step - s.obs_step <= 11 for s in trace if s.obs_step > 0)
+    assert all(trace[k].index == 4 for k in executor.switch_steps)
+
+
+def test_thread_mode_measures_the_delay() -> None:
+    """A 70 ms inference at 20 Hz (50 ms steps) is ceil(1.4) = 2 steps of delay; the loop here runs faster than
+    real time, so act() waits for late results (missed deadlines) but the timing contract is the same."""
+    policy = StampPolicy(sleep_s=0.07)
+    executor = ChunkExecutor(policy, ChunkExecutorConfig(mode="none", execute_steps=8, async_mode="thread"))
+    sent = []
+    for k in range(40):
+        sent.append(_decode(executor.act({"t": k})))
+        time.sleep(0.005)
+    executor.close()
+    assert executor.delays[0] == 0 and set(executor.delays[1:]) == {2}
+    assert all(index == 2 for k, (_, index) in enumerate(sent) if k in executor.switch_steps)
+    assert all(2 <= k - t <= 9 for k, (t, _) in enumerate(sent) if t > 0)
+    assert all(index == k - t for k, (t, index) in enumerate(sent))
+
+
+def test_bad_delay_configs_are_one_clear_value_error() -> None:
+    for kwargs, message in [({"delay_steps": -1}, "delay_steps must be an int >= 0"),
+                            ({"delay_steps": 9, "execute_steps": 8}, "must be <= execute_steps"),
+                            ({"async_mode": "process"}, "Unknown async_mode"),
+                            ({"control_hz": 0.0}, "control_hz"),
+                            ({"rtc_beta": -1.0}, "rtc_beta"),
+                            ({"mode": "rtc2"}, "Unknown chunk execution mode")]:
+        with pytest.raises(ValueError, match=message) as info:
+            ChunkExecutorConfig(**kwargs)
+        assert "\n" not in str(info.value)
+    # The chunk length is known only once the policy answers: a delay the chunks cannot cover fails on first use.
+    executor = ChunkExecutor(StampPolicy(horizon=16), ChunkExecutorConfig(mode="none", execute_steps=12,
+                                                                          delay_steps=9))
+    with pytest.raises(ValueError, match="needs chunks of at least 18 steps") as info:
+        for k in range(20):
+            executor.act({"t": k})
+    assert "\n" not in str(info.value)

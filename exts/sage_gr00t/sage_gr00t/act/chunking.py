@@ -245,20 +245,11 @@ class ChunkExecutor:
     def _sequential(self, obs: dict) -> dict[str, np.ndarray]:
         if not self._chunk:
             self._chunk, self._chunk_obs_step, self._cursor = self._query(obs), self._step, 0
-        elif self._pending is None and self._cursor >= self._period(self._horizon(self._chunk)):
+        self._take_over(self._due())
+        # Back-to-back (delay == period): the next inference starts on the step the last one arrived.
+        if self._pending is None and self._cursor >= self._period(self._horizon(self._chunk)):
             self._start(obs, self._chunk, self._chunk_obs_step)
-        arrived = self._due()
-        if arrived is not None:
-            tail = {k: v[self._cursor:] for k, v in self._chunk.items()}
-            tail_len = self._horizon(tail)
-            self._chunk_obs_step, self._chunk = arrived
-            self._cursor = self._step - self._chunk_obs_step
-            if self._cursor >= self._horizon(self._chunk):
-                raise ValueError(f"A chunk of {self._horizon(self._chunk)} steps arrived {self._cursor} steps late.")
-            self._previous = tail if self.config.mode == "blend" and tail_len > 0 else {}
-            self._blend_n = min(self.config.blend_steps, tail_len) if self._previous else 0
-            self._blend_i = 0
-            self.switch_steps.append(self._step)
+            self._take_over(self._due())  # delay 0: at once
         if self._cursor >= self._horizon(self._chunk):  # cannot happen with a valid delay; fail loudly
             raise ValueError(f"The chunk ran out at step {self._step} before the next one arrived.")
         action = {k: v[self._cursor] for k, v in self._chunk.items()}
@@ -270,17 +261,32 @@ class ChunkExecutor:
         self._cursor += 1
         return action
 
+    def _take_over(self, arrived: tuple[int, dict[str, np.ndarray]] | None) -> None:
+        """Make an arrived chunk the current one, from this step's index (blend: fade from the old tail)."""
+        if arrived is None:
+            return
+        tail = {k: v[self._cursor:] for k, v in self._chunk.items()}
+        tail_len = self._horizon(tail)
+        self._chunk_obs_step, self._chunk = arrived
+        self._cursor = self._step - self._chunk_obs_step
+        self._previous = tail if self.config.mode == "blend" and tail_len > 0 else {}
+        self._blend_n = min(self.config.blend_steps, tail_len) if self._previous else 0
+        self._blend_i = 0
+        self.switch_steps.append(self._step)
+
     def _ensemble(self, obs: dict) -> dict[str, np.ndarray]:
         if not self._predictions and self._pending is None:
             self._predictions.append((self._step, self._query(obs)))
-        else:
+        for attempt in range(2):
+            arrived = self._due()
+            if arrived is not None:
+                self._predictions.append(arrived)
+                self.switch_steps.append(self._step)
             newest_obs_step, newest = self._predictions[-1] if self._predictions else (self._step, {})
-            if self._pending is None and self._step - newest_obs_step >= self._period(self._horizon(newest)):
-                self._start(obs, newest, newest_obs_step)
-        arrived = self._due()
-        if arrived is not None:
-            self._predictions.append(arrived)
-            self.switch_steps.append(self._step)
+            if attempt or self._pending is not None or self._step - newest_obs_step < self._period(
+                    self._horizon(newest)):
+                break
+            self._start(obs, newest, newest_obs_step)  # then, with delay 0, it arrives in the second pass
         while self._predictions:  # drop chunks that no longer cover the current step
             start, chunk = self._predictions[0]
             if self._step - start >= self._horizon(chunk):
