@@ -6,8 +6,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
-from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
+from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk, rtc_weights
+from sage_gr00t.paths import REPO_ROOT
+from sage_gr00t.policy.gr00t import Gr00tModel, Gr00tNativePolicy, compact_config, load_policy
+from sage_gr00t.tasks import make_env
 
 
 class DisagreeingPolicy:
@@ -166,3 +170,105 @@ def test_bad_delay_configs_are_one_clear_value_error() -> None:
         for k in range(20):
             executor.act({"t": k})
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- real-time chunking
+SHIPPED = REPO_ROOT / "assets" / "policies" / "gr00t_compact"
+DELAY, OFFSET = 4, 8  # the new chunk starts 8 steps into the old one; 4 steps execute during inference
+
+
+@pytest.fixture(scope="module")
+def rtc_case():
+    """The shipped policy, the observation 8 steps into its first chunk on pick_apple, and that chunk's rest."""
+    torch.set_num_threads(1)
+    policy = load_policy(SHIPPED)
+    env = make_env("pick_apple")
+    try:
+        obs, _ = env.reset(seed=2000)
+        first = policy.get_action(obs)
+        for i in range(OFFSET):
+            obs, *_ = env.step({k: v[i] for k, v in first.items()})
+    finally:
+        env.close()
+    prefix = {k: v[OFFSET:] for k, v in first.items()}
+    return policy, obs, first, prefix, rtc_weights(16 - OFFSET, DELAY)
+
+
+def _weighted_error(chunk: dict, prefix: dict, weights: np.ndarray, lo: int, hi: int) -> float:
+    return float(sum((weights[lo:hi, None] * (chunk[k][lo:hi] - prefix[k][lo:hi]) ** 2).sum() for k in prefix))
+
+
+def test_rtc_weights_follow_the_paper() -> None:
+    w = rtc_weights(8, 4)
+    assert np.array_equal(w[:4], np.ones(4)) and np.all(np.diff(w[3:]) < 0) and 0 < w[-1] < w[4] < 1
+    c = (8 - np.arange(4, 8)) / (8 - 4 + 1)
+    np.testing.assert_allclose(w[4:], c * (np.exp(c) - 1) / (np.e - 1))
+
+
+def test_rtc_inpainting_keeps_the_frozen_prefix_exactly(rtc_case) -> None:
+    """Asserted: the returned joint-unit float32 arrays' first DELAY rows are bitwise equal to the prefix
+    (np.array_equal, after denormalization), and the rest is the model's own denoising: the soft-masked rows
+    differ from the prefix, the rows past the overlap are finite and differ from the old chunk's last action."""
+    policy, obs, first, prefix, weights = rtc_case
+    policy.seed(7)
+    new = policy.get_action_guided(obs, prefix, weights, DELAY)
+    for key in prefix:
+        assert new[key].dtype == np.float32 and new[key].shape == first[key].shape
+        assert np.array_equal(new[key][:DELAY], prefix[key][:DELAY])
+    arm = "action.right_arm"  # the moving arm
+    assert np.abs(new[arm][DELAY:8] - prefix[arm][DELAY:]).max() > 1e-3
+    assert np.all(np.isfinite(new[arm])) and np.abs(new[arm][8:] - first[arm][-1]).max() > 1e-3
+
+
+def test_rtc_without_guidance_is_the_plain_denoiser(rtc_case) -> None:
+    """beta = 0: on the same noise the guided sampler gives the plain chunk (up to rounding) past the frozen rows."""
+    policy, obs, _, prefix, weights = rtc_case
+    policy.seed(3)
+    plain = policy.get_action(obs)
+    policy.seed(3)
+    unguided = policy.get_action_guided(obs, prefix, weights, DELAY, beta=0.0)
+    for key in prefix:
+        np.testing.assert_allclose(unguided[key][DELAY:], plain[key][DELAY:], atol=1e-5)
+
+
+def test_guidance_pulls_the_soft_masked_region_toward_the_previous_chunk(rtc_case) -> None:
+    """Same noise, with vs without guidance, on a randomly initialized compact GR00T model (its denoised estimate
+    depends on the noisy actions, so the vector-Jacobian product is large) and on the shipped policy (nearly
+    deterministic given the observation: a small pull, but in the right direction on every seed here)."""
+    shipped, obs, _, prefix, weights = rtc_case
+    torch.manual_seed(0)
+    random_model = Gr00tNativePolicy(Gr00tModel(compact_config()), shipped.processor.embodiments, shipped.embodiment)
+    for policy, seeds, factor in ((random_model, (0, 1), 0.8), (shipped, (0, 1, 2), 1.0)):
+        for seed in seeds:
+            policy.seed(seed)
+            plain = policy.get_action(obs)
+            policy.seed(seed)
+            guided = policy.get_action_guided(obs, prefix, weights, DELAY)
+            soft_plain = _weighted_error(plain, prefix, weights, DELAY, len(weights))
+            soft_guided = _weighted_error(guided, prefix, weights, DELAY, len(weights))
+            print(f"\nsoft-mask error {soft_plain:.5f} -> {soft_guided:.5f} (seed {seed})")
+            assert soft_guided < factor * soft_plain
+
+
+def test_rtc_executor_runs_the_old_chunk_through_the_delay(rtc_case) -> None:
+    """Closed loop with delay 4: steps 8..11 execute the first chunk's rows 8..11 exactly; from step 12 the new
+    chunk (computed on the observation of step 8) runs from its index 4."""
+    policy, *_ = rtc_case
+    env = make_env("pick_apple")
+    executor = ChunkExecutor(policy, ChunkExecutorConfig(mode="rtc", execute_steps=8, delay_steps=DELAY))
+    try:
+        obs, _ = env.reset(seed=2000)
+        policy.seed(0)
+        first = policy.get_action(obs)
+        policy.seed(0)
+        executor.reset()
+        sent = []
+        for _ in range(14):
+            sent.append(executor.act(obs))
+            obs, *_ = env.step(sent[-1])
+    finally:
+        env.close()
+    for step in range(12):
+        for key in first:
+            assert np.array_equal(sent[step][key], first[key][step])
+    assert executor.switch_steps == [12] and executor.trace[12] == (12, 8, 4)
