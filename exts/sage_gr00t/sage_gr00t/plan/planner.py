@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from sage_gr00t.plan.commands import REFUSALS, subtask_language
 from sage_gr00t.plan.hmodule import STOP, FrozenTextEncoder, HModule, HModuleConfig, build_batch
+from sage_gr00t.plan.language import gate, parse
 from sage_gr00t.plan.scene import Scene, SceneObject
 from sage_gr00t.plan.vocabulary import PICKABLE, POUR_SOURCES, POUR_TARGETS, RECEPTACLES
 from sage_gr00t.skills import Subtask
@@ -36,6 +37,19 @@ def _seen(scene: Scene) -> str:
     return ", ".join(o.description for o in scene.objects) or "nothing"
 
 
+def _role_problem(skill: str, o: SceneObject, t: SceneObject) -> str:
+    """What the skill cannot do with these objects, by declared roles or the installed vocabulary's kinds."""
+    from sage_gr00t.plan.language import has_role
+
+    want = ("pour_source", "pour_target") if skill == "pour" else ("pickable", "receptacle")
+    verb = skill.replace("_", " and ")
+    if not has_role(o, want[0]):
+        return f"I can't {verb} the {o.description}: it is not a {want[0].replace('_', ' ')}."
+    if not has_role(t, want[1]):
+        return f"I can't {verb} into or onto the {t.description}: it is not a {want[1].replace('_', ' ')}."
+    return ""
+
+
 class HModulePlanner:
     def __init__(self, model: HModule, encoder: FrozenTextEncoder) -> None:
         self.model, self.encoder = model.eval(), encoder
@@ -45,17 +59,18 @@ class HModulePlanner:
         path = Path(path)
         cfg = HModuleConfig(**json.loads((path / CONFIG_FILE).read_text())["model"])
         model = HModule(cfg)
-        missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
+        weights = {k: v.float() for k, v in load_file(path / WEIGHTS_FILE).items()}  # shipped as fp16
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         if missing or unexpected:
             raise ValueError(f"Checkpoint {path} does not match HModule: missing {missing}, unexpected {unexpected}.")
         return cls(model.to(device), FrozenTextEncoder(encoder_dir, device, cfg.max_tokens))
 
     @staticmethod
     def save(model: HModule, path: str | Path, extra: dict | None = None) -> None:
-        """Only the trainable H-module is saved; the frozen MiniLM ships with its own package."""
+        """Only the trainable H-module is saved, in fp16; the frozen MiniLM ships with its own package."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path / WEIGHTS_FILE)
+        save_file({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}, path / WEIGHTS_FILE)
         (path / CONFIG_FILE).write_text(json.dumps({"model": model.cfg.to_dict(), **(extra or {})}, indent=2))
 
     @torch.no_grad()
@@ -66,12 +81,17 @@ class HModulePlanner:
         return result
 
     def _plan(self, command: str, scene: Scene) -> PlanResult:
-        if not command.strip() or not any(c.isalpha() for c in command):
-            return PlanResult(refusal="garbage", message="I did not get an instruction (the command is empty or "
-                              "has no words). Tell me what to move where, e.g. 'put the apple on the plate'.")
+        """Gate -> deterministic grounding (language.py) -> the learned H-module where grounding is undecided."""
+        why = gate(command)
+        if why is not None:
+            return PlanResult(refusal="garbage", message=f"I did not get an instruction ({why}). Tell me what "
+                              "to move where, e.g. 'put the apple on the plate'.")
         if not scene.objects:
             return PlanResult(refusal="unknown_object", message="I see no objects on the table, so there is "
                               "nothing I can act on.")
+        grounded = parse(command, scene)
+        if grounded is not None:
+            return self._from_parse(grounded, command, scene)
         b = build_batch(self.encoder, [command], [scene], max_steps=self.model.cfg.max_steps)
         outs = self.model(b.tok, b.tok_mask, b.obj, b.obj_mask, adaptive=True)
         out = outs[-1]
@@ -110,6 +130,24 @@ class HModulePlanner:
                               message=f"I understood {command!r} but found nothing to do in this scene.")
         subtasks = [Subtask(s, o.name, t.name, subtask_language(s, o, t)) for s, o, t in steps]
         return PlanResult(subtasks=subtasks, segments=len(outs))
+
+    def _from_parse(self, p, command: str, scene: Scene) -> PlanResult:
+        if p.refusal == "garbage":
+            return PlanResult(refusal="garbage", message=f"I don't understand {command!r} as a manipulation "
+                              f"instruction ({p.message}). Tell me what to move where, e.g. 'put the apple on the "
+                              "plate'.")
+        if p.refusal == "unknown_object":
+            msg = p.message if p.message.startswith("which ") else \
+                f"I can't find a '{p.message}' in the scene (I see: {_seen(scene)})."
+            return PlanResult(refusal="unknown_object", message=msg[0].upper() + msg[1:] if msg.startswith("which")
+                              else msg)
+        if p.refusal == "impossible":
+            return PlanResult(refusal="impossible", message=f"I can't do {command!r} here: {p.message}.")
+        for skill, o, t in p.steps:
+            problem = _role_problem(skill, o, t)
+            if problem:
+                return PlanResult(refusal="impossible", message=problem)
+        return PlanResult(subtasks=[Subtask(s, o.name, t.name, subtask_language(s, o, t)) for s, o, t in p.steps])
 
     @staticmethod
     def _check(skill: str, obj: SceneObject, tgt: SceneObject) -> str:
