@@ -138,9 +138,9 @@ def test_smoothing_modes_take_delayed_chunks_from_index_delay(mode: str) -> None
 
 
 def test_thread_mode_measures_the_delay() -> None:
-    """A 70 ms inference at 20 Hz (50 ms steps) is ceil(1.4) = 2 steps of delay; the loop here runs faster than
+    """A 65 ms inference at 20 Hz (50 ms steps) is ceil(1.3) = 2 steps of delay; the loop here runs faster than
     real time, so act() waits for late results (missed deadlines) but the timing contract is the same."""
-    policy = StampPolicy(sleep_s=0.07)
+    policy = StampPolicy(sleep_s=0.065)
     executor = ChunkExecutor(policy, ChunkExecutorConfig(mode="none", execute_steps=8, async_mode="thread"))
     sent = []
     for k in range(40):
