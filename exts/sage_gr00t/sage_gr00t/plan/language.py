@@ -108,7 +108,7 @@ HYPERNYMS = {  # a word naming a class of kinds (matched against kind and role)
     "toy": ("block", "cylinder"), "piece": ("block", "cylinder"), "shape": ("block", "cylinder"),
 }
 ANY_NOUNS = {"one", "thing", "object", "item", "stuff"}
-EXTRA_WORDS = {"apple": ["fruit"], "pitcher": ["jug", "carafe", "jar", "kettle"], "cup": ["glass", "mug", "tumbler"],
+EXTRA_WORDS = {"pitcher": ["jug", "carafe", "jar", "kettle"], "cup": ["glass", "mug", "tumbler"],
                "plate": ["dish", "saucer"], "bin": ["box", "basket", "container", "crate"], "tray": ["platter"],
                "block": ["cube", "brick"], "cylinder": ["tube", "puck"]}
 # Nouns of things that are never part of the shipped scenes: naming one is an unknown object.
