@@ -1,4 +1,9 @@
-"""sort_blocks: put each coloured block into the bin of its colour (the distractor block stays put)."""
+"""sort_blocks: put each coloured block into the bin of its colour (the distractor block stays put).
+
+Variants: `novel` (cylinders, a purple distractor: never trained on), `language` (red, blue and green blocks:
+the instruction names one block and one bin, any pairing) and `procedural` (blocks of random sizes and shades,
+a distractor of a random shape and colour).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,18 @@ import numpy as np
 
 from sage_gr00t.perceive.camera import BLUE, GREEN, PURPLE, RED, ColorRange, VisualSignature
 from sage_gr00t.skills import Subtask
-from sage_gr00t.tasks import GraspSpec, ObjectSpec, SceneAccess, Task, open_box, sample_positions, yaw_of
+from sage_gr00t.tasks import (
+    LANGUAGE_VARIANT,
+    PROCEDURAL_VARIANT,
+    GraspSpec,
+    ObjectSpec,
+    SceneAccess,
+    Task,
+    open_box,
+    sample_positions,
+    yaw_of,
+)
+from sage_gr00t.tasks.episode import SHAPE_NOUNS, DisplacementCheck, pick_color, rgba
 from sage_gr00t.tasks.spec import Geom
 
 COLORS = {
@@ -21,6 +37,7 @@ BLOCK_HALF = 0.022
 BIN_INNER_HALF = 0.07
 BIN_WALL_HEIGHT = 0.04
 BLOCK_FRICTION = (1.2, 0.02, 0.002)
+DISTRACTOR_SHAPES = ("box", "sphere", "capsule")  # procedural distractors; cylinders stay the novel variant's
 
 
 def _block_signature(color: str) -> VisualSignature:
@@ -38,6 +55,17 @@ def _bin_signature(color: str) -> VisualSignature:
 class SortBlocks(Task):
     name = "sort_blocks"
     example_command = "sort the blocks into the bins of the same colour"
+    variants = ("train", "novel", LANGUAGE_VARIANT, PROCEDURAL_VARIANT)
+
+    def __init__(self, variant: str = "train") -> None:
+        super().__init__(variant)
+        # Language scenes: the (block colour, bin colour) pair the instruction names, drawn per episode.
+        self.goal = ("red", "red")
+        self._others = DisplacementCheck()
+        self._drawn: tuple[ObjectSpec, ...] = ()
+        self._distractor_words = "green block"
+        if variant == PROCEDURAL_VARIANT:
+            self.new_episode(np.random.default_rng(0))
 
     @property
     def novel(self) -> bool:
@@ -48,6 +76,8 @@ class SortBlocks(Task):
         return "purple" if self.novel else "green"
 
     def objects(self) -> tuple[ObjectSpec, ...]:
+        if self.variant == PROCEDURAL_VARIANT:
+            return self._drawn
         h = BLOCK_HALF
         kind = "cylinder" if self.novel else "block"  # unseen shape: cylinders instead of cubes
         blocks = tuple(
@@ -69,6 +99,30 @@ class SortBlocks(Task):
         )
         return blocks + bins
 
+    def new_episode(self, rng: np.random.Generator) -> None:
+        if self.variant != PROCEDURAL_VARIANT:
+            return
+        blocks = []
+        for color in SORTED_COLORS:  # cuboids of random proportions, shades of the bin's colour
+            half = (float(rng.uniform(0.018, 0.025)), float(rng.uniform(0.018, 0.025)), float(rng.uniform(0.018, 0.03)))
+            blocks.append(ObjectSpec(f"{color}_block", (Geom("box", half, rgba(color, rng, 0.06),
+                                                              friction=BLOCK_FRICTION),),
+                                     kind="block", role="pickable", color=color, mass=float(rng.uniform(0.05, 0.12)),
+                                     radius=min(half[:2])))
+        shape = DISTRACTOR_SHAPES[int(rng.integers(len(DISTRACTOR_SHAPES)))]
+        color = pick_color(rng, exclude=(*SORTED_COLORS, "purple", "pink", "orange"))  # not read as red / blue
+        r = float(rng.uniform(0.018, 0.025))
+        size = {"box": (r, r, r), "sphere": (r,), "capsule": (r, 0.01)}[shape]
+        noun = SHAPE_NOUNS[shape][0]
+        blocks.append(ObjectSpec(f"{self.distractor}_block", (Geom(shape, size, rgba(color, rng, 0.05),
+                                                                   friction=BLOCK_FRICTION),),
+                                 kind=noun, role="pickable", color=color, mass=0.08, radius=r))
+        self._drawn = (*blocks, *(o for o in self._bins()))
+        self._distractor_words = f"{color} {noun}"
+
+    def _bins(self) -> tuple[ObjectSpec, ...]:
+        return tuple(o for o in SortBlocks("train").objects() if o.kind == "bin")
+
     def place(self, scene: SceneAccess, rng: np.random.Generator, pose_scale: float = 1.0) -> None:
         z = scene.table_height
         left_color = SORTED_COLORS[int(rng.integers(2))]
@@ -77,19 +131,42 @@ class SortBlocks(Task):
             x, y = rng.uniform(0.37, 0.45), side * rng.uniform(0.22, 0.25)
             scene.set_pose(f"{color}_bin", np.array([x, y, z]))
         blocks = sample_positions(rng, [((0.31, 0.47), (-0.06, 0.06))] * 3, min_distance=0.085, scale=pose_scale)
-        for color, xy in zip((*SORTED_COLORS, self.distractor), blocks, strict=True):
-            scene.set_pose(f"{color}_block", np.array([*xy, z + BLOCK_HALF + 0.001]), yaw=rng.uniform(-np.pi, np.pi))
+        names = [f"{color}_block" for color in (*SORTED_COLORS, self.distractor)]
+        for name, xy in zip(names, blocks, strict=True):
+            half = self._half_height(name)
+            scene.set_pose(name, np.array([*xy, z + half + 0.001]), yaw=rng.uniform(-np.pi, np.pi))
+        if self.variant == LANGUAGE_VARIANT:
+            block_colors = (*SORTED_COLORS, self.distractor)
+            self.goal = (block_colors[int(rng.integers(3))], SORTED_COLORS[int(rng.integers(2))])
+            self._others.arm(tuple(n for n in names if n != f"{self.goal[0]}_block"))
 
-    def block_in_bin(self, scene: SceneAccess, color: str) -> bool:
-        block, bin_pos = scene.body_pos(f"{color}_block"), scene.body_pos(f"{color}_bin")
+    def _half_height(self, name: str) -> float:
+        geom = self.object(name).geoms[0]
+        return {"box": geom.size[-1], "sphere": geom.size[0], "cylinder": geom.size[-1],
+                "capsule": sum(geom.size[:2])}.get(geom.shape, BLOCK_HALF)
+
+    def block_in_bin(self, scene: SceneAccess, color: str, bin_color: str | None = None) -> bool:
+        block, bin_pos = scene.body_pos(f"{color}_block"), scene.body_pos(f"{bin_color or color}_bin")
         inside = np.all(np.abs(block[:2] - bin_pos[:2]) < BIN_INNER_HALF)
         released = not scene.touching_robot(f"{color}_block")
         return bool(inside and released and block[2] < scene.table_height + 0.06)
 
     def is_success(self, scene: SceneAccess) -> bool:
+        if self.variant == LANGUAGE_VARIANT:
+            return self.block_in_bin(scene, *self.goal) and not self._others.displaced(scene)
         return all(self.block_in_bin(scene, c) for c in SORTED_COLORS)
 
     def instructions(self) -> list[str]:
+        if self.variant == LANGUAGE_VARIANT:
+            block, bin_color = self.goal
+            return [
+                f"put the {block} block in the {bin_color} bin",
+                f"place the {block} block into the {bin_color} bin",
+                f"move the {block} block to the {bin_color} bin",
+                f"pick up the {block} block and drop it in the {bin_color} bin",
+                f"the {block} block goes in the {bin_color} bin",
+                f"could you put the {block} block in the {bin_color} bin?",
+            ]
         shape = "cylinders" if self.novel else "blocks"
         return [
             f"sort the {shape} into the bins of the same colour",
@@ -101,6 +178,10 @@ class SortBlocks(Task):
         ]
 
     def expert_plan(self) -> list[Subtask]:
+        if self.variant == LANGUAGE_VARIANT:
+            block, bin_color = self.goal
+            return [Subtask("pick_place", f"{block}_block", f"{bin_color}_bin",
+                            f"pick up the {block} block and place it in the {bin_color} bin")]
         shape = "cylinder" if self.novel else "block"
         return [
             Subtask("pick_place", f"{c}_block", f"{c}_bin", f"pick up the {c} {shape} and place it in the {c} bin")
@@ -108,8 +189,8 @@ class SortBlocks(Task):
         ]
 
     def grasp(self, scene: SceneAccess, object_name: str) -> GraspSpec:
-        if self.novel:
-            return GraspSpec(height=0.0, yaw=0.0, lift=0.12)  # cylinders: any yaw grips
+        if self.object(object_name).geoms[0].shape != "box":
+            return GraspSpec(height=0.0, yaw=0.0, lift=0.12)  # cylinders, spheres: any yaw grips
         # Align the fingers with the block's faces: yaw modulo 90 degrees, in [-45, 45].
         yaw = (yaw_of(scene.body_quat(object_name)) + np.pi / 4) % (np.pi / 2) - np.pi / 4
         return GraspSpec(height=0.0, yaw=float(yaw), lift=0.12)

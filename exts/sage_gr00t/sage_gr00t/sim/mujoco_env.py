@@ -144,6 +144,27 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         self.task = task = task.with_variant(self.config.variant)
         self.render_mode = render_mode
         self.embodiment: EmbodimentSpec = get_embodiment(self.config.embodiment)
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._depth_renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        # GL renderers are closed when the env is collected, or at exit BEFORE mujoco's EGL teardown (an atexit
+        # hook registered after the first renderer exists runs first): left to garbage collection at shutdown
+        # they print EGLError tracebacks over whatever error ended the program.
+        self._close_renderers = weakref.finalize(self, close_renderers, self._renderers, self._depth_renderers)
+        self._close_renderers.atexit = False
+        self._exit_hook = False
+        self._build()
+        self._rng = np.random.default_rng()
+        self._action_queue: collections.deque[np.ndarray] = collections.deque()
+        self._latency = 0
+        self.instruction = ""
+        self.step_count = 0
+        self.observation_space = self._make_observation_space()
+        self.action_space = self._make_action_space()
+
+    def _build(self) -> None:
+        """Compile the scene from the task's current objects (again when a variant draws new ones)."""
+        close_renderers(self._renderers, self._depth_renderers)  # they hold the previous model
+        task = self.task
         spec = new_scene(self.embodiment, self.config.physics, self.config.table)
         for obj in task.objects():
             add_object(spec, obj)
@@ -158,21 +179,7 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
         geom_ids = np.array([g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in set(body_ids)],
                             dtype=int)
         self.randomizer = DomainRandomizer(self.model, self.config.randomization, geom_ids, body_ids)
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
-        self._depth_renderers: dict[tuple[int, int], mujoco.Renderer] = {}
-        # GL renderers are closed when the env is collected, or at exit BEFORE mujoco's EGL teardown (an atexit
-        # hook registered after the first renderer exists runs first): left to garbage collection at shutdown
-        # they print EGLError tracebacks over whatever error ended the program.
-        self._close_renderers = weakref.finalize(self, close_renderers, self._renderers, self._depth_renderers)
-        self._close_renderers.atexit = False
-        self._exit_hook = False
-        self._rng = np.random.default_rng()
-        self._action_queue: collections.deque[np.ndarray] = collections.deque()
-        self._latency = 0
-        self.instruction = ""
-        self.step_count = 0
-        self.observation_space = self._make_observation_space()
-        self.action_space = self._make_action_space()
+        self._built_objects = task.objects()
 
     # ------------------------------------------------------------------ TaskEnv (the rest: DeclaredTaskEnv)
     @property
@@ -206,6 +213,9 @@ class MujocoTaskEnv(DeclaredTaskEnv, gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self._rng = np.random.default_rng(seed)
+        self.task.new_episode(self._rng)
+        if self.task.objects() != self._built_objects:
+            self._build()
         mujoco.mj_resetData(self.model, self.data)
         self._latency = self.randomizer.apply(self._rng)
         home = self.home_action()

@@ -24,6 +24,8 @@ from sage_gr00t.tasks.registry import (
 from sage_gr00t.tasks.scene_access import SceneAccess
 from sage_gr00t.tasks.shapes import open_box, ring_walls
 from sage_gr00t.tasks.spec import (
+    LANGUAGE_VARIANT,
+    PROCEDURAL_VARIANT,
     Geom,
     GraspSpec,
     ObjectSpec,
@@ -54,7 +56,8 @@ def make_env(task: str | Task | type[Task], backend: str = "mujoco", config: Tas
 
 
 __all__ = [
-    "ALL_TASKS", "BACKENDS", "ENTRY_POINT_GROUP", "TASKS", "Geom", "GraspSpec", "ObjectSpec", "ParticleSpec",
+    "ALL_TASKS", "BACKENDS", "ENTRY_POINT_GROUP", "LANGUAGE_VARIANT", "PROCEDURAL_VARIANT", "TASKS", "Geom",
+    "GraspSpec", "ObjectSpec", "ParticleSpec",
     "PourSpec", "SceneAccess", "Task", "TaskConfig", "TaskEnv", "TaskIds", "UnknownTaskError", "get_task", "make_env",
     "open_box", "resolve_task", "ring_walls", "sample_positions", "select_tasks", "task_names", "yaw_of",
 ]

@@ -25,6 +25,9 @@ SHAPES = ("box", "sphere", "cylinder", "capsule", "ellipsoid")
 # What the planner may do with an object of a kind (see plan/commands.py).
 ROLES = ("pickable", "receptacle", "pour_source", "pour_target", "fixture")
 VARIANTS = ("train", "novel")
+# Variants the shipped tasks add: scenes where only the instruction says which object goes where, and scenes
+# whose objects (shape, size, colour) are drawn anew every episode, the instruction naming them.
+LANGUAGE_VARIANT, PROCEDURAL_VARIANT = "language", "procedural"
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,12 @@ class Task(ABC):
 
     def particles(self) -> tuple[ParticleSpec, ...]:
         return ()
+
+    def new_episode(self, rng: np.random.Generator) -> None:
+        """Draw what this variant changes per episode before the scene is built (procedural objects); a
+        simulator rebuilds its scene when `objects()` then differs. The default draws nothing and takes
+        no random numbers, so a seed gives the same layout as before this hook existed."""
+        del rng
 
     @abstractmethod
     def place(self, scene: SceneAccess, rng: np.random.Generator, pose_scale: float = 1.0) -> None:
