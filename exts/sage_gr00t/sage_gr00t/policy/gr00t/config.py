@@ -128,12 +128,15 @@ def n15_config() -> Gr00tConfig:
     return Gr00tConfig(preset="n1.5")
 
 
-def compact_config(width: int = 128) -> Gr00tConfig:
-    """A small model with the same structure that trains and runs on a CPU."""
+def compact_config(width: int = 128, head_width: int | None = None, preset: str = "compact") -> Gr00tConfig:
+    """A small model with the same structure that trains and runs on a CPU. `head_width` (default `width`) sizes
+    the action head; a narrower head than backbone is reached through the backbone's projection, as in N1.5."""
+    width, backbone_width = head_width or width, width
     heads = max(2, width // 32)
+    projection = None if backbone_width == width else width
     return Gr00tConfig(
-        preset="compact",
-        backbone=BackboneConfig(kind="compact", image_size=128, width=width, project_to_dim=None),
+        preset=preset,
+        backbone=BackboneConfig(kind="compact", image_size=128, width=backbone_width, project_to_dim=projection),
         action_head=ActionHeadConfig(
             hidden_size=width,
             input_embedding_dim=width,
@@ -152,4 +155,10 @@ def compact_config(width: int = 128) -> Gr00tConfig:
     )
 
 
-PRESETS = {"n1.5": n15_config, "compact": compact_config}
+def compact_v2_config() -> Gr00tConfig:
+    """Policy v2: a wider vision-language backbone (varied objects, colours and instructions) over the compact
+    action head, sized to stay within 40 ms per chunk on one CPU core."""
+    return compact_config(width=256, head_width=128, preset="compact_v2")
+
+
+PRESETS = {"n1.5": n15_config, "compact": compact_config, "compact_v2": compact_v2_config}

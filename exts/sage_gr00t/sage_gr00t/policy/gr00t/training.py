@@ -40,6 +40,7 @@ class TrainConfig:
     datasets: list[str] = field(default_factory=list)  # LeRobot dataset folders
     out: str = "outputs/policy"
     cache: str | None = None  # training-cache folder (built from `datasets` if missing)
+    shards: list[str] = field(default_factory=list)  # sage-collect-mix output folders (read instead of a cache)
     preset: str = "compact"
     max_episodes: int = 100  # per dataset
     steps: int = 20000  # 0 with max_minutes: fit as many steps as the time budget allows
@@ -153,12 +154,49 @@ class DemoData:
     def load(cls, cache: Path) -> DemoData:
         meta = json.loads((cache / "meta.json").read_text())
         arrays = np.load(cache / "arrays.npz")
-        images = _read_video(cache / "frames.mp4")
+        raw = cache / "frames.npy"  # shards store raw frames (no codec needed where they are written)
+        images = np.load(raw) if raw.is_file() else _read_video(cache / "frames.mp4")
         if len(images) != len(arrays["state"]):
             raise ValueError(f"Cache {cache} is inconsistent: {len(images)} frames vs {len(arrays['state'])} states.")
         return cls(torch.from_numpy(images), arrays["state"].astype(np.float32), arrays["action"].astype(np.float32),
                    arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"],
                    arrays.get("subtask"))
+
+    def save(self, folder: Path, extra: dict | None = None) -> Path:
+        """Write this data as a training-cache folder with raw frames (`frames.npy`)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "frames.npy", self.images.numpy())
+        subtask = self.subtask if self.subtask is not None else np.full(len(self.task), -1)
+        np.savez(folder / "arrays.npz", state=self.state, action=self.action, episode=self.episode, task=self.task,
+                 subtask=subtask)
+        (folder / "meta.json").write_text(json.dumps(
+            {"tasks": self.tasks, "modality": self.modality, "robot_type": self.robot_type,
+             "image_size": int(self.images.shape[1]), **(extra or {})}, indent=1))
+        return folder
+
+    @classmethod
+    def concat(cls, parts: list[DemoData]) -> DemoData:
+        """One dataset from several caches of the same robot and layout (task strings and episodes renumbered)."""
+        first = parts[0]
+        for part in parts[1:]:
+            if part.modality != first.modality or part.robot_type != first.robot_type:
+                raise ValueError("Training caches differ in robot or state/action layout; train them separately.")
+        tasks = sorted({t for p in parts for t in p.tasks})
+        index = {t: i for i, t in enumerate(tasks)}
+        remap, episodes, offset = [], [], 0
+        for part in parts:
+            lookup = np.array([index[t] for t in part.tasks])
+            sub = part.subtask if part.subtask is not None else np.full(len(part.task), -1)
+            remap.append((lookup[part.task], np.where(sub >= 0, lookup[np.maximum(sub, 0)], -1)))
+            _, episode = np.unique(part.episode, return_inverse=True)
+            episodes.append(episode + offset)
+            offset += int(episode.max()) + 1 if len(episode) else 0
+        return cls(
+            images=torch.cat([p.images for p in parts]), state=np.concatenate([p.state for p in parts]),
+            action=np.concatenate([p.action for p in parts]), episode=np.concatenate(episodes),
+            task=np.concatenate([r[0] for r in remap]), tasks=tasks, modality=first.modality,
+            robot_type=first.robot_type, subtask=np.concatenate([r[1] for r in remap]),
+        )
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
@@ -303,12 +341,17 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     model_cfg: Gr00tConfig = PRESETS[cfg.preset]()
-    cache = Path(cfg.cache) if cfg.cache else out / "cache"
-    if not (cache / "meta.json").is_file():
-        if not cfg.datasets:
-            raise ValueError(f"No training cache at {cache} and no --datasets to build one from.")
-        build_cache(cfg.datasets, cache, model_cfg.backbone.image_size, cfg.max_episodes)
-    data = DemoData.load(cache)
+    if cfg.shards:
+        from sage_gr00t.data.shards import shard_dirs
+
+        data = DemoData.concat([DemoData.load(d) for d in tqdm(shard_dirs(cfg.shards), desc="load shards")])
+    else:
+        cache = Path(cfg.cache) if cfg.cache else out / "cache"
+        if not (cache / "meta.json").is_file():
+            if not cfg.datasets:
+                raise ValueError(f"No training cache at {cache} and no --datasets to build one from.")
+            build_cache(cfg.datasets, cache, model_cfg.backbone.image_size, cfg.max_episodes)
+        data = DemoData.load(cache)
     meta = data.metadata()
     model = Gr00tModel(model_cfg)
     if cfg.init_from:
