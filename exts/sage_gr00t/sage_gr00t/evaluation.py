@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
-from sage_gr00t.modality import ARM_GROUPS, action_key
+from sage_gr00t.modality import ARM_GROUPS, LANGUAGE_KEY, action_key
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.tasks.protocols import TaskEnv
 
@@ -79,10 +79,17 @@ def run_episode(
     on_frame: Callable[[TaskEnv, dict], None] | None = None,
     stop_on_success: bool = True,
     chunking: ChunkExecutorConfig | None = None,
+    instruction: str | None = None,
 ) -> EpisodeResult:
-    """One closed-loop episode; action chunks go through a `ChunkExecutor` (smoothing at boundaries)."""
+    """One closed-loop episode; action chunks go through a `ChunkExecutor` (smoothing at boundaries).
+
+    `instruction` replaces the one the episode drew (the mismatched-instruction control: success is still the
+    scene's own goal, so a policy that follows the words fails where they name another object)."""
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
+    if instruction is not None:
+        env.instruction = instruction
+        obs = {**obs, LANGUAGE_KEY: instruction}
     executor.reset()
     outcome = rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, on_frame, stop_on_success)
     return _result(env, seed, env.instruction, outcome, executor.queries)
@@ -103,6 +110,13 @@ def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command
                        finished=lambda: bridge.plan_result is not None and not bridge.active)
     bridge.end_episode(outcome[0])
     return _result(env, seed, command, outcome, bridge.lmodule.executor.queries)
+
+
+def borrowed_instruction(env: TaskEnv, seeds: list[int], seed: int) -> str:
+    """The instruction the next seed of `seeds` draws (cyclically): another episode's words for this scene."""
+    other = seeds[(seeds.index(seed) + 1) % len(seeds)]
+    env.reset(seed=other)
+    return env.instruction
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:

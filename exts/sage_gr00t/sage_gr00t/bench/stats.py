@@ -1,7 +1,9 @@
-"""Paired comparisons of two controllers run on the same episodes: discordant pairs and the exact McNemar test."""
+"""Statistics of success rates: Wilson intervals, and paired comparisons of two controllers run on the same
+episodes (discordant pairs and the exact McNemar test)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -38,3 +40,13 @@ def paired_mcnemar(first: Iterable[Result], second: Iterable[Result], key: Calla
     """(only first solved, only second solved, exact McNemar p-value) of two paired result lists."""
     only_first, only_second = discordant_pairs(first, second, key, outcome)
     return only_first, only_second, mcnemar_exact(only_first, only_second)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of a binomial proportion k/n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

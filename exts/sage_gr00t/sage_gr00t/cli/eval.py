@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from sage_gr00t.bench.stats import wilson_interval
 from sage_gr00t.bench.video import EpisodeVideo
 from sage_gr00t.cli._parsing import parse
-from sage_gr00t.evaluation import EpisodeResult, run_bridge_episode, run_episode, summarize
+from sage_gr00t.evaluation import EpisodeResult, borrowed_instruction, run_bridge_episode, run_episode, summarize
 from sage_gr00t.policy.factory import PolicySpecError
 from sage_gr00t.session import Session, SessionConfig, build_session
 from sage_gr00t.tasks import ALL_TASKS, select_tasks
@@ -73,6 +74,11 @@ class EvalConfig(SessionConfig):
     controller decides it is done (SAGE: its plan is over; a plain policy never does: the step limit)."""
     task_option: list[str] = field(default_factory=list)
     """TaskConfig overrides KEY=VALUE, e.g. image_height=128 max_steps=300 settle_steps=50."""
+    instruction: str = "task"
+    """task: each episode's own instruction; mismatched: the instruction another episode drew (the control run of
+    the language-following scenes: a policy that listens then fails where the words name another object)."""
+    workers: int = 1
+    """Processes sharing each task's seeds (one torch thread each); 1 runs in this process."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -84,6 +90,12 @@ class EvalConfig(SessionConfig):
                              "the flag out for the task's example command.")
         if self.stop not in ("success", "controller"):
             raise ValueError(f"--stop must be 'success' or 'controller', got {self.stop!r}.")
+        if self.instruction not in ("task", "mismatched"):
+            raise ValueError(f"--instruction must be 'task' or 'mismatched', got {self.instruction!r}.")
+        if self.instruction == "mismatched" and (self.controller == "sage" or self.episodes < 2):
+            raise ValueError("--instruction mismatched needs the plain policy controller and --episodes >= 2.")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}.")
         self.task_options = {**self.task_options, **parse_task_options(self.task_option)}
         super().__post_init__()
 
@@ -96,35 +108,67 @@ class EvalConfig(SessionConfig):
 
 
 def evaluate_task(cfg: EvalConfig, session: Session, console: Console,
-                  on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+                  on_result: Callable[[EpisodeResult], None] | None = None,
+                  seeds: list[int] | None = None, progress: bool = True) -> list[EpisodeResult]:
     env, bridge = session.env, session.bridge
     if cfg.max_steps:
         env.config.max_steps = cfg.max_steps
     command = cfg.command if cfg.command is not None else env.task.example_command
     if bridge is not None and not command.strip():
         raise ValueError(f"--controller sage needs --command: task {env.task_name} declares no example command.")
+    all_seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
     results = []
-    for i, seed in enumerate(tqdm(range(cfg.seed_start, cfg.seed_start + cfg.episodes), desc=env.task_name)):
-        video = EpisodeVideo(enabled=cfg.video is not None and i == 0)
+    for seed in tqdm(seeds if seeds is not None else all_seeds, desc=env.task_name, disable=not progress):
+        video = EpisodeVideo(enabled=cfg.video is not None and seed == cfg.seed_start)
         if bridge is not None:
             results.append(run_bridge_episode(env, bridge, seed, command, on_frame=video.grab,
                                               stop_on_success=cfg.stop == "success"))
             if bridge.message and bridge.message != "done":
                 tqdm.write(f"seed {seed}: {bridge.message}")
         else:
+            borrowed = borrowed_instruction(env, all_seeds, seed) if cfg.instruction == "mismatched" else None
             results.append(run_episode(env, session.policy, seed, on_frame=video.grab, chunking=cfg.chunking,
-                                       stop_on_success=cfg.stop == "success"))
+                                       stop_on_success=cfg.stop == "success", instruction=borrowed))
         if on_result is not None:
             on_result(results[-1])
         saved = video.save(cfg.video.with_name(f"{cfg.video.stem}_{env.task_name}{cfg.video.suffix}")) \
             if cfg.video is not None else None
         if saved is not None:
             console.print(f"video: {saved}")
-    if bridge is not None:
+    if bridge is not None and progress:
         over = bridge.overhead_ms()
         console.print(f"{env.task_name}: bridge overhead per step (ms, policy + render excluded): "
                       + ", ".join(f"{k} {v:.2f}" for k, v in over.items()))
     return results
+
+
+def _evaluate_seeds(job: tuple[EvalConfig, str, list[int]]) -> list[EpisodeResult]:
+    """One worker process: its own session for `task`, the given seeds."""
+    import torch
+
+    torch.set_num_threads(1)
+    cfg, task, seeds = job
+    session = build_session(cfg.session(task))
+    try:
+        return evaluate_task(cfg, session, Console(width=120, quiet=True), seeds=seeds, progress=False)
+    finally:
+        session.close()
+
+
+def evaluate_parallel(cfg: EvalConfig, task: str, on_result: Callable[[EpisodeResult], None]) -> list[EpisodeResult]:
+    """The task's seeds split over `cfg.workers` spawned processes; results come back as each worker ends."""
+    import multiprocessing as mp
+
+    seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
+    jobs = [(cfg, task, seeds[i::cfg.workers]) for i in range(min(cfg.workers, len(seeds)))]
+    results: list[EpisodeResult] = []
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        for batch in tqdm(pool.imap_unordered(_evaluate_seeds, jobs), total=len(jobs), desc=f"{task} (workers)"):
+            for result in batch:
+                results.append(result)
+                on_result(result)
+    return sorted(results, key=lambda r: r.seed)
 
 
 class ResultsFile:
@@ -177,18 +221,25 @@ def run(cfg: EvalConfig) -> Path:
     console = Console(width=120)
     table = Table(title=f"SAGE-GR00T evaluation: controller={cfg.controller}, policy={cfg.policy}, "
                         f"embodiment={cfg.embodiment}, backend={cfg.backend}, variant={cfg.variant}, "
+                        f"randomization={cfg.randomization}, instruction={cfg.instruction}, "
                         f"seeds {cfg.seed_start}..{cfg.seed_start + cfg.episodes - 1}")
-    for column in ("task", "episodes", "success", "mean steps", "env steps/s", "arm jerk"):
+    for column in ("task", "episodes", "success", "95% CI", "mean steps", "env steps/s", "arm jerk"):
         table.add_column(column, justify="right" if column != "task" else "left")
     try:
         for task in tasks:
-            session = build_session(cfg.session(task))
-            try:
-                results = evaluate_task(cfg, session, console, on_result=results_file.add)
-            finally:
-                session.close()
+            if cfg.workers > 1:
+                results = evaluate_parallel(cfg, task, results_file.add)
+            else:
+                session = build_session(cfg.session(task))
+                try:
+                    results = evaluate_task(cfg, session, console, on_result=results_file.add)
+                finally:
+                    session.close()
             summary = summarize(results)
-            table.add_row(task, str(summary["episodes"]), f"{summary['success_rate']:.0%}",
+            wins = sum(r.success for r in results)
+            low, high = wilson_interval(wins, len(results))
+            table.add_row(task, str(summary["episodes"]), f"{wins}/{len(results)} ({summary['success_rate']:.0%})",
+                          f"{low:.0%}-{high:.0%}",
                           f"{summary['mean_steps']:.0f}", f"{summary['env_steps_per_s']:.0f}",
                           f"{summary['arm_jerk']:.1f}")
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from sage_gr00t.bench.stats import wilson_interval
 from sage_gr00t.cli._parsing import check, error, parse
 
 PROG = "sage-bench chunking"
@@ -118,17 +119,6 @@ def run_job(job: tuple[str, str, str, int, int, int]) -> dict:
     except Exception as exc:
         result.update(error=f"{type(exc).__name__}: {exc}")
     return result
-
-
-# ---------------------------------------------------------------------------------------------- statistics
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval of a binomial proportion k/n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarize_group(results: list[dict]) -> dict:
