@@ -9,6 +9,7 @@ not at all (atomic rename), so an interrupted run keeps every finished shard and
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -53,12 +54,12 @@ class MixRecipe:
         return cls(entries, **{k: v for k, v in data.items() if k != "entries"})
 
     def jobs(self) -> list[tuple[MixEntry, int, int]]:
-        """(entry, first seed, seed count) per job, longest tasks first so the pool ends together."""
-        jobs = []
-        for entry in self.entries:
-            for start in range(entry.seed_start, entry.seed_start + entry.seeds, self.seeds_per_job):
-                jobs.append((entry, start, min(self.seeds_per_job, entry.seed_start + entry.seeds - start)))
-        return sorted(jobs, key=lambda j: j[0].task != "pour_water")
+        """(entry, first seed, seed count) per job, the entries interleaved: a time budget that ends the run
+        early then cuts every entry by about the same share."""
+        per_entry = [[(entry, start, min(self.seeds_per_job, entry.seed_start + entry.seeds - start))
+                      for start in range(entry.seed_start, entry.seed_start + entry.seeds, self.seeds_per_job)]
+                     for entry in self.entries]
+        return [job for round_ in itertools.zip_longest(*per_entry) for job in round_ if job is not None]
 
 
 def shard_name(entry: MixEntry, start: int) -> str:

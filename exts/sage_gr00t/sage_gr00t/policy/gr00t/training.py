@@ -340,6 +340,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
+    if device.type == "cuda":  # TF32 matmuls: several times the fp32 rate on Ampere and later, same loss curve
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model_cfg: Gr00tConfig = PRESETS[cfg.preset]()
     if cfg.shards:
         from sage_gr00t.data.shards import shard_dirs
