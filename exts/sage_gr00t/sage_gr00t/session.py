@@ -46,6 +46,8 @@ class SessionConfig:
     language_mode: str = "subtask"  # what the policy reads under SAGE: each subtask's language, or the command
     chunk_mode: str = "blend"  # action-chunk execution across chunk boundaries
     execute_steps: int = 8  # steps executed per chunk before re-querying
+    inference_delay: int = 0  # control steps between the observation a chunk is computed from and its first use
+    async_inference: str = "simulated"  # simulated: the delay is exactly inference_delay; thread: measured
     use_trust: bool = True  # False: the no-trust ablation
     camera_every: int = 4  # SAGE's camera frames every k-th control step (5 Hz)
     memory_path: str | None = None  # SQLite experience store (None: no persistent store)
@@ -64,10 +66,12 @@ class SessionConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
         if self.execute_steps < 1 or self.camera_every < 1:
             raise ValueError("execute_steps and camera_every must be >= 1.")
+        self.chunking  # noqa: B018 -- the chunk options checked now (one clear line), not at the first step
 
     @property
     def chunking(self) -> ChunkExecutorConfig:
-        return ChunkExecutorConfig(mode=self.chunk_mode, execute_steps=self.execute_steps)
+        return ChunkExecutorConfig(mode=self.chunk_mode, execute_steps=self.execute_steps,
+                                   delay_steps=self.inference_delay, async_mode=self.async_inference)
 
     def bridge_config(self) -> BridgeConfig:
         return BridgeConfig(lmodule=LModuleConfig(language_mode=self.language_mode, chunking=self.chunking),
