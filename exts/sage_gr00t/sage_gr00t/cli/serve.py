@@ -6,7 +6,8 @@ Clients: `sage-eval --policy zmq://HOST:PORT`, `sage_gr00t.policy.remote.RemoteP
 `RobotInferenceClient` / `scripts/inference_service.py --client`. Binds to loopback unless --host names
 another interface (it warns when that happens without --api-token); use --api-token on shared networks.
 --port 0 picks a free port (printed). A remote 'kill' request needs the token, or --allow-remote-kill when
-there is none.
+there is none. --protocol n1.6 (or n1.7) speaks upstream's N1.6 message layout instead (nested batched
+observation + options in, [action, info] out: upstream's `PolicyClient`, or `zmq://HOST:PORT?protocol=n1.6`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 from sage_gr00t.cli._parsing import parse
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError, make_policy
 from sage_gr00t.policy.remote import (
+    DEFAULT_MAX_BATCH,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_STATE_ABS,
     DEFAULT_PORT,
@@ -45,6 +48,10 @@ class ServeConfig:
     """Largest request accepted, in bytes (larger ones get an error reply)."""
     max_state_abs: float = DEFAULT_MAX_STATE_ABS
     """Largest |value| accepted in a state.* observation array."""
+    protocol: Literal["n1.5", "n1.6", "n1.7"] = "n1.5"
+    """Message layout: n1.5 (flat observation -> action map) or n1.6/n1.7 (nested batch -> [action, info])."""
+    max_batch: int = DEFAULT_MAX_BATCH
+    """Largest batch of observations in one N1.6 get_action request."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -53,6 +60,8 @@ class ServeConfig:
             raise ValueError(f"--max-message-bytes must be at least 1024, got {self.max_message_bytes}.")
         if not self.max_state_abs > 0:
             raise ValueError(f"--max-state-abs must be positive, got {self.max_state_abs}.")
+        if self.max_batch < 1:
+            raise ValueError(f"--max-batch must be at least 1, got {self.max_batch}.")
         if PolicySpec.parse(self.policy).kind in ("expert", "zmq"):
             raise PolicySpecError(f"--policy {self.policy!r}: serve a checkpoint folder or upstream:CHECKPOINT.")
 
@@ -64,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         policy = make_policy(cfg.policy, device=cfg.device, embodiment=cfg.embodiment)
         server = PolicyServer(policy, host=cfg.host, port=cfg.port, api_token=cfg.api_token,
                               allow_pickle=cfg.allow_pickle, allow_remote_kill=cfg.allow_remote_kill,
-                              max_message_bytes=cfg.max_message_bytes, max_state_abs=cfg.max_state_abs)
+                              max_message_bytes=cfg.max_message_bytes, max_state_abs=cfg.max_state_abs,
+                              protocol=cfg.protocol, max_batch=cfg.max_batch)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"sage-serve: error: {exc}", file=sys.stderr)
         return 2
     stops = "Ctrl-C or an authorized 'kill' request" if cfg.api_token or cfg.allow_remote_kill else "Ctrl-C"
-    print(f"serving {cfg.policy} on {server.address} ({stops} stops it)", flush=True)
+    print(f"serving {cfg.policy} on {server.address}, protocol {server.protocol} ({stops} stops it)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
     expert                         the scripted expert (privileged: reads simulator state)
     <folder>                       a native checkpoint (config.json + model.safetensors + experiment_cfg/)
-    zmq://host:port[?token=T]      a GR00T inference server (ours: `sage-serve`, or upstream's N1.5 service)
+    zmq://host:port[?token=T][&protocol=P]  a GR00T inference server (ours: `sage-serve`, or upstream's service);
+                                   P: n1.5 (default), n1.6 / n1.7 (upstream's N1.6 layout), auto (ask the server)
     upstream:<checkpoint>          upstream Isaac-GR00T's own `Gr00tPolicy` in-process (needs the `gr00t` package)
 """
 
@@ -39,6 +40,7 @@ class PolicySpec:
     target: str = ""  # checkpoint path, or host
     port: int = 0
     token: str | None = None
+    protocol: str = "n1.5"  # zmq only: "n1.5" | "n1.6" | "auto"
 
     @staticmethod
     def parse(spec: str) -> PolicySpec:
@@ -55,8 +57,15 @@ class PolicySpec:
                 port = None
             if not parts.hostname or port is None:
                 raise PolicySpecError(f"Policy {spec!r}: expected zmq://HOST:PORT (e.g. zmq://127.0.0.1:5555).")
-            token = parse_qs(parts.query).get("token", [None])[0]
-            return PolicySpec("zmq", parts.hostname, port, token)
+            query = parse_qs(parts.query)
+            token = query.get("token", [None])[0]
+            from sage_gr00t.policy.remote import normalize_protocol
+
+            try:
+                protocol = normalize_protocol(query.get("protocol", ["n1.5"])[0], allow_auto=True)
+            except ValueError as e:
+                raise PolicySpecError(f"Policy {spec!r}: {e} (e.g. zmq://127.0.0.1:5555?protocol=n1.6).") from None
+            return PolicySpec("zmq", parts.hostname, port, token, protocol)
         if spec.startswith("upstream:"):
             path = spec.removeprefix("upstream:")
             if not path:
@@ -83,7 +92,8 @@ def make_policy(spec: str, env: TaskEnv | None = None, device: str = "cpu", embo
     if parsed.kind == "zmq":
         from sage_gr00t.policy.remote import RemotePolicyClient
 
-        return RemotePolicyClient(parsed.target, parsed.port, timeout_ms=timeout_ms, api_token=parsed.token)
+        return RemotePolicyClient(parsed.target, parsed.port, timeout_ms=timeout_ms, api_token=parsed.token,
+                                  protocol=parsed.protocol)
     if parsed.kind == "upstream":
         from sage_gr00t.policy.upstream import UpstreamGr00tPolicy
 

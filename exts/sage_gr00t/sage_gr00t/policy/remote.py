@@ -22,6 +22,21 @@ Wire protocol (upstream `gr00t/eval/service.py` + `gr00t/eval/robot.py`, branch 
   accepts it with `allow_pickle=True`, and the client only speaks it with `wire="torch"`.
 - This server's limits (see `PolicyServer`): one ZMQ frame per request, `max_message_bytes`, and
   plausible `get_action` observations (`check_observation`); each breach gets an `{"error": ...}` reply.
+
+N1.6 / N1.7 protocol (upstream `gr00t/policy/server_client.py`; `PolicyServer(protocol="n1.6")`,
+`sage-serve --protocol n1.6`, `RemotePolicyClient(protocol="n1.6")`, `zmq://HOST:PORT?protocol=n1.6`):
+
+- Same transport, request map, token, `ping` / `kill` and msgpack + `.npy` envelopes as above.
+- `get_action`: data `{"observation": OBS, "options": map or None}` with a batched, nested observation
+  `{"video": {cam: uint8 (B,T,H,W,3)}, "state": {group: (B,T,D)}, "language": {key: [[str] * T] * B}}`
+  (bare camera / group names; the language key is upstream's, e.g. `annotation.human.task_description`).
+  Reply: the 2-list `[action, info]`, `action = {group: (B, horizon, d)}` (bare group names), `info` a map.
+- `reset`: data `{"options": ...}` -> an info map. `get_modality_config`: no data ->
+  `{name: ModalityConfig}` with bare keys, each `{"__ModalityConfig_class__": True, "as_json": {"delta_indices":
+  [...], "modality_keys": [...]}}` (a map here, where N1.5 sends a JSON string).
+- Both protocols' servers answer `ping` with `{"status": "ok", "message": ..., "protocol": "n1.5"|"n1.6"}`
+  here (upstream's lack the key); `RemotePolicyClient(protocol="auto")` asks that, then falls back on the
+  modality keys' form (`state.x` is N1.5, `x` N1.6), then on N1.5. "n1.7" is an alias of "n1.6".
 """
 
 from __future__ import annotations
@@ -53,6 +68,24 @@ _MODALITY_TAG = "__ModalityConfig_class__"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container: the legacy (pickle) encoding
 
 Wire = Literal["msgpack", "torch"]
+Protocol = Literal["n1.5", "n1.6"]
+PROTOCOLS = ("n1.5", "n1.6", "n1.7")  # N1.7 keeps N1.6's message layout
+CLIENT_PROTOCOLS = (*PROTOCOLS, "auto")
+DEFAULT_MAX_BATCH = 64
+_LANGUAGE_KEY = "annotation.human.task_description"
+_MODALITY_PREFIXES = ("video.", "state.", "action.")
+
+
+def normalize_protocol(protocol: str | None, allow_auto: bool = False) -> str:
+    """'n1.5' | 'n1.6' (| 'auto'); 'n1.7' (and 'N1.6', '1.6', 'v1.6') map to their wire layout."""
+    text = str(protocol or "n1.5").strip().lower().removeprefix("v")
+    text = "n" + text if text[:1].isdigit() else text
+    if text == "n1.7":
+        return "n1.6"
+    if text in ("n1.5", "n1.6") or (allow_auto and text == "auto"):
+        return text
+    valid = CLIENT_PROTOCOLS if allow_auto else PROTOCOLS
+    raise ValueError(f"unknown GR00T server protocol {protocol!r}; use one of {', '.join(valid)}")
 
 
 @dataclass
@@ -142,7 +175,8 @@ def _convert_tagged(obj: dict) -> Any:
         except ValueError as e:
             raise ValueError(f"not valid .npy bytes: {e}") from None
     try:
-        fields = json.loads(obj["as_json"])
+        fields = obj["as_json"]
+        fields = fields if isinstance(fields, dict) else json.loads(fields)  # N1.6 sends a map, N1.5 JSON text
         return ModalityConfig([int(i) for i in fields.get("delta_indices", [])],
                               [str(k) for k in fields.get("modality_keys", [])])
     except Exception as e:
@@ -262,6 +296,150 @@ def check_observation(observation: Any, max_state_abs: float = DEFAULT_MAX_STATE
                 raise ValueError(f"observation {key!r} has values outside 0..255: not uint8 image data")
 
 
+# --------------------------------------------------------------------------------------------
+# Modality configs and the N1.6 nested observation
+
+
+def _bare_key(key: str) -> str:
+    for prefix in _MODALITY_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def modality_config_of(policy: Any, protocol: str = "n1.5") -> dict[str, Any]:
+    """`{video|state|action|language: ModalityConfig}` for `policy`, keyed the way `protocol` spells them.
+
+    From the policy's own `get_modality_config` where it has one (upstream's `Gr00tPolicy`; returned as is
+    for N1.5), else from its checkpoint metadata (`policy.meta`: cameras, state and action groups; the
+    action horizon). N1.5 keys carry the modality prefix (`state.left_arm`), N1.6 keys are bare (`left_arm`).
+    Raises ValueError when the policy carries neither.
+    """
+    protocol = normalize_protocol(protocol)
+    getter = getattr(policy, "get_modality_config", None)
+    if callable(getter):
+        configs = getter()
+        if protocol == "n1.5":
+            return configs
+        configs = {name: ModalityConfig([int(i) for i in getattr(c, "delta_indices", [])],
+                                        [str(k) for k in getattr(c, "modality_keys", [])])
+                   for name, c in dict(configs).items()}
+    else:
+        meta = getattr(policy, "meta", None)
+        if meta is None or not hasattr(meta, "video_keys"):
+            raise ValueError(f"this server's policy ({type(policy).__name__}) carries no modality metadata")
+        horizon = int(getattr(policy, "action_horizon", 16))
+        configs = {
+            "video": ModalityConfig([0], [f"video.{k}" for k in meta.video_keys]),
+            "state": ModalityConfig([0], [f"state.{g}" for g in meta.state_groups]),
+            "action": ModalityConfig(list(range(horizon)), [f"action.{g}" for g in meta.action_groups]),
+            "language": ModalityConfig([0], [_LANGUAGE_KEY]),
+        }
+    if protocol == "n1.6":
+        configs = {name: ModalityConfig(list(c.delta_indices), [_bare_key(k) for k in c.modality_keys])
+                   for name, c in configs.items()}
+    return configs
+
+
+def protocol_from_modality_config(configs: Any) -> str:
+    """'n1.5' when the video/state/action keys carry their prefix (or there are none), else 'n1.6'."""
+    keys = [str(k) for name in ("video", "state", "action") if isinstance(configs, dict) and name in configs
+            for k in getattr(configs[name], "modality_keys", [])]
+    if not keys or any(k.startswith(_MODALITY_PREFIXES) for k in keys):
+        return "n1.5"
+    return "n1.6"
+
+
+def nest_observation(observation: dict) -> dict:
+    """A flat N1.5 observation (`video.cam` (T,H,W,3) or (H,W,3), `state.g` (T,D) or (D,), annotation str)
+    -> N1.6's nested batch of one: `{video: {cam: (1,T,H,W,3)}, state: {g: (1,T,D)}, language: {key: [[str]]}}`."""
+    if not isinstance(observation, dict):
+        raise ValueError(f"an observation must be a map, got {type(observation).__name__}")
+    nested: dict[str, dict] = {"video": {}, "state": {}, "language": {}}
+    for key, value in observation.items():
+        if not isinstance(key, str):
+            continue
+        if key.startswith("video."):
+            arr = np.asarray(value)
+            nested["video"][key[6:]] = (arr[None] if arr.ndim == 3 else arr)[None]
+        elif key.startswith("state."):
+            arr = np.asarray(value)
+            nested["state"][key[6:]] = (arr[None] if arr.ndim <= 1 else arr)[None]
+        elif key.startswith("annotation."):
+            texts = [str(t) for t in value] if isinstance(value, (list, tuple)) else [str(value)]
+            nested["language"][key] = [texts]
+    return nested
+
+
+def _is_texts(item: Any) -> bool:
+    """One batch element's language: a non-empty list of strings (one per time step), or a bare string."""
+    return isinstance(item, str) or (isinstance(item, (list, tuple)) and bool(item)
+                                     and all(isinstance(x, str) for x in item))
+
+
+def unnest_observation(observation: Any, max_batch: int = DEFAULT_MAX_BATCH) -> list[dict]:
+    """N1.6's nested, batched observation -> one flat N1.5 observation per batch element.
+
+    Checks the layout (ValueError naming the field): maps of string keys, video (B,T,H,W,C) and state
+    (B,T,D) arrays, language `[[str]]` lists, one batch size B (1..max_batch) throughout. A language key
+    that is not an `annotation.*` key (e.g. `task`) is read as `annotation.human.task_description`.
+    """
+    if not isinstance(observation, dict):
+        raise ValueError(f"an N1.6 observation must be a map, got {type(observation).__name__}")
+    unknown = [k for k in observation if k not in ("video", "state", "language")]
+    if unknown:
+        shown = ", ".join(f"{k!r:.40}" for k in unknown[:4])
+        hint = " (flat N1.5 keys: this server speaks N1.6; start it with --protocol n1.5, or nest them)" \
+            if any(isinstance(k, str) and k.startswith(("video.", "state.", "annotation.")) for k in unknown) else ""
+        raise ValueError(f"an N1.6 observation holds only 'video', 'state' and 'language', got {shown}{hint}")
+    sizes: dict[str, int] = {}
+    flat_parts: list[tuple[str, Any, str]] = []  # (flat key, batched value, kind)
+    for modality, ndim in (("video", 5), ("state", 3), ("language", 0)):
+        group = observation.get(modality, {})
+        if not isinstance(group, dict):
+            raise ValueError(f"observation[{modality!r}] must be a map, got {type(group).__name__}")
+        if modality == "video" and not group:
+            raise ValueError("observation['video'] holds no camera")
+        for key, value in group.items():
+            where = f"observation[{modality!r}][{key!r:.40}]"
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{where}: keys must be non-empty strings")
+            if modality == "language":
+                if not isinstance(value, (list, tuple)) or not all(_is_texts(t) for t in value):
+                    raise ValueError(f"{where} must be a list (batch) of lists (time) of strings")
+                flat_key = key if key.startswith("annotation.") else _LANGUAGE_KEY
+            else:
+                if not isinstance(value, np.ndarray):
+                    raise ValueError(f"{where} must be an array, got {type(value).__name__}")
+                if value.ndim != ndim:
+                    layout = "(B,T,H,W,C)" if modality == "video" else "(B,T,D)"
+                    raise ValueError(f"{where} must be a {layout} array, got shape {value.shape}")
+                flat_key = f"{modality}.{_bare_key(key)}"
+            sizes[where] = len(value)
+            flat_parts.append((flat_key, value, modality))
+    batch = set(sizes.values())
+    if len(batch) != 1:
+        shown = ", ".join(f"{w}: {n}" for w, n in list(sizes.items())[:6])
+        raise ValueError(f"observation arrays disagree on the batch size ({shown})")
+    size = batch.pop()
+    if not 1 <= size <= max_batch:
+        raise ValueError(f"observation batch size {size} is outside 1..{max_batch}")
+    flats: list[dict] = [{} for _ in range(size)]
+    for flat_key, value, modality in flat_parts:
+        for b in range(size):
+            item = value[b]
+            flats[b][flat_key] = (item if isinstance(item, str) else item[0]) if modality == "language" else item
+    return flats
+
+
+def batch_action(chunks: list[dict]) -> dict[str, np.ndarray]:
+    """Per-element `{action.g: (horizon, d)}` chunks -> N1.6's `{g: (B, horizon, d)}`."""
+    keys = list(chunks[0])
+    if any(list(c) != keys for c in chunks[1:]):
+        raise ValueError("the policy returned different action keys for elements of one batch")
+    return {_bare_key(k): np.stack([np.asarray(c[k]) for c in chunks]) for k in keys}
+
+
 class PolicyServer:
     """Serve `policy` on `tcp://host:port` (ZeroMQ REP). `port=0` picks a free port (see `.port`).
 
@@ -275,6 +453,11 @@ class PolicyServer:
     observations are checked (`check_observation`: finite state within `max_state_abs`, uint8
     images). With `api_token` every endpoint needs it; `kill` works only with a token or with
     `allow_remote_kill=True`.
+
+    `protocol`: "n1.5" (default: flat observation in, action map out) or "n1.6" / "n1.7" (upstream's
+    N1.6 layout, see the module docstring: nested batched observation of at most `max_batch` elements,
+    each checked like an N1.5 one, reply `[action, info]`). `get_modality_config` answers from the
+    policy's own method or its checkpoint metadata (`modality_config_of`).
     """
 
     def __init__(
@@ -288,7 +471,13 @@ class PolicyServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         allow_remote_kill: bool = False,
         max_state_abs: float = DEFAULT_MAX_STATE_ABS,
+        protocol: str = "n1.5",
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
+        self.protocol = normalize_protocol(protocol)
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch = int(max_batch)
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
         if not max_state_abs > 0:
@@ -313,10 +502,14 @@ class PolicyServer:
         self._endpoints: dict[str, _Endpoint] = {}
         self.register_endpoint("ping", self._ping, requires_input=False)
         self.register_endpoint("kill", self._kill, requires_input=False)
-        self.register_endpoint("get_action", self._get_action)
-        self.register_endpoint("reset", self._reset, requires_input=False)
-        if callable(getattr(policy, "get_modality_config", None)):
-            self.register_endpoint("get_modality_config", policy.get_modality_config, requires_input=False)
+        self._modality_config: Any = None
+        if self.protocol == "n1.6":
+            self.register_endpoint("get_action", self._get_action_n16)
+            self.register_endpoint("reset", self._reset_n16)
+        else:
+            self.register_endpoint("get_action", self._get_action)
+            self.register_endpoint("reset", self._reset, requires_input=False)
+        self.register_endpoint("get_modality_config", self._get_modality_config, requires_input=False)
 
     def _bind(self, port: int) -> tuple[zmq.Socket, int]:
         sock = self._context.socket(zmq.REP)
@@ -340,7 +533,7 @@ class PolicyServer:
 
     # Built-in endpoints
     def _ping(self) -> dict:
-        return {"status": "ok", "message": "Server is running"}
+        return {"status": "ok", "message": "Server is running", "protocol": self.protocol}
 
     def _kill(self) -> dict:
         if self.api_token is None and not self.allow_remote_kill:  # with a token, it was checked already
@@ -354,8 +547,53 @@ class PolicyServer:
         return {"status": "ok"}
 
     def _get_action(self, observation: Any) -> Any:
+        if isinstance(observation, dict) and isinstance(observation.get("observation"), dict):
+            raise ValueError("this is an N1.6-style request ({'observation': ..., 'options': ...}) but this server "
+                             "speaks N1.5 (flat observation keys); start it with --protocol n1.6, or send the "
+                             "flat observation as data")
         check_observation(observation, self.max_state_abs)
         return self.policy.get_action(observation)
+
+    def _get_action_n16(self, data: Any) -> list:
+        if not isinstance(data, dict) or "observation" not in data:
+            flat = isinstance(data, dict) and any(isinstance(k, str) and k.startswith(("video.", "state."))
+                                                   for k in data)
+            hint = (" (these are flat N1.5 observation keys: this server speaks N1.6; start it with "
+                    "--protocol n1.5, or send {'observation': nested, 'options': None})") if flat else ""
+            got = f"keys {sorted(map(str, data))[:6]}" if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"N1.6 get_action data must be {{'observation': ..., 'options': ...}}, got {got}{hint}")
+        extra = [k for k in data if k not in ("observation", "options")]
+        if extra:
+            raise ValueError(f"N1.6 get_action data takes 'observation' and 'options' only, got {extra[:4]!r:.80}")
+        options = data.get("options")
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"get_action 'options' must be a map or None, got {type(options).__name__}")
+        flats = unnest_observation(data["observation"], self.max_batch)
+        for flat in flats:
+            check_observation(flat, self.max_state_abs)
+        chunks = [self.policy.get_action(flat) for flat in flats]
+        if not chunks or not all(isinstance(c, dict) and c for c in chunks):
+            raise ValueError("the policy returned no action map")
+        return [batch_action(chunks), {}]
+
+    def _reset_n16(self, data: Any) -> dict:
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"N1.6 reset data must be {{'options': ...}}, got {type(data).__name__}")
+        options = (data or {}).get("options")
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"reset 'options' must be a map or None, got {type(options).__name__}")
+        self.policy.reset()
+        return {}
+
+    def _get_modality_config(self) -> Any:
+        if self._modality_config is None:
+            configs = modality_config_of(self.policy, self.protocol)
+            if self.protocol == "n1.6":  # N1.6 sends as_json as a map (upstream's to_json_serializable)
+                configs = {name: {_MODALITY_TAG: True, "as_json": {"delta_indices": list(c.delta_indices),
+                                                                     "modality_keys": list(c.modality_keys)}}
+                           for name, c in configs.items()}
+            self._modality_config = configs
+        return self._modality_config
 
     def _authorized(self, request: dict) -> bool:
         if self.api_token is None:
@@ -518,6 +756,9 @@ class RemotePolicyClient:
     """The `Policy` protocol over the wire: talks to `PolicyServer` or upstream's N1.5 inference service.
 
     `wire="torch"` speaks the pre-Sep-2025 upstream encoding (pickle; trusted networks only).
+    `protocol`: "n1.5" (default), "n1.6" / "n1.7" (upstream's N1.6 message layout: `get_action` nests the
+    flat observation into a batch of one and unnests the `(action, info)` reply, so callers see the same
+    `Policy` either way), or "auto" (asked of the server at the first call, see `detect_protocol`).
     Calls from several threads are serialised (one REQ socket).
     """
 
@@ -528,9 +769,15 @@ class RemotePolicyClient:
         timeout_ms: int = 15000,
         api_token: str | None = None,
         wire: Wire = "msgpack",
+        protocol: str = "n1.5",
     ) -> None:
         if wire not in ("msgpack", "torch"):
             raise ValueError(f"wire must be 'msgpack' or 'torch', got {wire!r}")
+        requested = normalize_protocol(protocol, allow_auto=True)
+        if wire == "torch" and requested != "n1.5":
+            raise ValueError("wire='torch' (the pre-Sep-2025 encoding) exists only for the N1.5 protocol")
+        self.requested_protocol = requested
+        self._protocol: str | None = None if requested == "auto" else requested
         self.host, self.port, self.timeout_ms = host, port, timeout_ms
         self.api_token, self.wire = api_token, wire
         self._lock = threading.Lock()
@@ -580,13 +827,52 @@ class RemotePolicyClient:
             raise RemotePolicyError(self.address, str(reply["error"]))
         return reply
 
+    @property
+    def protocol(self) -> str:
+        """The message layout spoken: "n1.5" or "n1.6" (with protocol="auto", detected at first use)."""
+        if self._protocol is None:
+            self._protocol = self.detect_protocol()
+        return self._protocol
+
+    def detect_protocol(self) -> str:
+        """Ask the server: our `ping` names its protocol; else the modality keys' form tells; else "n1.5".
+
+        Raises ConnectionError when nothing answers.
+        """
+        try:
+            reply = self.call_endpoint("ping", requires_input=False)
+        except RemotePolicyError:
+            reply = None
+        if isinstance(reply, dict) and reply.get("protocol") in ("n1.5", "n1.6"):
+            return str(reply["protocol"])
+        try:
+            configs = self.call_endpoint("get_modality_config", requires_input=False)
+        except RemotePolicyError:  # e.g. an N1.5 server whose policy has no modality config
+            return "n1.5"
+        return protocol_from_modality_config(configs)
+
     # Policy protocol
     def get_action(self, observation: dict) -> dict[str, np.ndarray]:
-        return self.call_endpoint("get_action", observation)
+        if self.protocol == "n1.5":
+            return self.call_endpoint("get_action", observation)
+        action, _info = self.get_action_n16(nest_observation(observation))
+        return {(k if k.startswith("action.") else f"action.{k}"): np.asarray(v)[0] for k, v in action.items()}
+
+    def get_action_n16(self, observation: dict, options: dict | None = None) -> tuple[dict, dict]:
+        """N1.6's own call: nested batched observation (+ options) -> `(action {g: (B,T,d)}, info)`."""
+        reply = self.call_endpoint("get_action", {"observation": observation, "options": options})
+        if not (isinstance(reply, (list, tuple)) and len(reply) == 2 and isinstance(reply[0], dict)):
+            raise RemotePolicyError(self.address, f"expected an N1.6 (action, info) reply, got a "
+                                                  f"{type(reply).__name__} (is the server speaking N1.5?)")
+        info = reply[1] if isinstance(reply[1], dict) else {}
+        return reply[0], info
 
     def reset(self) -> None:
         try:
-            self.call_endpoint("reset", requires_input=False)
+            if self.protocol == "n1.6":
+                self.call_endpoint("reset", {"options": None})
+            else:
+                self.call_endpoint("reset", requires_input=False)
         except RemotePolicyError as e:
             if "Unknown endpoint" not in e.server_message:  # upstream N1.5 servers have no reset
                 raise
