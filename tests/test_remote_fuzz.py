@@ -37,8 +37,9 @@ def npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:
 
 
 class Fuzzer:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, protocol: str = "n1.5") -> None:
         self.rng = np.random.default_rng(seed)
+        self.protocol = protocol
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
@@ -115,10 +116,39 @@ class Fuzzer:
             del obs["state.left_arm"]
         return obs
 
+    def nested_data(self) -> dict:
+        """An N1.6 get_action/reset data map: {observation: nested batch, options}, often damaged."""
+        obs = make_obs(int(self.rng.integers(1000)))
+        nested: dict = {"video": {"ego_view": obs["video.ego_view"][None, None]},
+                        "state": {"left_arm": obs["state.left_arm"][None]},
+                        "language": {"annotation.human.task_description": [[obs["annotation.human.task_description"]]]}}
+        for _ in range(int(self.rng.integers(0, 4))):
+            modality = self.pick(["video", "state", "language", "other", 3])
+            key = self.pick(["ego_view", "left_arm", "task", "", 7, "video.ego_view"])
+            value = self.pick([
+                self.array, self.npy_envelope, self.scalar, lambda: self.tree(3),
+                lambda: np.full((1, 1, 7), self.pick([np.nan, np.inf, 1e30, 9e3]), np.float32),
+                lambda: np.zeros((int(self.rng.integers(0, 80)), 1, 7), np.float32),
+                lambda: [[self.scalar()]], lambda: [["pick"], ["place"]],
+            ])()
+            if isinstance(nested.get(modality), dict) and self.chance(0.8):
+                nested[modality][key] = value
+            else:
+                nested[modality] = value
+        data: dict = {"observation": nested, "options": self.pick([None, {}, 1, "x"])}
+        if self.chance(0.1):
+            del data[self.pick(["observation", "options"])]
+        if self.chance(0.05):
+            data["extra"] = self.tree(2)
+        return data
+
     def valid_looking_request(self) -> dict:
         request: dict = {"endpoint": self.pick(ENDPOINTS)}
         if self.chance(0.8):
-            request["data"] = self.observation() if self.chance(0.8) else self.tree(4)
+            if self.protocol == "n1.6" and self.chance(0.7):
+                request["data"] = self.nested_data()
+            else:
+                request["data"] = self.observation() if self.chance(0.8) else self.tree(4)
         if self.chance(0.3):  # the right token, but never for `kill` (which it would authorize)
             request["api_token"] = self.pick([self.scalar(), "s3cret" if request["endpoint"] != "kill" else "x", ""])
         return request
@@ -191,13 +221,13 @@ class Peer:
         return None
 
 
-@pytest.mark.parametrize("token", [None, "s3cret"])
-def test_fuzzed_requests_never_break_the_server(token, caplog):
-    n_messages = N_MESSAGES if token is None else N_MESSAGES // 5
+@pytest.mark.parametrize(("token", "protocol"), [(None, "n1.5"), ("s3cret", "n1.5"), (None, "n1.6")])
+def test_fuzzed_requests_never_break_the_server(token, protocol, caplog):
+    n_messages = N_MESSAGES if (token, protocol) == (None, "n1.5") else N_MESSAGES // 5
     caplog.set_level(logging.ERROR, logger="sage_gr00t.policy.remote")  # its per-request warnings are expected
     policy = TinyPolicy()
-    server = PolicyServer(policy, port=0, api_token=token, max_message_bytes=LIMIT)
-    fuzz = Fuzzer(SEED + (token is not None))
+    server = PolicyServer(policy, port=0, api_token=token, max_message_bytes=LIMIT, protocol=protocol)
+    fuzz = Fuzzer(SEED + (token is not None) + 2 * (protocol != "n1.5"), protocol)
     ctx = zmq.Context()
     peer = Peer(ctx, server.port)
     unanswered, cut_off, kinds = [], 0, {"ok": 0, "error": 0}
@@ -226,7 +256,8 @@ def test_fuzzed_requests_never_break_the_server(token, caplog):
             assert not unanswered, unanswered[:5]
             assert handle.thread.is_alive(), "the fuzz stopped the server"
             # Finally a valid request is still answered correctly, by the policy's own output.
-            with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=5000, api_token=token) as client:
+            with RemotePolicyClient("127.0.0.1", handle.port, timeout_ms=5000, api_token=token,
+                                    protocol=protocol) as client:
                 for seed in range(3):
                     obs = make_obs(seed)
                     assert_same_actions(client.get_action(obs), policy.get_action(obs))

@@ -182,7 +182,8 @@ def upstream_encode(obj) -> bytes:
 def upstream_decode(data: bytes):
     def hook(o):
         if "__ModalityConfig_class__" in o:
-            return json.loads(o["as_json"])  # upstream builds its pydantic ModalityConfig from this
+            fields = o["as_json"]  # N1.5: pydantic JSON text; N1.6 (server_client.py): a map, ModalityConfig(**it)
+            return fields if isinstance(fields, dict) else json.loads(fields)
         if "__ndarray_class__" in o:
             return np.load(io.BytesIO(o["as_npy"]), allow_pickle=False)
         return o

@@ -856,7 +856,14 @@ class RemotePolicyClient:
         if self.protocol == "n1.5":
             return self.call_endpoint("get_action", observation)
         action, _info = self.get_action_n16(nest_observation(observation))
-        return {(k if k.startswith("action.") else f"action.{k}"): np.asarray(v)[0] for k, v in action.items()}
+        flat = {}
+        for key, value in action.items():
+            if not isinstance(value, np.ndarray) or value.ndim < 2 or len(value) != 1:
+                shown = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+                raise RemotePolicyError(self.address, f"N1.6 reply action[{key!r:.40}] is not a batch of one "
+                                                      f"chunk (got {shown})")
+            flat[key if str(key).startswith("action.") else f"action.{key}"] = value[0]
+        return flat
 
     def get_action_n16(self, observation: dict, options: dict | None = None) -> tuple[dict, dict]:
         """N1.6's own call: nested batched observation (+ options) -> `(action {g: (B,T,d)}, info)`."""
