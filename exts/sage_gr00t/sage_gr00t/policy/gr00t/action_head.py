@@ -22,9 +22,12 @@ from sage_gr00t.policy.gr00t.layers import (
 
 
 class FlowMatchingActionHead(nn.Module):
-    def __init__(self, cfg: ActionHeadConfig) -> None:
+    def __init__(self, cfg: ActionHeadConfig, mask_vl_padding: bool = False) -> None:
+        """`mask_vl_padding`: whether the DiT masks padded VL tokens when `cfg.mask_vl_padding` is unset (None);
+        upstream N1.5 does not mask them."""
         super().__init__()
         self.cfg = cfg
+        self.mask_vl_padding = mask_vl_padding if cfg.mask_vl_padding is None else bool(cfg.mask_vl_padding)
         if cfg.diffusion_model_cfg.output_dim != cfg.hidden_size:
             raise ValueError("diffusion_model_cfg.output_dim must equal hidden_size (the decoder's input).")
         self.model = DiT(cfg.diffusion_model_cfg)
@@ -64,7 +67,7 @@ class FlowMatchingActionHead(nn.Module):
             action_features = action_features + self.position_embedding(pos).unsqueeze(0)
         future = self.future_tokens.weight.unsqueeze(0).expand(noisy.shape[0], -1, -1)
         tokens = torch.cat([state_features, future, action_features], dim=1)
-        out = self.model(tokens, vl, t_bucket, vl_mask, encoder_kv)
+        out = self.model(tokens, vl, t_bucket, vl_mask if self.mask_vl_padding else None, encoder_kv)
         return self.action_decoder(out, embodiment_id)[:, -noisy.shape[1]:]
 
     def forward(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,

@@ -1,9 +1,12 @@
 """Vision-language backbones behind one interface: images + token ids -> (VL tokens, mask).
 
-- `EagleBackbone`: the real-size Eagle 2.5 layout used by GR00T N1.5 (SigLIP vision tower,
-  pixel shuffle 0.5, 1-layer MLP projector 4608 -> 2048, Qwen3-1.7B truncated to layer 12),
-  built from `transformers` configs without weights. Submodule names follow upstream
-  (`eagle_model.vision_model`, `eagle_model.mlp1`, `eagle_model.language_model`, `eagle_linear`).
+- `EagleBackbone`: the real-size Eagle 2.5 layout used by GR00T N1.5 (SigLIP vision tower with its
+  pooling head, no pixel shuffle in N1.5 so 256 image tokens per 224 px frame, 1-layer MLP projector
+  1152 -> 2048, Qwen3-1.7B truncated to layer 12), built from `transformers` configs without weights.
+  Submodule names follow upstream (`eagle_model.vision_model`, `eagle_model.mlp1`,
+  `eagle_model.language_model`, `eagle_linear`); where the installed `transformers` names the SigLIP
+  tower differently from upstream's 4.51 (`vision_model.vision_model.*`), `EagleBackbone.checkpoint_prefixes`
+  says how, and checkpoints are read and written with upstream's names (see checkpoint.py).
 - `CompactBackbone`: a small conv image encoder + byte-level text encoder + fusion transformer
   that trains on a CPU and produces the same kind of output.
 """
@@ -97,11 +100,12 @@ class _EagleModel(nn.Module):
         vision_cfg = SiglipVisionConfig(
             hidden_size=cfg.vision_hidden_size, intermediate_size=cfg.vision_intermediate_size,
             num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
-            image_size=cfg.image_size, patch_size=cfg.patch_size, vision_use_head=False,
+            image_size=cfg.image_size, patch_size=cfg.patch_size, vision_use_head=cfg.vision_use_head,
         )
         self.vision_model = SiglipVisionModel(vision_cfg)
-        shuffled = cfg.vision_hidden_size * int(1 / cfg.downsample_ratio) ** 2
-        self.mlp1 = nn.Sequential(nn.Linear(shuffled, cfg.llm_hidden_size))
+        self.use_pixel_shuffle = cfg.use_pixel_shuffle
+        vit_dim = cfg.vision_hidden_size * (int(1 / cfg.downsample_ratio) ** 2 if cfg.use_pixel_shuffle else 1)
+        self.mlp1 = nn.Sequential(nn.Linear(vit_dim, cfg.llm_hidden_size))
         text_cfg = Qwen3Config(
             vocab_size=cfg.vocab_size, hidden_size=cfg.llm_hidden_size, intermediate_size=cfg.llm_intermediate_size,
             num_hidden_layers=cfg.select_layer, num_attention_heads=cfg.llm_heads,
@@ -122,9 +126,11 @@ class _EagleModel(nn.Module):
 
     def extract_feature(self, pixel_values: torch.Tensor) -> torch.Tensor:
         vit = self.vision_model(pixel_values=pixel_values).last_hidden_state
-        side = int(vit.shape[1] ** 0.5)
-        vit = self.pixel_shuffle(vit.reshape(vit.shape[0], side, side, -1))
-        return self.mlp1(vit.reshape(vit.shape[0], -1, vit.shape[-1]))
+        if self.use_pixel_shuffle:
+            side = int(vit.shape[1] ** 0.5)
+            vit = self.pixel_shuffle(vit.reshape(vit.shape[0], side, side, -1))
+            vit = vit.reshape(vit.shape[0], -1, vit.shape[-1])
+        return self.mlp1(vit)
 
 
 class EagleBackbone(nn.Module):
@@ -138,6 +144,21 @@ class EagleBackbone(nn.Module):
     @property
     def output_dim(self) -> int:
         return self.cfg.project_to_dim or self.cfg.llm_hidden_size
+
+    @property
+    def image_tokens_per_frame(self) -> int:
+        return self.cfg.image_tokens_per_frame
+
+    def checkpoint_prefixes(self) -> list[tuple[str, str]]:
+        """(in-memory prefix, upstream checkpoint prefix) pairs, relative to this module, where they differ.
+
+        transformers 4.51 (upstream's pin) nests the SigLIP tower as `SiglipVisionModel.vision_model`
+        (`eagle_model.vision_model.vision_model.encoder...`); transformers 5 puts `embeddings` / `encoder` /
+        `post_layernorm` / `head` on `SiglipVisionModel` itself.
+        """
+        if hasattr(self.eagle_model.vision_model, "vision_model"):
+            return []
+        return [("eagle_model.vision_model.", "eagle_model.vision_model.vision_model.")]
 
     @property
     def tokenizer(self):

@@ -2,7 +2,11 @@
 
 The layout and tensor names (`backbone.*`, `action_head.*`) follow upstream GR00T N1.5, including
 sharded weights (`model.safetensors.index.json`) and upstream's `backbone_cfg`/`action_head_cfg`
-config, so a real N1.5 checkpoint maps onto `Gr00tModel`. Loading checks every key and shape, refuses
+config, so a real N1.5 checkpoint maps onto `Gr00tModel`. On disk the names are always upstream's
+(transformers 4.51: `backbone.eagle_model.vision_model.vision_model.*`); `upstream_names` /
+`model_names` translate to and from the installed transformers' module names, and reading also accepts
+the transformers-5 spelling. Upstream's tied `language_model.lm_head.weight` (unused: GR00T reads
+hidden states) is dropped when present. Loading checks every key and shape, refuses
 NaN/inf weights (one `torch.isfinite` pass per tensor), and turns a broken JSON file or a truncated
 weights file into one `CheckpointError` line that names the file and what to do.
 """
@@ -32,9 +36,48 @@ WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 METADATA_FILE = "experiment_cfg/metadata.json"
 
+# Upstream (transformers 4.51) names of the SigLIP tower, and the one tensor upstream has that we never build.
+SIGLIP_PREFIX = "backbone.eagle_model.vision_model."
+SIGLIP_UPSTREAM_PREFIX = SIGLIP_PREFIX + "vision_model."
+TIED_LM_HEAD = "backbone.eagle_model.language_model.lm_head.weight"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded as asked (missing files, corrupted or mismatched tensors)."""
+
+
+def _canonical(name: str) -> str:
+    """A checkpoint tensor name in upstream's spelling (the transformers-5 SigLIP names gain `vision_model.`)."""
+    if name.startswith(SIGLIP_PREFIX) and not name.startswith(SIGLIP_UPSTREAM_PREFIX):
+        return SIGLIP_UPSTREAM_PREFIX + name[len(SIGLIP_PREFIX):]
+    return name
+
+
+def _replace_prefix(name: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+def upstream_names(model: Gr00tModel, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`state` (default `model.state_dict()`) keyed by upstream's checkpoint names (works on the meta device)."""
+    state = model.state_dict() if state is None else state
+    pairs = model.checkpoint_prefixes()
+    return {_replace_prefix(k, pairs): v for k, v in state.items()}
+
+
+def model_names(model: Gr00tModel, state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's state keyed by `model`'s module names: names in upstream's spelling or in the installed
+    transformers' spelling both map; upstream's tied, unused lm_head is dropped."""
+    pairs = [(disk, local) for local, disk in model.checkpoint_prefixes()]
+    out = {}
+    for k, v in state.items():
+        k = _canonical(k)
+        if k == TIED_LM_HEAD:
+            continue
+        out[_replace_prefix(k, pairs)] = v
+    return out
 
 
 def save_checkpoint(path: str | Path, model: Gr00tModel, embodiments: dict[str, EmbodimentMetadata],
@@ -43,7 +86,7 @@ def save_checkpoint(path: str | Path, model: Gr00tModel, embodiments: dict[str, 
     (path / "experiment_cfg").mkdir(parents=True, exist_ok=True)
     model.config.save(path / CONFIG_FILE)
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+             for k, v in upstream_names(model).items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "producer": "sage_gr00t"})
     tmp.replace(path / WEIGHTS_FILE)  # atomic: an interrupted save never leaves a half-written file
@@ -99,7 +142,13 @@ def read_config(path: Path) -> Gr00tConfig:
     if not isinstance(data, dict):
         raise CheckpointError(f"Corrupted {file}: expected a JSON object, found {type(data).__name__}.")
     try:
-        return _config_from_upstream(data) if "action_head_cfg" in data else Gr00tConfig.from_dict(data)
+        if "action_head_cfg" in data:
+            return _config_from_upstream(data)
+        backbone = data.get("backbone") if isinstance(data.get("backbone"), dict) else {}
+        if backbone.get("kind", "eagle") == "eagle" and "use_pixel_shuffle" not in backbone and backbone:
+            # Written before the field existed, when every eagle build here pixel-shuffled (4x fewer tokens).
+            data = {**data, "backbone": {**backbone, "use_pixel_shuffle": True}}
+        return Gr00tConfig.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"Checkpoint {path} has an unusable {CONFIG_FILE}: {type(exc).__name__}: "
                               f"{exc}") from exc
@@ -213,7 +262,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         model = Gr00tModel(config)
     except ValueError as exc:
         raise CheckpointError(f"Checkpoint {path} has an unusable config.json: {exc}") from exc
-    state = read_state_dict(path)
+    state = model_names(model, read_state_dict(path))
     report = check_state_dict(model, state)
     if report["shape_mismatch"] or (strict and (report["missing"] or report["unexpected"])):
         raise CheckpointError(f"Checkpoint {path} does not match its config: {_describe(report)}.")

@@ -49,6 +49,10 @@ class ActionHeadConfig:
     noise_s: float = 0.999
     num_timestep_buckets: int = 1000
     num_inference_timesteps: int = 4
+    # Whether the DiT's cross-attention masks padded VL tokens. Upstream N1.5 does not (padded tokens are
+    # attended); None = decided by the backbone: masked for `compact` (how the shipped compact checkpoints were
+    # trained), not masked for `eagle` (upstream's behaviour).
+    mask_vl_padding: bool | None = None
     diffusion_model_cfg: TransformerConfig = field(default_factory=TransformerConfig)
     vl_self_attention_cfg: TransformerConfig = field(
         default_factory=lambda: TransformerConfig(
@@ -60,7 +64,9 @@ class ActionHeadConfig:
 
 @dataclass
 class BackboneConfig:
-    """`eagle`: Eagle 2.5 (SigLIP2 + pixel shuffle + MLP + Qwen3 to layer 12); `compact`: small CNN + text encoder."""
+    """`eagle`: Eagle 2.5 (SigLIP + optional pixel shuffle + MLP + Qwen3 to layer 12); `compact`: small CNN + text
+    encoder. The eagle defaults are N1.5's real Eagle config (`use_pixel_shuffle: false`: 256 image tokens per
+    224 px frame, projector `mlp1` 1152 -> 2048; the SigLIP pooling head exists)."""
 
     kind: str = "eagle"
     select_layer: int = 12
@@ -72,7 +78,9 @@ class BackboneConfig:
     vision_heads: int = 16
     vision_intermediate_size: int = 4304
     patch_size: int = 14
-    downsample_ratio: float = 0.5
+    downsample_ratio: float = 0.5  # pixel-shuffle factor, used only with use_pixel_shuffle
+    use_pixel_shuffle: bool = False
+    vision_use_head: bool = True  # SigLIP's pooling head (`vision_model.head.*`): in N1.5's checkpoint, unused
     llm_hidden_size: int = 2048
     llm_total_layers: int = 28
     llm_heads: int = 16
@@ -85,6 +93,14 @@ class BackboneConfig:
     text_layers: int = 2
     fusion_layers: int = 2
     max_text_tokens: int = 64
+
+    @property
+    def image_tokens_per_frame(self) -> int:
+        """Eagle image tokens per frame: (image_size / patch_size)^2 patches, x downsample_ratio^2 if shuffled."""
+        side = self.image_size // self.patch_size
+        if self.use_pixel_shuffle:
+            side = int(side * self.downsample_ratio)
+        return side * side
 
 
 @dataclass
@@ -124,8 +140,15 @@ def _build(kind, data: dict):
 
 
 def n15_config() -> Gr00tConfig:
-    """GR00T N1.5's published sizes (action head ~1.07B parameters, DiT ~550M)."""
-    return Gr00tConfig(preset="n1.5")
+    """GR00T N1.5's published sizes (action head ~1.07B parameters, DiT ~550M), following nvidia/GR00T-N1.5-3B's
+    config: Eagle 2.5 without pixel shuffle (256 image tokens per frame, `mlp1` 1152 -> 2048), Qwen3 read at layer
+    12, no projection after the backbone (`project_to_dim` null), and a DiT that does not mask VL padding."""
+    return Gr00tConfig(
+        preset="n1.5",
+        backbone=BackboneConfig(kind="eagle", select_layer=12, project_to_dim=None, image_size=224, patch_size=14,
+                                use_pixel_shuffle=False, vision_use_head=True),
+        action_head=ActionHeadConfig(mask_vl_padding=False),
+    )
 
 
 def compact_config(width: int = 128, head_width: int | None = None, preset: str = "compact") -> Gr00tConfig:

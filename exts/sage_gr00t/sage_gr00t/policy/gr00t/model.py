@@ -29,7 +29,15 @@ class Gr00tModel(nn.Module):
             raise ValueError(f"vl_self_attention width {head.vl_self_attention_cfg.inner_dim} != "
                              f"backbone_embedding_dim {head.backbone_embedding_dim}: the config is inconsistent.")
         self.backbone = build_backbone(config.backbone)
-        self.action_head = FlowMatchingActionHead(config.action_head)
+        # The DiT masks VL padding only where the config asks, or (unset) for the compact backbone, whose shipped
+        # checkpoints were trained that way; upstream's N1.5 DiT attends to padded VL tokens.
+        self.action_head = FlowMatchingActionHead(config.action_head, mask_vl_padding=bb.kind == "compact")
+
+    def checkpoint_prefixes(self) -> list[tuple[str, str]]:
+        """(in-memory prefix, checkpoint prefix) pairs where this build's module names differ from upstream's
+        checkpoint names (e.g. the SigLIP tower under transformers 5); empty when they agree."""
+        inner = getattr(self.backbone, "checkpoint_prefixes", lambda: [])()
+        return [("backbone." + local, "backbone." + disk) for local, disk in inner]
 
     def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
