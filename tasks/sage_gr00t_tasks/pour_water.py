@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sage_gr00t.perceive.camera import BLUE, GREEN, ORANGE, RED, YELLOW, ColorRange, VisualSignature
 from sage_gr00t.skills import Subtask
 from sage_gr00t.tasks import (
     LANGUAGE_VARIANT,
@@ -38,6 +39,19 @@ WALL_FRICTION = (1.5, 0.02, 0.002)
 
 
 LANGUAGE_CUPS = ("red", "blue")
+CAMERA_COLORS: dict[str, ColorRange] = {"red": RED, "blue": BLUE, "orange": ORANGE, "green": GREEN, "yellow": YELLOW}
+
+
+def _pitcher_signature(color: str) -> VisualSignature:
+    # The rim of the walls, 10 cm above the origin, is centred over it; carried and tilted it rises.
+    return VisualSignature(CAMERA_COLORS[color], z_range=(0.0, 0.35), radius=0.06, ref_to_origin=PITCHER_HEIGHT,
+                           layer_band=0.012, expected_pixels=40.0)
+
+
+def _cup_signature(color: str) -> VisualSignature:
+    # The rim (7.5 cm) is a ring centred on the origin; the light-blue water is outside the blue hue band.
+    return VisualSignature(CAMERA_COLORS[color], z_range=(0.0, CUP_HEIGHT + 0.015), radius=0.08,
+                           ref_to_origin=CUP_HEIGHT, layer_band=0.012, expected_pixels=60.0)
 NOVEL_COLORS = ("green", "yellow")  # the novel pitcher's and cup's colours: procedural scenes avoid them
 
 
@@ -72,14 +86,20 @@ class PourWater(Task):
                         friction=WALL_FRICTION),
                    *ring_walls(PITCHER_RADIUS, PITCHER_HEIGHT, 0.006, 12, pitcher_rgba, "pitcher",
                                friction=WALL_FRICTION))
-        source = ObjectSpec("pitcher", pitcher, kind="pitcher", role="pour_source", mass=0.15, radius=0.04)
+        # The camera knows the fixed colours (procedural ones are drawn per episode: not looked for).
+        pitcher_color, cup_color = {"train": ("orange", "blue"), "novel": ("green", "yellow")}.get(
+            self.variant, ("orange", None))
+        source = ObjectSpec("pitcher", pitcher, kind="pitcher", role="pour_source", mass=0.15, radius=0.04,
+                            signature=_pitcher_signature(pitcher_color) if self.variant != PROCEDURAL_VARIANT else None)
         if self.variant == LANGUAGE_VARIANT:
             cups = tuple(ObjectSpec(f"{c}_cup", self._cup_geoms(CUP_RADIUS, rgba(c), f"{c}_cup"), kind="cup",
-                                    role="pour_target", color=c, movable=False, radius=CUP_RADIUS)
+                                    role="pour_target", color=c, movable=False, radius=CUP_RADIUS,
+                                    signature=_cup_signature(c))
                          for c in LANGUAGE_CUPS)
             return (source, *cups)
         return (source, ObjectSpec("cup", self._cup_geoms(self._cup_radius, cup_rgba, "cup"), kind="cup",
-                                   role="pour_target", movable=False, radius=CUP_RADIUS))
+                                   role="pour_target", movable=False, radius=CUP_RADIUS,
+                                   signature=_cup_signature(cup_color) if cup_color else None))
 
     @staticmethod
     def _cup_geoms(radius: float, color: tuple[float, float, float, float], name: str) -> tuple[Geom, ...]:

@@ -60,6 +60,8 @@ BLUE = ColorRange(0.58, 0.70, s_min=0.45, v_min=0.25)
 GREEN = ColorRange(0.25, 0.42, s_min=0.4, v_min=0.2)
 PURPLE = ColorRange(0.72, 0.86, s_min=0.35, v_min=0.2)
 WHITE = ColorRange(0.0, 1.0, s_max=0.12, v_min=0.72)
+ORANGE = ColorRange(0.05, 0.12, s_min=0.5, v_min=0.3)
+YELLOW = ColorRange(0.12, 0.2, s_min=0.4, v_min=0.3)
 
 
 @dataclass
