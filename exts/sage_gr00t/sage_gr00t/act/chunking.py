@@ -62,6 +62,7 @@ class ChunkExecutorConfig:
     async_mode: str = "simulated"  # simulated: result held back delay_steps steps | thread: background inference
     control_hz: float = 20.0  # control rate; thread mode turns measured latency into steps with it
     rtc_beta: float = 5.0  # rtc: clip of the guidance weight (the paper's beta)
+    rtc_guidance: str = "vjp"  # rtc: vjp (the paper: J^T e through the DiT) or identity (J taken as I)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +84,8 @@ class ChunkExecutorConfig:
             raise ValueError(f"control_hz must be a finite number > 0, got {self.control_hz}.")
         if not (math.isfinite(self.rtc_beta) and self.rtc_beta >= 0):
             raise ValueError(f"rtc_beta must be a finite number >= 0, got {self.rtc_beta}.")
+        if self.rtc_guidance not in ("vjp", "identity"):
+            raise ValueError(f"rtc_guidance must be 'vjp' or 'identity', got {self.rtc_guidance!r}.")
 
 
 class SentAction(NamedTuple):
@@ -166,7 +169,8 @@ class ChunkExecutor:
             chunk = self.policy.get_action(obs)
         else:
             weights = rtc_weights(min(len(v) for v in prefix.values()), frozen)
-            chunk = get_action_guided(self.policy, obs, prefix, weights, frozen, beta=self.config.rtc_beta)
+            chunk = get_action_guided(self.policy, obs, prefix, weights, frozen, beta=self.config.rtc_beta,
+                                      guidance=self.config.rtc_guidance)
         return {k: np.asarray(v, np.float64) for k, v in chunk.items()}
 
     def _timed_call(self, obs: dict, prefix: dict[str, np.ndarray] | None,

@@ -27,13 +27,13 @@ class GuidedPolicy(Policy, Protocol):
     """A policy that can inpaint a chunk toward a previous one (real-time chunking; the native GR00T model)."""
 
     def get_action_guided(self, observation: dict, prefix: dict[str, np.ndarray], weights: np.ndarray,
-                          frozen_steps: int, beta: float = 5.0) -> dict[str, np.ndarray]:
+                          frozen_steps: int, beta: float = 5.0, guidance: str = "vjp") -> dict[str, np.ndarray]:
         """Chunk whose first `frozen_steps` rows equal `prefix`'s exactly, steered toward `prefix` by `weights`."""
         ...
 
 
 def get_action_guided(policy: Policy, observation: dict, prefix: dict[str, np.ndarray], weights: np.ndarray,
-                      frozen_steps: int, beta: float = 5.0) -> dict[str, np.ndarray]:
+                      frozen_steps: int, beta: float = 5.0, guidance: str = "vjp") -> dict[str, np.ndarray]:
     """`policy.get_action_guided(...)` where the policy has it (guided flow-matching inpainting); otherwise the
     fallback for policies that cannot inpaint (scripted expert, ZMQ server, upstream wrapper): plain
     `get_action`, then the first `frozen_steps` rows overwritten with `prefix` (no soft guidance).
@@ -44,7 +44,7 @@ def get_action_guided(policy: Policy, observation: dict, prefix: dict[str, np.nd
     """
     guided = getattr(policy, "get_action_guided", None)
     if callable(guided):
-        return guided(observation, prefix, weights, frozen_steps, beta=beta)
+        return guided(observation, prefix, weights, frozen_steps, beta=beta, guidance=guidance)
     chunk = {k: np.array(v, copy=True) for k, v in policy.get_action(observation).items()}
     for key, value in chunk.items():
         if key in prefix and frozen_steps:

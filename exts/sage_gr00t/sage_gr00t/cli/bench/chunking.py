@@ -28,6 +28,7 @@ from sage_gr00t.cli._parsing import check, error, parse
 
 PROG = "sage-bench chunking"
 ALL_MODES = ("none", "blend", "ensemble", "rtc")  # sage_gr00t.act.chunking.MODES (spelled here: no numpy import)
+RTC_IDENTITY = "rtc_identity"  # rtc with the Jacobian taken as the identity (ChunkExecutorConfig.rtc_guidance)
 EXPERT = "expert"
 
 
@@ -37,7 +38,7 @@ class ChunkingBenchConfig:
 
     policy: str = "assets/policies/gr00t_compact"  # expert | checkpoint folder | zmq://HOST:PORT | upstream:CKPT
     task: list[str] = field(default_factory=lambda: ["pick_apple", "sort_blocks"])  # task names, or all
-    modes: list[str] = field(default_factory=lambda: list(ALL_MODES))  # chunk execution modes
+    modes: list[str] = field(default_factory=lambda: [*ALL_MODES, RTC_IDENTITY])  # chunk execution modes
     delays: list[int] = field(default_factory=lambda: [0, 2, 4, 8])  # inference delays in control steps
     episodes: int = 20  # seeds per task, mode and delay
     seed_start: int = 2000  # first seed (held out from the demonstrations' 0, 1, ...)
@@ -50,8 +51,9 @@ class ChunkingBenchConfig:
         from sage_gr00t.cli.bench._common import resolve_tasks  # here: the registry loads mujoco
 
         self.task = resolve_tasks(self.task)  # UnknownTaskError (a ValueError) lists the installed tasks
-        bad = [m for m in self.modes if m not in ALL_MODES]
-        check(not bad and bool(self.modes), f"--modes must be some of {list(ALL_MODES)}, got {self.modes}.")
+        bad = [m for m in self.modes if m not in (*ALL_MODES, RTC_IDENTITY)]
+        check(not bad and bool(self.modes),
+              f"--modes must be some of {[*ALL_MODES, RTC_IDENTITY]}, got {self.modes}.")
         check(bool(self.delays) and all(d >= 0 for d in self.delays), f"--delays must be >= 0, got {self.delays}.")
         check(self.episodes >= 1, f"--episodes must be >= 1, got {self.episodes}.")
         check(self.execute_steps >= 1, f"--execute-steps must be >= 1, got {self.execute_steps}.")
@@ -98,7 +100,8 @@ def run_job(job: tuple[str, str, str, int, int, int]) -> dict:
     try:
         env, policy = _resources(spec, task, mode == EXPERT)
         config = (ChunkExecutorConfig() if mode == EXPERT else
-                  ChunkExecutorConfig(mode=mode, execute_steps=execute_steps, delay_steps=delay))
+                  ChunkExecutorConfig(mode="rtc" if mode == RTC_IDENTITY else mode, execute_steps=execute_steps,
+                                      delay_steps=delay, rtc_guidance="identity" if mode == RTC_IDENTITY else "vjp"))
         executor = ChunkExecutor(policy, config)
         if hasattr(policy, "seed"):
             policy.seed(seed)  # the same flow-matching noise for this seed whichever worker runs it

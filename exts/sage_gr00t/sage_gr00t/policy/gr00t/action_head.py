@@ -20,6 +20,8 @@ from sage_gr00t.policy.gr00t.layers import (
     SelfAttentionTransformer,
 )
 
+GUIDANCE = ("vjp", "identity")  # real-time chunking: J^T e through the DiT (the paper), or e itself
+
 
 class FlowMatchingActionHead(nn.Module):
     def __init__(self, cfg: ActionHeadConfig, mask_vl_padding: bool = False) -> None:
@@ -107,7 +109,7 @@ class FlowMatchingActionHead(nn.Module):
     def get_action_guided(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
                           embodiment_id: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
                           frozen_steps: int = 0, beta: float = 5.0,
-                          noise: torch.Tensor | None = None) -> torch.Tensor:
+                          noise: torch.Tensor | None = None, guidance: str = "vjp") -> torch.Tensor:
         """Inpainted chunk (real-time chunking, Black et al. 2025, arXiv 2506.07339, Algorithm 1).
 
         `target` (B, horizon, action_dim): the previous chunk's actions for these steps (normalized);
@@ -117,7 +119,12 @@ class FlowMatchingActionHead(nn.Module):
         guidance term min(beta, (1 - t) / (t r_t^2)) * J^T (W * (target - A_hat)), r_t^2 = (1 - t)^2 / (t^2 +
         (1 - t)^2), J = dA_hat / dx_t (a vector-Jacobian product through the DiT). The first `frozen_steps` rows
         (those that execute during the inference delay) are set to `target` exactly at the end.
+
+        `guidance="identity"` takes J as the identity (the weighted error itself steers the velocity): for a head
+        whose denoised estimate hardly depends on x_t (J near 0), the paper's product pulls almost nothing.
         """
+        if guidance not in GUIDANCE:
+            raise ValueError(f"Unknown guidance {guidance!r}; use one of {GUIDANCE}.")
         with torch.no_grad():
             vl = self.process_backbone_output(vl_features)
             state_features = self.state_encoder(state, embodiment_id)
@@ -134,14 +141,14 @@ class FlowMatchingActionHead(nn.Module):
             t = i / steps
             bucket = int(t * self.cfg.num_timestep_buckets)
             t_bucket = torch.full((batch,), bucket, device=vl.device, dtype=torch.long)
-            x = actions.detach().requires_grad_(True)
+            x = actions.detach().requires_grad_(guidance == "vjp")
             with torch.enable_grad():
                 velocity = self._velocity(vl, vl_mask, state_features, x, t_bucket, embodiment_id, encoder_kv)
                 denoised = x + (1 - t) * velocity
                 error = weights * (target - denoised)
-                (guidance,) = torch.autograd.grad(denoised, x, grad_outputs=error)
+                pull = torch.autograd.grad(denoised, x, grad_outputs=error)[0] if guidance == "vjp" else error
             scale = beta if t == 0 else min(beta, (1 - t) / (t * (1 - t) ** 2 / (t**2 + (1 - t) ** 2)))
-            actions = (x + (velocity + scale * guidance) / steps).detach()
+            actions = (x + (velocity + scale * pull) / steps).detach()
         if frozen_steps:
             actions[:, :frozen_steps] = target[:, :frozen_steps]
         return actions

@@ -54,7 +54,7 @@ class Gr00tNativePolicy:
 
     def get_action_guided(self, observation: dict, prefix: dict[str, np.ndarray], weights: np.ndarray,
                           frozen_steps: int, beta: float = 5.0,
-                          noise: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                          noise: torch.Tensor | None = None, guidance: str = "vjp") -> dict[str, np.ndarray]:
         """Real-time chunking: a chunk inpainted toward `prefix` by guided flow-matching denoising (no retraining).
 
         `prefix`: {action.<group>: (n, d)} in joint units (what `get_action` returned), the previous chunk's
@@ -74,7 +74,7 @@ class Gr00tNativePolicy:
         w = torch.from_numpy(weight_rows[:, None] * mask)[None].to(self.device)
         actions = self.model.action_head.get_action_guided(
             features, vl_mask, batch["state"], batch["embodiment_id"], torch.from_numpy(target)[None].to(self.device),
-            w, frozen_steps=frozen_steps, beta=beta, noise=noise.to(self.device))
+            w, frozen_steps=frozen_steps, beta=beta, noise=noise.to(self.device), guidance=guidance)
         out = self.processor.action_dict(actions.detach(), self.meta)
         for key, value in out.items():  # exact: the frozen steps execute as planned
             value[:frozen_steps] = np.asarray(prefix[key][:frozen_steps], np.float32)
