@@ -276,7 +276,7 @@ def test_upstream_layout_checkpoint_maps_onto_the_model(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(upstream))
     loaded, _, report = load_checkpoint(tmp_path)
     assert not any(report.values())
-    # The eagle forward path runs: 16 image tokens (4x4 patches -> pixel shuffle -> 2x2? no: 56/14=4, shuffle 0.5 -> 4).
+    # The eagle forward path runs: 56 px / 14 px patches = 4 x 4 = 16 image tokens (no pixel shuffle, as in N1.5).
     from sage_gr00t.policy.gr00t.backbone import IMAGE_TOKEN_INDEX
 
     tokens = loaded.backbone.eagle_model.extract_feature(torch.randn(1, 3, 56, 56)).shape[1]
