@@ -160,3 +160,13 @@ def test_collect_mix_refuses_a_bad_recipe_in_one_line(tmp_path) -> None:
     assert out.returncode == 2
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "variant" in lines[0], lines
+
+
+def test_isaaclab_refuses_per_episode_objects_and_builds_language_scenes() -> None:
+    pytest.importorskip("isaaclab")
+    from sage_gr00t.sim.isaaclab.env_cfg import build_env_cfg
+
+    with pytest.raises(ValueError, match="draws new objects every episode"):
+        build_env_cfg("sort_blocks", "procedural")
+    cfg = build_env_cfg("pick_apple", "language")  # primitive fruits: spawned without USD
+    assert cfg.variant == "language" and hasattr(cfg.scene, "orange")

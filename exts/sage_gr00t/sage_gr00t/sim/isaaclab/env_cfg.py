@@ -314,6 +314,14 @@ class TabletopEnvCfg(ManagerBasedRLEnvCfg):
         sage_mdp.apply_randomization_profile(self, config, frictions)
 
 
+def _draws_objects_per_episode(task: Task) -> bool:
+    """Whether two episodes of `task`'s variant can declare different objects (probed on fresh copies)."""
+    first, second = type(task)(task.variant), type(task)(task.variant)
+    first.new_episode(np.random.default_rng(1))
+    second.new_episode(np.random.default_rng(2))
+    return first.objects() != second.objects()
+
+
 def build_env_cfg(task_name: str, variant: str = "train", embodiment: str = TaskConfig.embodiment,
                   config: TaskConfig | None = None) -> TabletopEnvCfg:
     """The Isaac Lab config of a registered task: its declaration on the tabletop scene, with `config`'s
@@ -324,6 +332,9 @@ def build_env_cfg(task_name: str, variant: str = "train", embodiment: str = Task
         raise ValueError(f"The Isaac Lab table is assets/usd/table/table.usdc, converted from {TableConfig()}; "
                          f"got {config.table}. Re-convert it (scripts/convert_assets.py) and build with its values.")
     task = get_task(task_name)(variant)
+    if _draws_objects_per_episode(task):
+        raise ValueError(f"Variant {variant!r} of {task.name} draws new objects every episode; the Isaac Lab scene "
+                         "is built once. Run it on the embedded simulator (backend='mujoco').")
     emb = get_embodiment(embodiment)
     cfg = TabletopEnvCfg()
     cfg.task, cfg.variant, cfg.embodiment = task.name, task.variant, emb.name
