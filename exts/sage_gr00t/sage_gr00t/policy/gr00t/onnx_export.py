@@ -1,0 +1,410 @@
+"""ONNX export of the GR00T N1.5-architecture policy, in upstream's split, and an onnxruntime runner.
+
+Upstream (Isaac-GR00T's `deployment_scripts`) exports the ViT, the LLM, the VL self-attention, the state
+encoder, the action encoder, the DiT and the action decoder as separate graphs and runs the Euler loop outside
+them. The same split here, mapped onto this model's modules:
+
+- `vl_backbone.onnx` (compact backbone only): conv vision encoder + byte-level text encoder + fusion ->
+  `vl_features` (B, S, D) and `vl_mask` (B, S); S = vision tokens + text length. The Eagle backbone (SigLIP +
+  Qwen3) is not exported: its action head is, and it runs on VL features computed elsewhere.
+- `vl_self_attention.onnx`: `vlln` (LayerNorm) + the VL self-attention transformer.
+- `state_encoder.onnx`: state (B, 1, 64) + embodiment id -> state token.
+- `action_encoder.onnx`: noisy actions (B, H, A) + timestep bucket (B,) + embodiment id -> action tokens,
+  position embeddings added (as `FlowMatchingActionHead._velocity` does before the DiT).
+- `dit.onnx`: [state token | learned future tokens | action tokens] (concatenated inside the graph) +
+  VL tokens + timestep bucket (+ `vl_mask` where the head masks VL padding) -> DiT output.
+- `action_decoder.onnx`: DiT output + embodiment id -> velocity of the last H tokens.
+
+Axes `batch` and `vl_seq` (VL sequence length; for the backbone, `text_len`) are dynamic. `manifest.json` lists
+each graph's file, input / output names, dtypes, dynamic axes and the opset. `OnnxGr00tRunner` runs the
+`num_inference_timesteps` Euler loop of `FlowMatchingActionHead.get_action` on these graphs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sage_gr00t.policy.gr00t.action_head import FlowMatchingActionHead
+from sage_gr00t.policy.gr00t.model import Gr00tModel
+
+OPSET = 18
+MANIFEST = "manifest.json"
+FORMAT = "sage-gr00t-onnx/1"
+GRAPHS = ("vl_backbone", "vl_self_attention", "state_encoder", "action_encoder", "dit", "action_decoder")
+
+
+class OnnxExportError(RuntimeError):
+    """An export or an exported folder that cannot be used (missing / corrupt graphs or manifest)."""
+
+
+# ---------------------------------------------------------------------------------------------------- wrappers
+class _Backbone(nn.Module):
+    def __init__(self, model: Gr00tModel) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, pixel_values, input_ids, attention_mask):
+        features, mask = self.backbone(pixel_values, input_ids, attention_mask)
+        return features, mask
+
+
+class _VLSelfAttention(nn.Module):
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, vl_features):
+        return self.head.process_backbone_output(vl_features)
+
+
+class _StateEncoder(nn.Module):
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.encoder = head.state_encoder
+
+    def forward(self, state, embodiment_id):
+        return self.encoder(state, embodiment_id)
+
+
+class _ActionEncoder(nn.Module):
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, actions, timestep, embodiment_id):
+        features = self.head.action_encoder(actions, timestep, embodiment_id)
+        if self.head.cfg.add_pos_embed:
+            pos = torch.arange(features.shape[1], device=features.device)
+            features = features + self.head.position_embedding(pos).unsqueeze(0)
+        return features
+
+
+class _DiT(nn.Module):
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def _tokens(self, state_features, action_features):
+        future = self.head.future_tokens.weight.unsqueeze(0).expand(action_features.shape[0], -1, -1)
+        return torch.cat([state_features, future, action_features], dim=1)
+
+    def forward(self, state_features, action_features, vl_embs, timestep):
+        return self.head.model(self._tokens(state_features, action_features), vl_embs, timestep, None)
+
+
+class _MaskedDiT(_DiT):
+    def forward(self, state_features, action_features, vl_embs, timestep, vl_mask):
+        return self.head.model(self._tokens(state_features, action_features), vl_embs, timestep, vl_mask)
+
+
+class _ActionDecoder(nn.Module):
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, model_output, embodiment_id):
+        horizon = self.head.cfg.action_horizon
+        return self.head.action_decoder(model_output, embodiment_id)[:, -horizon:]
+
+
+@dataclass
+class _Spec:
+    module: nn.Module
+    args: tuple
+    inputs: list[str]
+    outputs: list[str]
+    dynamic: dict[str, dict[int, str]]
+
+
+def _specs(model: Gr00tModel, vl_seq: int = 12, batch: int = 2) -> dict[str, _Spec]:
+    head = model.action_head
+    cfg = head.cfg
+    d_vl = cfg.backbone_embedding_dim
+    emb = torch.zeros(batch, dtype=torch.long)
+    t = torch.full((batch,), 250, dtype=torch.long)
+    horizon, tokens = cfg.action_horizon, 1 + cfg.num_target_vision_tokens + cfg.action_horizon
+    b, s = {0: "batch"}, {0: "batch", 1: "vl_seq"}
+    specs: dict[str, _Spec] = {}
+    if model.config.backbone.kind == "compact":
+        size, text = model.config.backbone.image_size, 5
+        ids = torch.randint(0, 256, (batch, text))
+        mask = torch.ones(batch, text, dtype=torch.long)
+        mask[0, -2:] = 0
+        specs["vl_backbone"] = _Spec(
+            _Backbone(model), (torch.rand(batch, 3, size, size) * 2 - 1, ids, mask),
+            ["pixel_values", "input_ids", "attention_mask"], ["vl_features", "vl_mask"],
+            {"pixel_values": b, "input_ids": {0: "batch", 1: "text_len"}, "attention_mask": {0: "batch", 1: "text_len"},
+             "vl_features": s, "vl_mask": s})
+    vl = torch.randn(batch, vl_seq, d_vl)
+    specs["vl_self_attention"] = _Spec(_VLSelfAttention(head), (vl,), ["vl_features"], ["vl_embs"],
+                                       {"vl_features": s, "vl_embs": s})
+    specs["state_encoder"] = _Spec(_StateEncoder(head), (torch.randn(batch, 1, cfg.max_state_dim), emb),
+                                   ["state", "embodiment_id"], ["state_features"],
+                                   {"state": b, "embodiment_id": b, "state_features": b})
+    specs["action_encoder"] = _Spec(_ActionEncoder(head), (torch.randn(batch, horizon, cfg.action_dim), t, emb),
+                                    ["actions", "timestep", "embodiment_id"], ["action_features"],
+                                    {"actions": b, "timestep": b, "embodiment_id": b, "action_features": b})
+    dit_args = (torch.randn(batch, 1, cfg.input_embedding_dim), torch.randn(batch, horizon, cfg.input_embedding_dim),
+                torch.randn(batch, vl_seq, cfg.diffusion_model_cfg.cross_attention_dim or d_vl), t)
+    dit_inputs = ["state_features", "action_features", "vl_embs", "timestep"]
+    dit_dynamic = {"state_features": b, "action_features": b, "vl_embs": s, "timestep": b, "model_output": b}
+    if head.mask_vl_padding:
+        vl_mask = torch.ones(batch, vl_seq, dtype=torch.long)
+        vl_mask[0, -3:] = 0
+        specs["dit"] = _Spec(_MaskedDiT(head), (*dit_args, vl_mask), [*dit_inputs, "vl_mask"], ["model_output"],
+                             {**dit_dynamic, "vl_mask": s})
+    else:
+        specs["dit"] = _Spec(_DiT(head), dit_args, dit_inputs, ["model_output"], dit_dynamic)
+    specs["action_decoder"] = _Spec(_ActionDecoder(head), (torch.randn(batch, tokens, cfg.hidden_size), emb),
+                                    ["model_output", "embodiment_id"], ["velocity"],
+                                    {"model_output": b, "embodiment_id": b, "velocity": b})
+    for spec in specs.values():  # a new wrapper is in training mode, and the exporter restores it (dropout on)
+        spec.module.eval()
+    return specs
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return {torch.float32: "float32", torch.int64: "int64"}.get(t.dtype, str(t.dtype).removeprefix("torch."))
+
+
+def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: tuple[str, ...] | None = None,
+                verbose: bool = False) -> dict:
+    """Export `model` (float32 copy, eval mode) as the graphs above into folder `out`; returns the manifest.
+
+    `graphs`: a subset of `GRAPHS` (default: every graph this model has; `vl_backbone` only for `compact`)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OnnxExportError(f"Cannot write to {out}: {exc.strerror or exc}.") from exc
+    model = model.float().eval()
+    specs = _specs(model)
+    wanted = [g for g in GRAPHS if g in specs and (graphs is None or g in graphs)]
+    head = model.action_head.cfg
+    manifest: dict = {
+        "format": FORMAT, "opset": opset, "preset": model.config.preset, "backbone": model.config.backbone.kind,
+        "mask_vl_padding": bool(model.action_head.mask_vl_padding),
+        "action_horizon": head.action_horizon, "action_dim": head.action_dim, "max_state_dim": head.max_state_dim,
+        "num_inference_timesteps": head.num_inference_timesteps, "num_timestep_buckets": head.num_timestep_buckets,
+        "backbone_embedding_dim": head.backbone_embedding_dim, "graphs": {},
+    }
+    for name in wanted:
+        spec = specs[name]
+        path = out / f"{name}.onnx"
+        _export_graph(spec, path, opset, verbose, dynamo=name == "vl_backbone")
+        files = sorted(p.name for p in out.iterdir() if p.name.startswith(f"{name}.onnx"))
+        manifest["graphs"][name] = {
+            "file": path.name, "files": files,
+            "inputs": [{"name": n, "dtype": _dtype_name(a)} for n, a in zip(spec.inputs, spec.args, strict=True)],
+            "outputs": spec.outputs,
+            "dynamic_axes": {k: {str(i): v for i, v in axes.items()} for k, axes in spec.dynamic.items()},
+        }
+    model.eval()
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _export_graph(spec: _Spec, path: Path, opset: int, verbose: bool, dynamo: bool = False) -> None:
+    """The action head's graphs go through the TorchScript-based exporter (about a second per graph, where the
+    dynamo exporter takes several); the compact backbone through the dynamo exporter (`dynamo=True`), since
+    tracing `nn.MultiheadAttention` bakes the text length into its reshapes. PyTorch's fused transformer-encoder
+    fast path (no ONNX symbolic) is switched off while exporting."""
+    if dynamo:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(spec.module, spec.args, input_names=spec.inputs, output_names=spec.outputs,
+                                        dynamic_axes=spec.dynamic, opset_version=opset, dynamo=True, optimize=True,
+                                        verbose=verbose, report=False)
+        program.save(str(path))
+        return
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(spec.module, spec.args, str(path), input_names=spec.inputs, output_names=spec.outputs,
+                              dynamic_axes=spec.dynamic, opset_version=opset, dynamo=False, verbose=verbose,
+                              do_constant_folding=True)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+# ------------------------------------------------------------------------------------------------------ runner
+class OnnxGr00tRunner:
+    """The exported graphs on onnxruntime: the same normalized action chunk as `Gr00tModel.get_action` given the
+    same noise. Inputs and outputs are numpy arrays (float32; ids / masks / embodiment ids int64)."""
+
+    def __init__(self, folder: str | Path, intra_op_threads: int | None = 1,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        manifest_file = folder / MANIFEST
+        try:
+            self.manifest = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise OnnxExportError(f"No usable ONNX export at {folder}: {manifest_file} is missing or corrupt "
+                                  f"({type(exc).__name__}). Run sage-export-onnx first.") from exc
+        if self.manifest.get("format") != FORMAT:
+            raise OnnxExportError(f"{manifest_file} is not a {FORMAT} manifest.")
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+            options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sessions = {}
+        for name, graph in self.manifest["graphs"].items():
+            try:
+                self.sessions[name] = ort.InferenceSession(str(folder / graph["file"]), options,
+                                                           providers=providers or ["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise OnnxExportError(f"Cannot load {folder / graph['file']}: {exc}") from exc
+        self._inputs = {name: [i.name for i in s.get_inputs()] for name, s in self.sessions.items()}
+
+    @property
+    def has_backbone(self) -> bool:
+        return "vl_backbone" in self.sessions
+
+    def _run(self, name: str, **feeds: np.ndarray) -> list[np.ndarray]:
+        return self.sessions[name].run(None, {k: feeds[k] for k in self._inputs[name]})
+
+    def encode(self, pixel_values: np.ndarray, input_ids: np.ndarray,
+               attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_backbone:
+            raise OnnxExportError("This export has no vl_backbone graph (eagle backbone): pass VL features to "
+                                  "get_action_from_features.")
+        features, mask = self._run("vl_backbone", pixel_values=np.asarray(pixel_values, np.float32),
+                                   input_ids=np.asarray(input_ids, np.int64),
+                                   attention_mask=np.asarray(attention_mask, np.int64))
+        return features, mask
+
+    def get_action(self, pixel_values: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray,
+                   state: np.ndarray, embodiment_id: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        features, mask = self.encode(pixel_values, input_ids, attention_mask)
+        return self.get_action_from_features(features, mask, state, embodiment_id, noise)
+
+    def get_action_from_features(self, vl_features: np.ndarray, vl_mask: np.ndarray | None, state: np.ndarray,
+                                 embodiment_id: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """`FlowMatchingActionHead.get_action`: Euler steps at t = i / steps, timestep bucket int(t * buckets)."""
+        m = self.manifest
+        vl_features = np.asarray(vl_features, np.float32)
+        batch = vl_features.shape[0]
+        emb = np.asarray(embodiment_id, np.int64).reshape(batch)
+        actions = np.asarray(noise, np.float32)
+        shape = (batch, m["action_horizon"], m["action_dim"])
+        if actions.shape != shape:
+            raise ValueError(f"noise must have shape {shape}, got {actions.shape}.")
+        if vl_mask is None:
+            vl_mask = np.ones(vl_features.shape[:2], np.int64)
+        vl_mask = np.asarray(vl_mask, np.int64)
+        (vl_embs,) = self._run("vl_self_attention", vl_features=vl_features)
+        (state_features,) = self._run("state_encoder", state=np.asarray(state, np.float32), embodiment_id=emb)
+        steps = m["num_inference_timesteps"]
+        for i in range(steps):
+            t = np.full((batch,), int(i / steps * m["num_timestep_buckets"]), np.int64)
+            (action_features,) = self._run("action_encoder", actions=actions, timestep=t, embodiment_id=emb)
+            (out,) = self._run("dit", state_features=state_features, action_features=action_features,
+                               vl_embs=vl_embs, timestep=t, vl_mask=vl_mask)
+            (velocity,) = self._run("action_decoder", model_output=out, embodiment_id=emb)
+            actions = actions + velocity / np.float32(steps)
+        return actions
+
+
+# ------------------------------------------------------------------------------------------------------- bench
+def example_inputs(model: Gr00tModel, batch: int = 1, seed: int = 0,
+                   text: str = "pick up the red apple and place it on the plate") -> dict[str, torch.Tensor]:
+    """A compact-backbone batch (random image in [-1, 1], tokenized instruction, random state) and noise."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    ids, mask = model.backbone.tokenizer([text] * batch, pad_to_longest=True)
+    head = cfg.action_head
+    return {
+        "pixel_values": torch.rand(batch, 3, cfg.backbone.image_size, cfg.backbone.image_size, generator=g) * 2 - 1,
+        "input_ids": ids, "attention_mask": mask,
+        "state": torch.rand(batch, 1, head.max_state_dim, generator=g) * 2 - 1,
+        "embodiment_id": torch.zeros(batch, dtype=torch.long),
+        "noise": torch.randn(batch, head.action_horizon, head.action_dim, generator=g),
+    }
+
+
+def bench_latency(model: Gr00tModel, folder: str | Path, calls: int = 30, warmup: int = 5,
+                  printer=print) -> dict[str, dict[str, float]]:
+    """Per-chunk latency (backbone + 4 Euler steps, batch 1) of PyTorch (1 thread) vs onnxruntime (1 intra-op
+    thread), interleaved call by call; prints a table and returns {backend: {median_ms, p10_ms, p90_ms}}."""
+    runner = OnnxGr00tRunner(folder, intra_op_threads=1)
+    if not runner.has_backbone:
+        raise OnnxExportError("--bench needs a compact-backbone export (a vl_backbone graph).")
+    batch = example_inputs(model)
+    noise = batch.pop("noise")
+    feeds = {k: v.numpy() for k, v in batch.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times: dict[str, list[float]] = {"pytorch": [], "onnxruntime": []}
+    try:
+        model = model.float().eval()
+
+        def torch_call() -> None:
+            model.get_action(batch, noise)
+
+        def ort_call() -> None:
+            runner.get_action(**feeds, noise=noise.numpy())
+
+        for _ in range(warmup):
+            torch_call()
+            ort_call()
+        for _ in range(calls):
+            for name, fn in (("pytorch", torch_call), ("onnxruntime", ort_call)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(1e3 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(threads)
+    rows = {}
+    for name, values in times.items():
+        q = statistics.quantiles(values, n=10)
+        rows[name] = {"median_ms": statistics.median(values), "p10_ms": q[0], "p90_ms": q[-1]}
+    printer(f"per 16-step chunk, batch 1, 1 thread, {calls} interleaved calls after {warmup} warm-up")
+    printer(f"{'backend':<14}{'median ms':>11}{'p10 ms':>9}{'p90 ms':>9}")
+    for name, row in rows.items():
+        printer(f"{name:<14}{row['median_ms']:>11.2f}{row['p10_ms']:>9.2f}{row['p90_ms']:>9.2f}")
+    printer(f"speed-up (median): {rows['pytorch']['median_ms'] / rows['onnxruntime']['median_ms']:.2f}x")
+    return rows
+
+
+def parity(model: Gr00tModel, folder: str | Path, batch: int = 2, vl_seq: int = 40, seed: int = 0) -> float:
+    """Max abs difference of the exported graphs' action chunk vs PyTorch's on the same noise: the whole policy
+    (example images and instructions) where the export has a backbone, else the action head on random VL features
+    (padding at the end of the first sample's VL tokens)."""
+    runner = OnnxGr00tRunner(folder, intra_op_threads=None)
+    model = model.float().eval()
+    if runner.has_backbone:
+        b = example_inputs(model, batch=batch, seed=seed)
+        noise = b.pop("noise")
+        ref = model.get_action(b, noise).numpy()
+        got = runner.get_action(**{k: v.numpy() for k, v in b.items()}, noise=noise.numpy())
+    else:
+        cfg = model.config.action_head
+        g = torch.Generator().manual_seed(seed)
+        features = torch.randn(batch, vl_seq, cfg.backbone_embedding_dim, generator=g)
+        mask = torch.ones(batch, vl_seq, dtype=torch.long)
+        mask[0, vl_seq // 2:] = 0
+        state = torch.rand(batch, 1, cfg.max_state_dim, generator=g) * 2 - 1
+        emb = torch.arange(batch, dtype=torch.long) % cfg.max_num_embodiments
+        noise = torch.randn(batch, cfg.action_horizon, cfg.action_dim, generator=g)
+        ref = model.action_head.get_action(features, mask, state, emb, noise).numpy()
+        got = runner.get_action_from_features(features.numpy(), mask.numpy(), state.numpy(), emb.numpy(),
+                                              noise.numpy())
+    return float(np.abs(ref - got).max())

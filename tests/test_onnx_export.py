@@ -1,0 +1,165 @@
+"""ONNX export (upstream's split) + onnxruntime runner: parity with PyTorch, manifest, CLI errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from sage_gr00t.cli import export_onnx as cli
+from sage_gr00t.policy.gr00t.checkpoint import load_checkpoint
+from sage_gr00t.policy.gr00t.config import n15_config
+from sage_gr00t.policy.gr00t.model import Gr00tModel
+from sage_gr00t.policy.gr00t.onnx_export import (
+    GRAPHS,
+    MANIFEST,
+    OnnxExportError,
+    OnnxGr00tRunner,
+    example_inputs,
+    export_onnx,
+    parity,
+)
+
+COMPACT = Path(__file__).resolve().parents[1] / "assets" / "policies" / "gr00t_compact"
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def compact(tmp_path_factory):
+    model, _, _ = load_checkpoint(COMPACT)
+    out = tmp_path_factory.mktemp("onnx_compact")
+    manifest = export_onnx(model, out)
+    return model, out, manifest
+
+
+def test_compact_manifest_lists_every_graph(compact) -> None:
+    _, out, manifest = compact
+    assert list(manifest["graphs"]) == list(GRAPHS)
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert manifest["opset"] == 18 and manifest["mask_vl_padding"] is True
+    for name, graph in manifest["graphs"].items():
+        assert (out / graph["file"]).is_file(), name
+        assert graph["dynamic_axes"][graph["inputs"][0]["name"]]["0"] == "batch"
+    dit = manifest["graphs"]["dit"]
+    assert [i["name"] for i in dit["inputs"]] == ["state_features", "action_features", "vl_embs", "timestep", "vl_mask"]
+    assert dit["dynamic_axes"]["vl_embs"] == {"0": "batch", "1": "vl_seq"}
+    assert manifest["graphs"]["vl_backbone"]["dynamic_axes"]["input_ids"] == {"0": "batch", "1": "text_len"}
+
+
+@pytest.mark.parametrize(("batch", "texts"), [(1, ["pick up the apple"]),
+                                              (3, ["sort the blocks", "pour", "put the red block in the bin"])])
+def test_compact_whole_policy_parity(compact, batch: int, texts: list[str]) -> None:
+    """Backbone + 4 Euler steps on onnxruntime == Gr00tModel.get_action (same noise), dynamic batch / text length
+    (padded text in the batch of 3: the masked VL tokens)."""
+    model, out, _ = compact
+    runner = OnnxGr00tRunner(out)
+    b = example_inputs(model, batch=batch, seed=batch)
+    b["input_ids"], b["attention_mask"] = model.backbone.tokenizer(texts, pad_to_longest=True)
+    b["embodiment_id"] = torch.tensor([0, 1, 2][:batch])
+    noise = b.pop("noise")
+    ref = model.get_action(b, noise).numpy()
+    got = runner.get_action(**{k: v.numpy() for k, v in b.items()}, noise=noise.numpy())
+    assert got.shape == (batch, 16, 32)
+    assert np.abs(ref - got).max() <= TOL
+    assert parity(model, out) <= TOL
+
+
+def test_compact_head_on_given_features_parity(compact) -> None:
+    model, out, _ = compact
+    runner = OnnxGr00tRunner(out)
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(2, 70, 128, generator=g)
+    mask = torch.ones(2, 70, dtype=torch.long)
+    mask[1, 50:] = 0
+    state, noise = torch.rand(2, 1, 64, generator=g), torch.randn(2, 16, 32, generator=g)
+    emb = torch.tensor([0, 5])
+    ref = model.action_head.get_action(feats, mask, state, emb, noise).numpy()
+    got = runner.get_action_from_features(feats.numpy(), mask.numpy(), state.numpy(), emb.numpy(), noise.numpy())
+    assert np.abs(ref - got).max() <= TOL
+    with pytest.raises(ValueError, match="noise must have shape"):
+        runner.get_action_from_features(feats.numpy(), mask.numpy(), state.numpy(), emb.numpy(), noise.numpy()[:, :8])
+
+
+def _n15_reduced() -> Gr00tModel:
+    """N1.5 widths (VL 2048, DiT 32 x 48 = 1536, hidden 1024), 2 DiT layers (cross + self), 1 VL self-attention
+    layer, 2 embodiments (the per-embodiment weights dominate N1.5's size); unmasked VL padding as upstream."""
+    cfg = n15_config()
+    head = cfg.action_head
+    head = dataclasses.replace(
+        head, max_num_embodiments=2,
+        diffusion_model_cfg=dataclasses.replace(head.diffusion_model_cfg, num_layers=2),
+        vl_self_attention_cfg=dataclasses.replace(head.vl_self_attention_cfg, num_layers=1))
+    torch.manual_seed(0)
+    model = Gr00tModel.__new__(Gr00tModel)
+    torch.nn.Module.__init__(model)
+    model.config = dataclasses.replace(cfg, action_head=head)
+    from sage_gr00t.policy.gr00t.action_head import FlowMatchingActionHead
+
+    model.action_head = FlowMatchingActionHead(head, mask_vl_padding=False)
+    return model.eval()
+
+
+def test_n15_width_action_head_parity(tmp_path) -> None:
+    """The action-head graphs at N1.5 width (random VL features of width 2048, padded), no backbone graph."""
+    model = _n15_reduced()
+    assert model.config.action_head.backbone_embedding_dim == 2048
+    manifest = export_onnx(model, tmp_path)
+    assert "vl_backbone" not in manifest["graphs"] and manifest["mask_vl_padding"] is False
+    assert [i["name"] for i in manifest["graphs"]["dit"]["inputs"]] == [
+        "state_features", "action_features", "vl_embs", "timestep"]
+    runner = OnnxGr00tRunner(tmp_path)
+    with pytest.raises(OnnxExportError, match="no vl_backbone"):
+        runner.encode(np.zeros((1, 3, 224, 224), np.float32), np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64))
+    assert parity(model, tmp_path, batch=2, vl_seq=24) <= TOL
+
+
+def test_runner_refuses_a_missing_or_corrupt_export(tmp_path) -> None:
+    with pytest.raises(OnnxExportError, match="Run sage-export-onnx"):
+        OnnxGr00tRunner(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(OnnxExportError, match="missing or corrupt"):
+        OnnxGr00tRunner(tmp_path)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys) -> None:
+    assert cli.main(["--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sage-export-onnx: error:") and "does not exist" in err and "\n" not in err
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (corrupt / name).write_bytes((COMPACT / name).read_bytes()[:300])
+    assert cli.main(["--policy", str(corrupt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sage-export-onnx: error:") and "\n" not in err
+
+
+def test_cli_unwritable_out(tmp_path, capsys) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a folder cannot be made under a file, whoever runs the test
+    assert cli.main(["--policy", str(COMPACT), "--out", str(blocker / "x"), "--no-check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sage-export-onnx: error: Cannot write to") and "\n" not in err
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            assert cli.main(["--policy", str(COMPACT), "--out", str(locked / "x"), "--no-check"]) == 2
+        finally:
+            locked.chmod(0o700)
+        assert "Cannot write to" in capsys.readouterr().err
+
+
+def test_cli_exports_checks_and_benches(tmp_path, capsys) -> None:
+    assert cli.main(["--policy", str(COMPACT), "--out", str(tmp_path / "o"), "--bench", "--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "parity vs PyTorch" in out and "onnxruntime" in out and "pytorch" in out
+    assert (tmp_path / "o" / MANIFEST).is_file()
