@@ -50,16 +50,19 @@ def test_compact_manifest_lists_every_graph(compact) -> None:
     dit = manifest["graphs"]["dit"]
     assert [i["name"] for i in dit["inputs"]] == ["state_features", "action_features", "vl_embs", "timestep", "vl_mask"]
     assert dit["dynamic_axes"]["vl_embs"] == {"0": "batch", "1": "vl_seq"}
+    assert manifest["graphs"]["dit_vl_cache"]["outputs"] == ["k_0", "v_0", "k_2", "v_2", "k_4", "v_4", "vl_bias"]
+    assert manifest["graphs"]["dit_step"]["dynamic_axes"]["k_0"] == {"0": "batch", "3": "vl_seq"}
     assert manifest["graphs"]["vl_backbone"]["dynamic_axes"]["input_ids"] == {"0": "batch", "1": "text_len"}
 
 
 @pytest.mark.parametrize(("batch", "texts"), [(1, ["pick up the apple"]),
                                               (3, ["sort the blocks", "pour", "put the red block in the bin"])])
-def test_compact_whole_policy_parity(compact, batch: int, texts: list[str]) -> None:
+@pytest.mark.parametrize("cache", [True, False])
+def test_compact_whole_policy_parity(compact, batch: int, texts: list[str], cache: bool) -> None:
     """Backbone + 4 Euler steps on onnxruntime == Gr00tModel.get_action (same noise), dynamic batch / text length
-    (padded text in the batch of 3: the masked VL tokens)."""
+    (padded text in the batch of 3: the masked VL tokens), through dit_step (VL cache) or dit."""
     model, out, _ = compact
-    runner = OnnxGr00tRunner(out)
+    runner = OnnxGr00tRunner(out, use_vl_cache=cache)
     b = example_inputs(model, batch=batch, seed=batch)
     b["input_ids"], b["attention_mask"] = model.backbone.tokenizer(texts, pad_to_longest=True)
     b["embodiment_id"] = torch.tensor([0, 1, 2][:batch])
@@ -68,7 +71,7 @@ def test_compact_whole_policy_parity(compact, batch: int, texts: list[str]) -> N
     got = runner.get_action(**{k: v.numpy() for k, v in b.items()}, noise=noise.numpy())
     assert got.shape == (batch, 16, 32)
     assert np.abs(ref - got).max() <= TOL
-    assert parity(model, out) <= TOL
+    assert parity(model, out, use_vl_cache=cache) <= TOL
 
 
 def test_compact_head_on_given_features_parity(compact) -> None:
@@ -82,6 +85,9 @@ def test_compact_head_on_given_features_parity(compact) -> None:
     emb = torch.tensor([0, 5])
     ref = model.action_head.get_action(feats, mask, state, emb, noise).numpy()
     got = runner.get_action_from_features(feats.numpy(), mask.numpy(), state.numpy(), emb.numpy(), noise.numpy())
+    assert np.abs(ref - got).max() <= TOL
+    uncached = OnnxGr00tRunner(out, use_vl_cache=False)
+    got = uncached.get_action_from_features(feats.numpy(), mask.numpy(), state.numpy(), emb.numpy(), noise.numpy())
     assert np.abs(ref - got).max() <= TOL
     with pytest.raises(ValueError, match="noise must have shape"):
         runner.get_action_from_features(feats.numpy(), mask.numpy(), state.numpy(), emb.numpy(), noise.numpy()[:, :8])
@@ -117,7 +123,10 @@ def test_n15_width_action_head_parity(tmp_path) -> None:
     runner = OnnxGr00tRunner(tmp_path)
     with pytest.raises(OnnxExportError, match="no vl_backbone"):
         runner.encode(np.zeros((1, 3, 224, 224), np.float32), np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64))
-    assert parity(model, tmp_path, batch=2, vl_seq=24) <= TOL
+    assert [i["name"] for i in manifest["graphs"]["dit_step"]["inputs"]] == [
+        "state_features", "action_features", "timestep", "k_0", "v_0"]
+    for cache in (True, False):
+        assert parity(model, tmp_path, batch=2, vl_seq=24, use_vl_cache=cache) <= TOL
 
 
 def test_runner_refuses_a_missing_or_corrupt_export(tmp_path) -> None:

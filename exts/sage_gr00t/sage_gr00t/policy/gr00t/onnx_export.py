@@ -14,6 +14,10 @@ them. The same split here, mapped onto this model's modules:
 - `dit.onnx`: [state token | learned future tokens | action tokens] (concatenated inside the graph) +
   VL tokens + timestep bucket (+ `vl_mask` where the head masks VL padding) -> DiT output.
 - `action_decoder.onnx`: DiT output + embodiment id -> velocity of the last H tokens.
+- `dit_vl_cache.onnx` + `dit_step.onnx`: the DiT split for speed, as the torch head caches `encoder_kv`: the
+  cross-attention keys / values of the VL tokens (and the additive padding mask) once per chunk, then one DiT pass
+  per Euler step on them (same math as `DiT.forward`, fixed token count, all AdaLN modulations in one matmul).
+  The runner uses these by default; `use_vl_cache=False` runs `dit.onnx` instead.
 
 Axes `batch` and `vl_seq` (VL sequence length; for the backbone, `text_len`) are dynamic. `manifest.json` lists
 each graph's file, input / output names, dtypes, dynamic axes and the opset. `OnnxGr00tRunner` runs the
@@ -39,7 +43,8 @@ from sage_gr00t.policy.gr00t.model import Gr00tModel
 OPSET = 18
 MANIFEST = "manifest.json"
 FORMAT = "sage-gr00t-onnx/1"
-GRAPHS = ("vl_backbone", "vl_self_attention", "state_encoder", "action_encoder", "dit", "action_decoder")
+GRAPHS = ("vl_backbone", "vl_self_attention", "state_encoder", "action_encoder", "dit", "action_decoder",
+          "dit_vl_cache", "dit_step")
 
 
 class OnnxExportError(RuntimeError):
@@ -106,6 +111,91 @@ class _MaskedDiT(_DiT):
         return self.head.model(self._tokens(state_features, action_features), vl_embs, timestep, vl_mask)
 
 
+class _DiTVLCache(nn.Module):
+    """The DiT's VL side, once per chunk: per cross-attention block the keys (B, heads, head_dim, S), pre-scaled by
+    1 / sqrt(head_dim), and values (B, heads, S, head_dim); with VL padding masked, the additive mask (B, 1, 1, S)."""
+
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.dit = head.model
+        self.masked = head.mask_vl_padding
+        self.cross = [i for i in range(len(self.dit.transformer_blocks)) if self.dit._cross(i)]
+
+    def forward(self, vl_embs, vl_mask=None):
+        outs = []
+        for i in self.cross:
+            attn = self.dit.transformer_blocks[i].attn1
+            heads = attn.heads
+            dim_head = attn.to_k.out_features // heads
+            batch, seq = vl_embs.shape[0], vl_embs.shape[1]
+            k = attn.to_k(vl_embs).reshape(batch, seq, heads, dim_head).permute(0, 2, 3, 1)
+            v = attn.to_v(vl_embs).reshape(batch, seq, heads, dim_head).transpose(1, 2)
+            outs += [k * dim_head**-0.5, v]
+        if self.masked:
+            bias = torch.zeros(vl_mask.shape, dtype=vl_embs.dtype).masked_fill(vl_mask == 0, float("-inf"))
+            outs.append(bias[:, None, None, :])
+        return tuple(outs)
+
+
+class _DiTStep(nn.Module):
+    """One DiT pass on the cached VL keys / values (`_DiTVLCache`): the same math as `DiT.forward` with every shape
+    but the batch fixed (token count 1 + future + horizon), so the graph carries hardly any shape arithmetic, and
+    all AdaLN modulations (every block's and the output's) from one matmul on the timestep embedding."""
+
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+        self.dit = head.model
+        cfg = head.cfg
+        self.tokens = 1 + cfg.num_target_vision_tokens + cfg.action_horizon
+        self.masked = head.mask_vl_padding
+        blocks = self.dit.transformer_blocks
+        weights = [b.norm1.linear.weight for b in blocks] + [self.dit.proj_out_1.weight]
+        biases = [b.norm1.linear.bias for b in blocks] + [self.dit.proj_out_1.bias]
+        self.modulation = nn.Linear(weights[0].shape[1], sum(w.shape[0] for w in weights))
+        with torch.no_grad():
+            self.modulation.weight.copy_(torch.cat(weights))
+            self.modulation.bias.copy_(torch.cat(biases))
+
+    def _attention(self, q, k, v, bias=None):
+        scores = q @ k
+        if bias is not None:
+            scores = scores + bias
+        return torch.softmax(scores, dim=-1) @ v
+
+    def forward(self, state_features, action_features, timestep, *cache):
+        T, dit = self.tokens, self.dit
+        D = dit.cfg.inner_dim
+        bias = cache[-1] if self.masked else None
+        future = self.head.future_tokens.weight.unsqueeze(0).expand(action_features.shape[0], -1, -1)
+        x = torch.cat([state_features, future, action_features], dim=1)
+        temb = dit.timestep_encoder(timestep)
+        mods = self.modulation(torch.nn.functional.silu(temb))
+        kv = iter(cache)
+        for i, block in enumerate(dit.transformer_blocks):
+            scale, shift = mods[:, 2 * i * D:(2 * i + 1) * D], mods[:, (2 * i + 1) * D:(2 * i + 2) * D]
+            h = torch.nn.functional.layer_norm(x, (D,), eps=block.norm1.norm.eps)
+            h = h * (1 + scale[:, None]) + shift[:, None]
+            if block.pos_embed is not None:
+                h = h + block.pos_embed.pe[:, :T]
+            attn = block.attn1
+            heads = attn.heads
+            dim_head = attn.to_q.out_features // heads
+            q = attn.to_q(h).reshape(-1, T, heads, dim_head).transpose(1, 2)
+            if dit._cross(i):
+                out = self._attention(q, next(kv), next(kv), bias)
+            else:
+                k = attn.to_k(h).reshape(-1, T, heads, dim_head).permute(0, 2, 3, 1) * dim_head**-0.5
+                v = attn.to_v(h).reshape(-1, T, heads, dim_head).transpose(1, 2)
+                out = self._attention(q, k, v)
+            x = x + attn.to_out[0](out.transpose(1, 2).reshape(-1, T, heads * dim_head))
+            x = x + block.ff(block.norm3(x))
+        n = len(dit.transformer_blocks)
+        shift, scale = mods[:, 2 * n * D:(2 * n + 1) * D], mods[:, (2 * n + 1) * D:]
+        x = dit.norm_out(x) * (1 + scale[:, None]) + shift[:, None]
+        return dit.proj_out_2(x)
+
+
 class _ActionDecoder(nn.Module):
     def __init__(self, head: FlowMatchingActionHead) -> None:
         super().__init__()
@@ -157,13 +247,25 @@ def _specs(model: Gr00tModel, vl_seq: int = 12, batch: int = 2) -> dict[str, _Sp
                 torch.randn(batch, vl_seq, cfg.diffusion_model_cfg.cross_attention_dim or d_vl), t)
     dit_inputs = ["state_features", "action_features", "vl_embs", "timestep"]
     dit_dynamic = {"state_features": b, "action_features": b, "vl_embs": s, "timestep": b, "model_output": b}
+    vl_mask = torch.ones(batch, vl_seq, dtype=torch.long)
+    vl_mask[0, -3:] = 0
     if head.mask_vl_padding:
-        vl_mask = torch.ones(batch, vl_seq, dtype=torch.long)
-        vl_mask[0, -3:] = 0
         specs["dit"] = _Spec(_MaskedDiT(head), (*dit_args, vl_mask), [*dit_inputs, "vl_mask"], ["model_output"],
                              {**dit_dynamic, "vl_mask": s})
     else:
         specs["dit"] = _Spec(_DiT(head), dit_args, dit_inputs, ["model_output"], dit_dynamic)
+    cache = _DiTVLCache(head)
+    names = [f"{kind}_{i}" for i in cache.cross for kind in ("k", "v")] + (["vl_bias"] if head.mask_vl_padding else [])
+    cache_args = (dit_args[2], vl_mask) if head.mask_vl_padding else (dit_args[2],)
+    specs["dit_vl_cache"] = _Spec(cache, cache_args, dit_inputs[2:3] + (["vl_mask"] if head.mask_vl_padding else []),
+                                  names, {"vl_embs": s, "vl_mask": s,
+                                          **{n: {0: "batch", 2 if n.startswith("v_") else 3: "vl_seq"} for n in names}})
+    with torch.no_grad():
+        cache_out = cache(*cache_args)
+    specs["dit_step"] = _Spec(_DiTStep(head), (dit_args[0], dit_args[1], t, *cache_out),
+                              ["state_features", "action_features", "timestep", *names], ["model_output"],
+                              {"state_features": b, "action_features": b, "timestep": b, "model_output": b,
+                               **{n: {0: "batch", 2 if n.startswith("v_") else 3: "vl_seq"} for n in names}})
     specs["action_decoder"] = _Spec(_ActionDecoder(head), (torch.randn(batch, tokens, cfg.hidden_size), emb),
                                     ["model_output", "embodiment_id"], ["velocity"],
                                     {"model_output": b, "embodiment_id": b, "velocity": b})
@@ -247,8 +349,12 @@ class OnnxGr00tRunner:
     same noise. Inputs and outputs are numpy arrays (float32; ids / masks / embodiment ids int64)."""
 
     def __init__(self, folder: str | Path, intra_op_threads: int | None = 1,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, use_vl_cache: bool = True) -> None:
+        """`use_vl_cache`: denoise with `dit_vl_cache` + `dit_step` (VL keys / values computed once per chunk)
+        where the export has them, else with `dit` (the VL tokens as input, upstream's DiT graph)."""
         import onnxruntime as ort
+
+        self.use_vl_cache = use_vl_cache
 
         folder = Path(folder)
         manifest_file = folder / MANIFEST
@@ -313,11 +419,19 @@ class OnnxGr00tRunner:
         (vl_embs,) = self._run("vl_self_attention", vl_features=vl_features)
         (state_features,) = self._run("state_encoder", state=np.asarray(state, np.float32), embodiment_id=emb)
         steps = m["num_inference_timesteps"]
+        cached = self.use_vl_cache and "dit_step" in self.sessions
+        if cached:  # the VL keys / values once per chunk, as FlowMatchingActionHead.get_action's encoder_kv
+            cache = dict(zip(self.manifest["graphs"]["dit_vl_cache"]["outputs"],
+                             self._run("dit_vl_cache", vl_embs=vl_embs, vl_mask=vl_mask), strict=True))
         for i in range(steps):
             t = np.full((batch,), int(i / steps * m["num_timestep_buckets"]), np.int64)
             (action_features,) = self._run("action_encoder", actions=actions, timestep=t, embodiment_id=emb)
-            (out,) = self._run("dit", state_features=state_features, action_features=action_features,
-                               vl_embs=vl_embs, timestep=t, vl_mask=vl_mask)
+            if cached:
+                (out,) = self._run("dit_step", state_features=state_features, action_features=action_features,
+                                   timestep=t, **cache)
+            else:
+                (out,) = self._run("dit", state_features=state_features, action_features=action_features,
+                                   vl_embs=vl_embs, timestep=t, vl_mask=vl_mask)
             (velocity,) = self._run("action_decoder", model_output=out, embodiment_id=emb)
             actions = actions + velocity / np.float32(steps)
         return actions
@@ -384,11 +498,12 @@ def bench_latency(model: Gr00tModel, folder: str | Path, calls: int = 30, warmup
     return rows
 
 
-def parity(model: Gr00tModel, folder: str | Path, batch: int = 2, vl_seq: int = 40, seed: int = 0) -> float:
+def parity(model: Gr00tModel, folder: str | Path, batch: int = 2, vl_seq: int = 40, seed: int = 0,
+           use_vl_cache: bool = True) -> float:
     """Max abs difference of the exported graphs' action chunk vs PyTorch's on the same noise: the whole policy
     (example images and instructions) where the export has a backbone, else the action head on random VL features
     (padding at the end of the first sample's VL tokens)."""
-    runner = OnnxGr00tRunner(folder, intra_op_threads=None)
+    runner = OnnxGr00tRunner(folder, intra_op_threads=None, use_vl_cache=use_vl_cache)
     model = model.float().eval()
     if runner.has_backbone:
         b = example_inputs(model, batch=batch, seed=seed)
