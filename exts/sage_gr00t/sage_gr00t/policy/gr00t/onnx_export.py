@@ -52,14 +52,53 @@ class OnnxExportError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------------- wrappers
-class _Backbone(nn.Module):
+def _padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, S) 1 = token / 0 = padding -> additive attention mask (B, 1, 1, S): 0 / -inf."""
+    return torch.zeros(mask.shape, dtype=dtype).masked_fill(mask == 0, float("-inf"))[:, None, None, :]
+
+
+def _encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`nn.TransformerEncoderLayer` (norm_first, eval) written out: `nn.MultiheadAttention`'s projections, softmax
+    attention with an additive padding mask, feed-forward; the same math as PyTorch's fused encoder path."""
+    attn = layer.self_attn
+    heads, width = attn.num_heads, attn.embed_dim
+    dim_head = width // heads
+    h = layer.norm1(x)
+    q, k, v = torch.nn.functional.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    batch = x.shape[0]
+    q = q.reshape(batch, -1, heads, dim_head).transpose(1, 2) * dim_head**-0.5
+    k = k.reshape(batch, -1, heads, dim_head).permute(0, 2, 3, 1)
+    v = v.reshape(batch, -1, heads, dim_head).transpose(1, 2)
+    out = torch.softmax(q @ k + bias, dim=-1) @ v
+    x = x + attn.out_proj(out.transpose(1, 2).reshape(batch, -1, width))
+    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+
+
+class _CompactBackbone(nn.Module):
+    """`CompactBackbone.forward` with its transformer layers written out (`_encoder_layer`): the TorchScript
+    exporter then keeps the text length dynamic (tracing `nn.MultiheadAttention` bakes it in), and the graph is
+    smaller than the dynamo exporter's."""
+
     def __init__(self, model: Gr00tModel) -> None:
         super().__init__()
         self.backbone = model.backbone
+        for layer in [*self.backbone.text_encoder.layers, *self.backbone.fusion.layers]:
+            if not layer.norm_first or layer.activation_relu_or_gelu != 2:
+                raise OnnxExportError("The compact backbone's encoder layers must be pre-norm with GELU.")
 
     def forward(self, pixel_values, input_ids, attention_mask):
-        features, mask = self.backbone(pixel_values, input_ids, attention_mask)
-        return features, mask
+        bb = self.backbone
+        vis = bb.vision(pixel_values).flatten(2).transpose(1, 2) + bb.vision_pos
+        text = bb.text_embed(input_ids) + bb.text_pos[:, : input_ids.shape[1]]
+        bias = _padding_bias(attention_mask, text.dtype)
+        for layer in bb.text_encoder.layers:
+            text = _encoder_layer(layer, text, bias)
+        tokens = torch.cat([vis, text], dim=1)
+        mask = torch.cat([torch.ones(vis.shape[:2], dtype=attention_mask.dtype), attention_mask], 1)
+        bias = _padding_bias(mask, tokens.dtype)
+        for layer in bb.fusion.layers:
+            tokens = _encoder_layer(layer, tokens, bias)
+        return bb.eagle_linear(tokens), mask
 
 
 class _VLSelfAttention(nn.Module):
@@ -230,7 +269,7 @@ def _specs(model: Gr00tModel, vl_seq: int = 12, batch: int = 2) -> dict[str, _Sp
         mask = torch.ones(batch, text, dtype=torch.long)
         mask[0, -2:] = 0
         specs["vl_backbone"] = _Spec(
-            _Backbone(model), (torch.rand(batch, 3, size, size) * 2 - 1, ids, mask),
+            _CompactBackbone(model), (torch.rand(batch, 3, size, size) * 2 - 1, ids, mask),
             ["pixel_values", "input_ids", "attention_mask"], ["vl_features", "vl_mask"],
             {"pixel_values": b, "input_ids": {0: "batch", 1: "text_len"}, "attention_mask": {0: "batch", 1: "text_len"},
              "vl_features": s, "vl_mask": s})
@@ -305,7 +344,7 @@ def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: 
     for name in wanted:
         spec = specs[name]
         path = out / f"{name}.onnx"
-        _export_graph(spec, path, opset, verbose, dynamo=name == "vl_backbone")
+        _export_graph(spec, path, opset, verbose)
         files = sorted(p.name for p in out.iterdir() if p.name.startswith(f"{name}.onnx"))
         manifest["graphs"][name] = {
             "file": path.name, "files": files,
@@ -318,19 +357,9 @@ def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: 
     return manifest
 
 
-def _export_graph(spec: _Spec, path: Path, opset: int, verbose: bool, dynamo: bool = False) -> None:
-    """The action head's graphs go through the TorchScript-based exporter (about a second per graph, where the
-    dynamo exporter takes several); the compact backbone through the dynamo exporter (`dynamo=True`), since
-    tracing `nn.MultiheadAttention` bakes the text length into its reshapes. PyTorch's fused transformer-encoder
-    fast path (no ONNX symbolic) is switched off while exporting."""
-    if dynamo:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(spec.module, spec.args, input_names=spec.inputs, output_names=spec.outputs,
-                                        dynamic_axes=spec.dynamic, opset_version=opset, dynamo=True, optimize=True,
-                                        verbose=verbose, report=False)
-        program.save(str(path))
-        return
+def _export_graph(spec: _Spec, path: Path, opset: int, verbose: bool) -> None:
+    """The TorchScript-based exporter: about a second per graph, where the dynamo exporter takes several. PyTorch's
+    fused transformer-encoder fast path (no ONNX symbolic) is switched off while tracing."""
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -371,8 +400,14 @@ class OnnxGr00tRunner:
             options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        graphs = self.manifest["graphs"]
+        cached = use_vl_cache and "dit_step" in graphs
+        skip = {"dit"} if cached else {"dit_vl_cache", "dit_step"}
+        self.use_vl_cache = cached
         self.sessions = {}
-        for name, graph in self.manifest["graphs"].items():
+        for name, graph in graphs.items():
+            if name in skip:
+                continue
             try:
                 self.sessions[name] = ort.InferenceSession(str(folder / graph["file"]), options,
                                                            providers=providers or ["CPUExecutionProvider"])
@@ -419,7 +454,7 @@ class OnnxGr00tRunner:
         (vl_embs,) = self._run("vl_self_attention", vl_features=vl_features)
         (state_features,) = self._run("state_encoder", state=np.asarray(state, np.float32), embodiment_id=emb)
         steps = m["num_inference_timesteps"]
-        cached = self.use_vl_cache and "dit_step" in self.sessions
+        cached = self.use_vl_cache
         if cached:  # the VL keys / values once per chunk, as FlowMatchingActionHead.get_action's encoder_kv
             cache = dict(zip(self.manifest["graphs"]["dit_vl_cache"]["outputs"],
                              self._run("dit_vl_cache", vl_embs=vl_embs, vl_mask=vl_mask), strict=True))
