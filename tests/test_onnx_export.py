@@ -172,3 +172,18 @@ def test_cli_exports_checks_and_benches(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "parity vs PyTorch" in out and "onnxruntime" in out and "pytorch" in out
     assert (tmp_path / "o" / MANIFEST).is_file()
+
+
+def test_external_data_keeps_one_weight_file_per_graph(tmp_path, monkeypatch) -> None:
+    """Graphs over the protobuf limit (N1.5's DiT) keep weights in `<graph>.onnx.data`; forced here for all."""
+    from sage_gr00t.policy.gr00t import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    model, _, _ = load_checkpoint(COMPACT)
+    manifest = export_onnx(model, tmp_path, graphs=("vl_self_attention", "state_encoder", "action_encoder",
+                                                    "dit_vl_cache", "dit_step", "action_decoder"))
+    names = {p.name for p in tmp_path.iterdir()}
+    expected = {MANIFEST} | {f"{g}.onnx" for g in manifest["graphs"]} | {f"{g}.onnx.data" for g in manifest["graphs"]}
+    assert names == expected
+    assert manifest["graphs"]["dit_step"]["files"] == ["dit_step.onnx", "dit_step.onnx.data"]
+    assert parity(model, tmp_path) <= TOL

@@ -42,6 +42,7 @@ from sage_gr00t.policy.gr00t.model import Gr00tModel
 
 OPSET = 18
 MANIFEST = "manifest.json"
+EXTERNAL_DATA_BYTES = 1.5e9  # graphs with more weights keep them in `<graph>.onnx.data` (protobuf's 2 GB limit)
 FORMAT = "sage-gr00t-onnx/1"
 GRAPHS = ("vl_backbone", "vl_self_attention", "state_encoder", "action_encoder", "dit", "action_decoder",
           "dit_vl_cache", "dit_step")
@@ -357,9 +358,25 @@ def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: 
     return manifest
 
 
+def _external_data(spec: _Spec, path: Path, before: set[str]) -> None:
+    """Weights beside the graph in one `<graph>.onnx.data` file (protobuf stops at 2 GB: N1.5's DiT is ~2.2 GB in
+    fp32); the exporter's per-tensor files, if it wrote any, are merged into it and removed."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=True)
+    stray = {p.name for p in path.parent.iterdir()} - before - {path.name}
+    data = path.name + ".data"
+    onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data,
+                    size_threshold=1024)
+    for name in stray - {data}:
+        (path.parent / name).unlink(missing_ok=True)
+
+
 def _export_graph(spec: _Spec, path: Path, opset: int, verbose: bool) -> None:
     """The TorchScript-based exporter: about a second per graph, where the dynamo exporter takes several. PyTorch's
     fused transformer-encoder fast path (no ONNX symbolic) is switched off while tracing."""
+    before = {p.name for p in path.parent.iterdir()} - {path.name}
+    (path.parent / (path.name + ".data")).unlink(missing_ok=True)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -370,6 +387,12 @@ def _export_graph(spec: _Spec, path: Path, opset: int, verbose: bool) -> None:
                               do_constant_folding=True)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+    if _param_bytes(spec.module) > EXTERNAL_DATA_BYTES:
+        _external_data(spec, path, before)
+
+
+def _param_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in {id(p): p for p in module.parameters()}.values())
 
 
 # ------------------------------------------------------------------------------------------------------ runner
@@ -403,6 +426,9 @@ class OnnxGr00tRunner:
         graphs = self.manifest["graphs"]
         cached = use_vl_cache and "dit_step" in graphs
         skip = {"dit"} if cached else {"dit_vl_cache", "dit_step"}
+        missing = [g for g in GRAPHS[1:6] if g not in graphs and g not in skip]
+        if missing or (cached and "dit_vl_cache" not in graphs):
+            raise OnnxExportError(f"The ONNX export at {folder} lacks {missing or ['dit_vl_cache']}; re-export it.")
         self.use_vl_cache = cached
         self.sessions = {}
         for name, graph in graphs.items():
