@@ -170,3 +170,20 @@ def test_isaaclab_refuses_per_episode_objects_and_builds_language_scenes() -> No
         build_env_cfg("sort_blocks", "procedural")
     cfg = build_env_cfg("pick_apple", "language")  # primitive fruits: spawned without USD
     assert cfg.variant == "language" and hasattr(cfg.scene, "orange")
+
+
+def test_shipped_v2_policy_loads_and_acts_on_every_task() -> None:
+    from sage_gr00t.paths import REPO_ROOT
+    from sage_gr00t.policy.factory import make_policy
+
+    for task in TASKS:
+        env = _env(task, "train")
+        try:
+            obs, _ = env.reset(seed=1000)
+            policy = make_policy(str(REPO_ROOT / "assets" / "policies" / "gr00t_v2"), env, "cpu")
+            chunk = policy.get_action(obs)
+            assert set(chunk) == set(env.action_space.spaces)
+            for key, value in chunk.items():
+                assert value.shape == (16, env.action_space.spaces[key].shape[0]) and np.all(np.isfinite(value))
+        finally:
+            env.close()
