@@ -3,7 +3,8 @@
     sage-export-onnx --policy assets/policies/gr00t_compact --out outputs/onnx/gr00t_compact [--bench]
 
 Writes vl_backbone.onnx (compact backbone only), vl_self_attention.onnx, state_encoder.onnx,
-action_encoder.onnx, dit.onnx, action_decoder.onnx and manifest.json (inputs / outputs, dynamic axes, opset);
+action_encoder.onnx, dit.onnx, action_decoder.onnx, dit_vl_cache.onnx + dit_step.onnx (the DiT on VL keys /
+values computed once per chunk: what the runner uses) and manifest.json (inputs / outputs, dynamic axes, opset);
 then checks the graphs on onnxruntime against PyTorch (max abs difference of the action chunk on the same
 noise). `--bench` prints per-chunk latency on one thread, onnxruntime vs PyTorch. Run the graphs with
 `sage_gr00t.policy.gr00t.onnx_export.OnnxGr00tRunner`.

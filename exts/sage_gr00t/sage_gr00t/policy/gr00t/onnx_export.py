@@ -5,8 +5,9 @@ encoder, the action encoder, the DiT and the action decoder as separate graphs a
 them. The same split here, mapped onto this model's modules:
 
 - `vl_backbone.onnx` (compact backbone only): conv vision encoder + byte-level text encoder + fusion ->
-  `vl_features` (B, S, D) and `vl_mask` (B, S); S = vision tokens + text length. The Eagle backbone (SigLIP +
-  Qwen3) is not exported: its action head is, and it runs on VL features computed elsewhere.
+  `vl_features` (B, S, D) and `vl_mask` (B, S); S = vision tokens + text length (dynamic axis `text_len`).
+  The Eagle backbone (SigLIP + Qwen3) is not exported: its action head is, and runs on VL features computed
+  elsewhere.
 - `vl_self_attention.onnx`: `vlln` (LayerNorm) + the VL self-attention transformer.
 - `state_encoder.onnx`: state (B, 1, 64) + embodiment id -> state token.
 - `action_encoder.onnx`: noisy actions (B, H, A) + timestep bucket (B,) + embodiment id -> action tokens,
@@ -20,7 +21,8 @@ them. The same split here, mapped onto this model's modules:
   The runner uses these by default; `use_vl_cache=False` runs `dit.onnx` instead.
 
 Axes `batch` and `vl_seq` (VL sequence length; for the backbone, `text_len`) are dynamic. `manifest.json` lists
-each graph's file, input / output names, dtypes, dynamic axes and the opset. `OnnxGr00tRunner` runs the
+each graph's file(s), input / output names, dtypes, dynamic axes and the opset. Exported with PyTorch's
+TorchScript-based exporter through wrappers (the model code is untouched), float32. `OnnxGr00tRunner` runs the
 `num_inference_timesteps` Euler loop of `FlowMatchingActionHead.get_action` on these graphs.
 """
 
