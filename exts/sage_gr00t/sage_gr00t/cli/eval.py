@@ -178,17 +178,26 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lines = path.with_suffix(".jsonl")
-        self.records: list[dict] = []
         with open(self.lines, "w"):  # fail now, not after the first episode, if the folder is not writable
             pass
 
     def add(self, result: EpisodeResult) -> None:
-        record = result.to_dict()
-        self.records.append(record)
         with open(self.lines, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(result.to_dict()) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    @property
+    def records(self) -> list[dict]:
+        """Every episode on disk. The JSON lines are the record: a Ctrl-C can land anywhere in `add`, and a line
+        cut short by it is not an episode."""
+        out = []
+        for line in self.lines.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
 
     def finish(self) -> Path:
         tmp = self.path.with_suffix(".json.tmp")
