@@ -92,9 +92,12 @@ def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> Non
     end, and the JSON list written on the way out)."""
     import signal
 
+    # A Ctrl-C reaches the command as SIGINT with its default handler, also when this test itself runs as a
+    # background job (whose children inherit SIGINT ignored).
     proc = subprocess.Popen([sys.executable, "-m", "sage_gr00t.cli.eval", "--policy", "expert", "--task", "pick_apple",
                              "--episodes", "50", "--out", str(tmp_path), "--task-option", "image_height=32",
-                             "image_width=32"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "image_width=32"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         lines: list[str] = []
