@@ -1,0 +1,42 @@
+#!/bin/bash
+# Usage: bash scripts/device_pipeline_v2.sh <workdir> <collect_min> <train_min> <eval episodes> <recipe>
+# Device pipeline for policy v2: collect -> train -> evaluate. Runs detached; progress in $W/log.
+# Run detached (setsid) on a GPU machine whose working tree may be re-copied while it runs: everything is read from
+# a private copy of the repo. The recipe of assets/policies/gr00t_v2 was: <workdir> 5.5 9 50 config/policy_v2.yaml.
+set -u
+W=$1; CMIN=$2; TMIN=$3; EP=$4; RECIPE=$5
+mkdir -p $W/eval
+exec >>$W/log 2>&1
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+rm -rf $W/repo && mkdir -p $W/repo
+tar -C "$SRC" --exclude=./.venv --exclude=./outputs --exclude=./.git --exclude=./.whl -cf - . | tar -C $W/repo -xf -
+cd $W/repo
+export PYTHONPATH=$W/repo/exts/sage_gr00t:$W/repo/tasks${PYTHONPATH:+:$PYTHONPATH}
+export SAGE_GR00T_CONFIG=$W/repo/config SAGE_GR00T_ASSETS=$W/repo/assets
+echo "start $(date +%T)"
+export MUJOCO_GL=egl OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+stage() { echo "== $1 $(date +%T)"; echo "$1" > $W/stage; }
+stage collect
+sage-collect-mix --recipe $RECIPE --out $W/shards --workers ${WORKERS:-15} --budget-minutes $CMIN || { stage failed-collect; exit 1; }
+du -sh $W/shards
+stage train
+OMP_NUM_THREADS=8 sage-train --shards $W/shards --preset compact_v2 --out $W/policy --steps 0 --max-minutes $TMIN \
+  --batch-size ${BATCH:-256} --lr 4e-4 --warmup-steps 500 --subtask-language-prob 0.5 --final-dtype float16 \
+  --checkpoint-every 3000 --log-every 100 || { stage failed-train; exit 1; }
+stage eval
+P=$W/policy/final
+run() { # name, args...
+  local name=$1; shift
+  sage-eval --policy $P --episodes $EP --out $W/eval/$name "$@" > $W/eval/$name.txt 2>&1 && echo "ok $name" || echo "FAILED $name"
+}
+for t in pour_water sort_blocks pick_apple; do
+  run ${t}_none --task $t --workers 4 &
+  run ${t}_rand --task $t --randomization train --workers 4 &
+  run ${t}_novel --task $t --variant novel --workers 3 &
+  run ${t}_lang --task $t --variant language --workers 3 &
+  run ${t}_mism --task $t --variant language --instruction mismatched --workers 3 &
+  [ $t = sort_blocks ] && wait
+done
+wait
+stage done
+echo "end $(date +%T)"
