@@ -90,10 +90,11 @@ class PickApple(Task):
 
     @staticmethod
     def _plate(rgb: tuple[float, float, float, float] = (0.95, 0.95, 0.92, 1),
-               rim: tuple[float, float, float, float] = (0.85, 0.85, 0.82, 1)) -> ObjectSpec:
+               rim: tuple[float, float, float, float] = (0.85, 0.85, 0.82, 1), color: str = "") -> ObjectSpec:
         geoms = (Geom("cylinder", (PLATE_RADIUS, 0.006), rgb, pos=(0, 0, 0.006)),
                  Geom("cylinder", (0.07, 0.0065), rim, pos=(0, 0, 0.006), visual_only=True))
-        return ObjectSpec("plate", geoms, kind="plate", role="receptacle", movable=False, radius=PLATE_RADIUS)
+        return ObjectSpec("plate", geoms, kind="plate", role="receptacle", color=color, movable=False,
+                          radius=PLATE_RADIUS)
 
     def new_episode(self, rng: np.random.Generator) -> None:
         if self.variant != PROCEDURAL_VARIANT:
@@ -102,26 +103,22 @@ class PickApple(Task):
         color = pick_color(rng, exclude=NOVEL_COLORS)
         r = float(rng.uniform(0.022, 0.034))  # half-width the fingers close on
         if shape == "sphere":
-            size, half = (r,), r
+            size: tuple[float, ...] = (r,)
         elif shape == "box":
             half = float(rng.uniform(0.02, 0.035))
             size = (r, float(rng.uniform(0.02, 0.034)), half)
         elif shape == "cylinder":
-            half = float(rng.uniform(0.02, 0.04))
-            size = (r, half)
+            size = (r, float(rng.uniform(0.02, 0.04)))
         else:  # an upright capsule: radius + half length of its cylinder part
             r = min(r, 0.028)
-            cyl = float(rng.uniform(0.005, 0.02))
-            size, half = (r, cyl), r + cyl
+            size = (r, float(rng.uniform(0.005, 0.02)))
         noun = SHAPE_NOUNS[shape][int(rng.integers(len(SHAPE_NOUNS[shape])))]
         obj = ObjectSpec("apple", (Geom(shape, size, rgba(color, rng, 0.05), friction=FRUIT_FRICTION),),
                          kind=noun, role="pickable", color=color, mass=float(rng.uniform(0.06, 0.15)), radius=r)
         plate_color = pick_color(rng, exclude=(color,))
         plate_rgba = rgba(plate_color, rng, 0.04)
-        plate = self._plate(plate_rgba, (*(0.9 * c for c in plate_rgba[:3]), 1.0))
-        plate = ObjectSpec(plate.name, plate.geoms, kind="plate", role="receptacle", color=plate_color,
-                           movable=False, radius=PLATE_RADIUS)
-        self._drawn, self._half_height = (obj, plate), half
+        plate = self._plate(plate_rgba, (*(0.9 * c for c in plate_rgba[:3]), 1.0), color=plate_color)
+        self._drawn, self._half_height = (obj, plate), obj.geoms[0].half_height
         self._drawn_words = (f"{color} {noun}", f"{plate_color} plate")
 
     # ------------------------------------------------------------------ layout and success

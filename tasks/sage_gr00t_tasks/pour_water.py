@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sage_gr00t.perceive.camera import BLUE, GREEN, ORANGE, RED, YELLOW, ColorRange, VisualSignature
+from sage_gr00t.perceive.camera import COLOR_RANGES, VisualSignature
 from sage_gr00t.skills import Subtask
 from sage_gr00t.tasks import (
     LANGUAGE_VARIANT,
@@ -39,20 +39,19 @@ WALL_FRICTION = (1.5, 0.02, 0.002)
 
 
 LANGUAGE_CUPS = ("red", "blue")
-CAMERA_COLORS: dict[str, ColorRange] = {"red": RED, "blue": BLUE, "orange": ORANGE, "green": GREEN, "yellow": YELLOW}
+NOVEL_COLORS = ("green", "yellow")  # the novel pitcher's and cup's colours: procedural scenes avoid them
 
 
 def _pitcher_signature(color: str) -> VisualSignature:
     # The rim of the walls, 10 cm above the origin, is centred over it; carried and tilted it rises.
-    return VisualSignature(CAMERA_COLORS[color], z_range=(0.0, 0.35), radius=0.06, ref_to_origin=PITCHER_HEIGHT,
+    return VisualSignature(COLOR_RANGES[color], z_range=(0.0, 0.35), radius=0.06, ref_to_origin=PITCHER_HEIGHT,
                            layer_band=0.012, expected_pixels=40.0)
 
 
 def _cup_signature(color: str) -> VisualSignature:
     # The rim (7.5 cm) is a ring centred on the origin; the light-blue water is outside the blue hue band.
-    return VisualSignature(CAMERA_COLORS[color], z_range=(0.0, CUP_HEIGHT + 0.015), radius=0.08,
+    return VisualSignature(COLOR_RANGES[color], z_range=(0.0, CUP_HEIGHT + 0.015), radius=0.08,
                            ref_to_origin=CUP_HEIGHT, layer_band=0.012, expected_pixels=60.0)
-NOVEL_COLORS = ("green", "yellow")  # the novel pitcher's and cup's colours: procedural scenes avoid them
 
 
 def particles_in_cup(cup: np.ndarray, particles: np.ndarray, radius: float = CUP_RADIUS) -> int:
@@ -72,11 +71,11 @@ class PourWater(Task):
         super().__init__(variant)
         self.goal = "cup"  # the cup the instruction names (language scenes: red_cup or blue_cup)
         self._goal_words = ("red cup",)
-        self._colors = ((0.92, 0.55, 0.15, 1), (0.3, 0.55, 0.85, 1))  # pitcher, cup
+        # (pitcher, cup) colours: the novel variant's are never trained on.
+        self._colors = ((0.2, 0.6, 0.35, 1), (0.85, 0.85, 0.3, 1)) if variant == "novel" else \
+            ((0.92, 0.55, 0.15, 1), (0.3, 0.55, 0.85, 1))
         self._cup_radius = CUP_RADIUS * (0.92 if variant == "novel" else 1.0)
         self._cup_words = "cup"
-        if variant == "novel":
-            self._colors = ((0.2, 0.6, 0.35, 1), (0.85, 0.85, 0.3, 1))
         if variant == PROCEDURAL_VARIANT:
             self.new_episode(np.random.default_rng(0))
 

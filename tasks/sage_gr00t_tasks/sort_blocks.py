@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sage_gr00t.perceive.camera import BLUE, GREEN, PURPLE, RED, ColorRange, VisualSignature
+from sage_gr00t.perceive.camera import COLOR_RANGES, VisualSignature
 from sage_gr00t.skills import Subtask
 from sage_gr00t.tasks import (
     LANGUAGE_VARIANT,
@@ -31,7 +31,6 @@ COLORS = {
     "green": (0.1, 0.7, 0.2, 1),
     "purple": (0.55, 0.2, 0.7, 1),
 }
-CAMERA_COLORS: dict[str, ColorRange] = {"red": RED, "blue": BLUE, "green": GREEN, "purple": PURPLE}
 SORTED_COLORS = ("red", "blue")
 BLOCK_HALF = 0.022
 BIN_INNER_HALF = 0.07
@@ -42,13 +41,13 @@ DISTRACTOR_SHAPES = ("box", "sphere", "capsule")  # procedural distractors; cyli
 
 def _block_signature(color: str) -> VisualSignature:
     # A 4.4 cm cube: its upper part stands above the bin floor/table, top face 2.2 cm above the origin.
-    return VisualSignature(CAMERA_COLORS[color], z_range=(0.014, 0.30), radius=0.035, ref_to_origin=0.022,
+    return VisualSignature(COLOR_RANGES[color], z_range=(0.014, 0.30), radius=0.035, ref_to_origin=0.022,
                            expected_pixels=40.0)
 
 
 def _bin_signature(color: str) -> VisualSignature:
     # Floor top 6 mm above the bin origin (which sits on the table); walls 4 cm high.
-    return VisualSignature(CAMERA_COLORS[color], z_range=(-0.01, 0.045), radius=0.11, layer="bottom",
+    return VisualSignature(COLOR_RANGES[color], z_range=(-0.01, 0.045), radius=0.11, layer="bottom",
                            ref_to_origin=0.006, expected_pixels=500.0, container=True, outer_half=0.082)
 
 
@@ -63,7 +62,6 @@ class SortBlocks(Task):
         self.goal = ("red", "red")
         self._others = DisplacementCheck()
         self._drawn: tuple[ObjectSpec, ...] = ()
-        self._distractor_words = "green block"
         if variant == PROCEDURAL_VARIANT:
             self.new_episode(np.random.default_rng(0))
 
@@ -117,8 +115,7 @@ class SortBlocks(Task):
         blocks.append(ObjectSpec(f"{self.distractor}_block", (Geom(shape, size, rgba(color, rng, 0.05),
                                                                    friction=BLOCK_FRICTION),),
                                  kind=noun, role="pickable", color=color, mass=0.08, radius=r))
-        self._drawn = (*blocks, *(o for o in self._bins()))
-        self._distractor_words = f"{color} {noun}"
+        self._drawn = (*blocks, *self._bins())
 
     def _bins(self) -> tuple[ObjectSpec, ...]:
         return tuple(o for o in SortBlocks("train").objects() if o.kind == "bin")
@@ -133,17 +130,12 @@ class SortBlocks(Task):
         blocks = sample_positions(rng, [((0.31, 0.47), (-0.06, 0.06))] * 3, min_distance=0.085, scale=pose_scale)
         names = [f"{color}_block" for color in (*SORTED_COLORS, self.distractor)]
         for name, xy in zip(names, blocks, strict=True):
-            half = self._half_height(name)
+            half = self.object(name).geoms[0].half_height
             scene.set_pose(name, np.array([*xy, z + half + 0.001]), yaw=rng.uniform(-np.pi, np.pi))
         if self.variant == LANGUAGE_VARIANT:
             block_colors = (*SORTED_COLORS, self.distractor)
             self.goal = (block_colors[int(rng.integers(3))], SORTED_COLORS[int(rng.integers(2))])
             self._others.arm(tuple(n for n in names if n != f"{self.goal[0]}_block"))
-
-    def _half_height(self, name: str) -> float:
-        geom = self.object(name).geoms[0]
-        return {"box": geom.size[-1], "sphere": geom.size[0], "cylinder": geom.size[-1],
-                "capsule": sum(geom.size[:2])}.get(geom.shape, BLOCK_HALF)
 
     def block_in_bin(self, scene: SceneAccess, color: str, bin_color: str | None = None) -> bool:
         block, bin_pos = scene.body_pos(f"{color}_block"), scene.body_pos(f"{bin_color or color}_bin")

@@ -62,6 +62,9 @@ PURPLE = ColorRange(0.72, 0.86, s_min=0.35, v_min=0.2)
 WHITE = ColorRange(0.0, 1.0, s_max=0.12, v_min=0.72)
 ORANGE = ColorRange(0.05, 0.12, s_min=0.5, v_min=0.3)
 YELLOW = ColorRange(0.12, 0.2, s_min=0.4, v_min=0.3)
+# The colour words tasks declare -> the camera's range for them (tasks build their signatures from this).
+COLOR_RANGES: dict[str, ColorRange] = {"red": RED, "orange": ORANGE, "yellow": YELLOW, "green": GREEN, "blue": BLUE,
+                                       "purple": PURPLE, "white": WHITE}
 
 
 @dataclass

@@ -48,6 +48,15 @@ class Geom:
         if self.shape not in SHAPES:
             raise ValueError(f"Unknown geom shape {self.shape!r}; use one of {SHAPES}.")
 
+    @property
+    def half_height(self) -> float:
+        """Half its extent along z when upright (MuJoCo sizes): how far its centre sits above what it rests on."""
+        if self.shape == "sphere":
+            return self.size[0]
+        if self.shape == "capsule":
+            return self.size[0] + self.size[1]
+        return self.size[-1]  # box / ellipsoid: z half extent; cylinder: half length
+
 
 @dataclass(frozen=True)
 class ObjectSpec:
