@@ -6,7 +6,8 @@ The model is compiled once; randomization perturbs copies of the nominal model a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import mujoco
@@ -45,6 +46,41 @@ class DomainRandomizationConfig:
             raise ValueError(f"Unknown randomization keys {sorted(unknown)} in {path} [{profile}].")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data[profile].items()}
         return cls(**values)
+
+
+# The robustness sweep's factors (`sage-eval --sweep`): a name -> the config fields it scales together.
+SWEEP_FACTORS: dict[str, tuple[str, ...]] = {
+    "lighting": ("light_intensity", "light_direction_jitter"),
+    "colors": ("color_jitter",),
+    "camera": ("camera_position_jitter", "camera_fovy_jitter"),
+    "friction": ("friction_scale",),
+    "mass": ("mass_scale",),
+    "actuator_gains": ("actuator_gain_scale",),
+    "latency": ("action_latency_steps",),
+    "observation_noise": ("state_noise_std", "image_noise_std"),
+}
+
+
+def one_factor(reference: DomainRandomizationConfig, factor: str, level: float) -> DomainRandomizationConfig:
+    """Only `factor` randomized, over `level` x its range in `reference` (the training profile): 0 holds it at
+    nominal, 1 is the training range, 2 twice as wide. Every other factor stays at nominal.
+
+    Jitters scale as they are; a range of scales (lo, hi) around the nominal 1 scales its distance from 1
+    (mass (0.8, 1.25) at 2x: (0.6, 1.5)); a latency range scales to the nearest whole steps."""
+    if factor not in SWEEP_FACTORS:
+        raise ValueError(f"Unknown randomization factor {factor!r}; have {sorted(SWEEP_FACTORS)}.")
+    if not level >= 0:
+        raise ValueError(f"A randomization level must be >= 0, got {level}.")
+    scaled: dict[str, object] = {}
+    for name in SWEEP_FACTORS[factor]:
+        value = getattr(reference, name)
+        if name == "action_latency_steps":
+            scaled[name] = tuple(math.floor(v * level + 0.5) for v in value)
+        elif isinstance(value, tuple):
+            scaled[name] = tuple(1.0 + (v - 1.0) * level for v in value)
+        else:
+            scaled[name] = value * level
+    return replace(DomainRandomizationConfig(enabled=True), **scaled)
 
 
 @dataclass
