@@ -24,6 +24,9 @@ class EpisodeOutcome:
     steps: int
     seconds: float
     episode_index: int | None = None  # index in the dataset when kept
+    # Every object's pose right after reset, {name: [x, y, z, qw, qx, qy, qz]}: what a dream generator
+    # transforms recorded motion from (learn/mimic.py); also in the episode's record when kept.
+    object_poses: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +45,12 @@ class CollectionState:
 
     def save(self, root: Path) -> None:
         _write_json_atomic(Path(root) / COLLECTION_FILE, asdict(self))
+
+
+def object_poses(env: TaskEnv) -> dict[str, list[float]]:
+    """{name: [x, y, z, qw, qx, qy, qz]} of every declared object, as the scene holds them now."""
+    return {name: [*map(float, env.scene.body_pos(name)), *map(float, env.scene.body_quat(name))]
+            for name in env.object_names()}
 
 
 def run_expert_episode(
@@ -64,6 +73,7 @@ def run_expert_episode(
     """
     start = time.perf_counter()
     obs, info = env.reset(seed=seed)
+    poses = object_poses(env)
     expert.reset(seed=seed)
     if after_reset is not None:
         after_reset()
@@ -81,7 +91,7 @@ def run_expert_episode(
             after_done += 1
         if truncated or after_done > tail_steps:
             break
-    return EpisodeOutcome(seed, bool(info["success"]), steps, time.perf_counter() - start)
+    return EpisodeOutcome(seed, bool(info["success"]), steps, time.perf_counter() - start, object_poses=poses)
 
 
 def collect_episodes(
@@ -119,7 +129,7 @@ def collect_episodes(
             raise
         if outcome.success:
             outcome.episode_index = writer.save_episode(seed=seed, success=True, steps=outcome.steps,
-                                                        **(episode_extra or {}))
+                                                        object_poses=outcome.object_poses, **(episode_extra or {}))
         else:
             writer.discard_episode()
             state.failed_seeds.append(seed)

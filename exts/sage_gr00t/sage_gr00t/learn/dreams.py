@@ -39,6 +39,9 @@ class Dream:
     steps: int
     episode: dict[str, Any]  # images (T,H,W,3) uint8, state.<g>/action.<g> (T,d), task, subtask (T strings)
     thumbnail: np.ndarray = field(repr=False)  # (s, s, 3) uint8: the first frame, for the panel
+    # Where it came from: generator ("expert" / "mimic"), source episodes, transforms, randomization seed,
+    # success (learn/mimic.py fills it; the memory store keeps it with the thumbnail).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class DreamGenerator:
@@ -99,7 +102,9 @@ class DreamGenerator:
         episode["task"] = env.instruction
         order = list(dict.fromkeys(rec["subtask"]))
         return Dream(self.config.task, seed, env.instruction, order, len(rec["images"]), episode,
-                     _thumbnail(episode["images"][0], self.config.thumbnail_size))
+                     _thumbnail(episode["images"][0], self.config.thumbnail_size),
+                     {"generator": "expert", "seed": seed, "randomization": self.config.randomization,
+                      "success": True})
 
 
 def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
