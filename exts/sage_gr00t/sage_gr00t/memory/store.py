@@ -8,13 +8,18 @@ routine motion, and rare failures are what sleep most needs to replay.
 
 `ExperienceStore` is long-term memory: SQLite (stdlib, WAL journal) with an `episodes` and an
 `experiences` table; arrays (states, actions, images, trajectories) are stored as
-`np.savez_compressed` BLOBs. Durability contract: one transaction per episode. `begin_episode`
-commits only an `in_progress` marker; `add` / `append_step` buffer in RAM; `end_episode` writes
-the experiences, the trajectory and the final status in one transaction. If the process dies
-(even SIGKILL) everything committed survives and the episode in flight is lost; on the next open
-its marker is set to `incomplete` (it has no experience rows, so queries never see half an
-episode). One writer per database file is assumed; a marker whose writer process is still alive
-on this host is left alone so a reader opening the file does not break a live writer.
+`np.savez_compressed` BLOBs. A `dreams` table keeps every dream attempt's provenance (source episodes,
+transforms, randomization seed, success, thumbnail): one transaction per `add_dreams` call, so a process
+killed during a sleep cycle leaves each batch of dreams either wholly stored or absent; it is added to older
+stores of this schema when they are opened (older readers ignore it).
+
+Durability contract: one transaction per episode. `begin_episode` commits only an `in_progress`
+marker; `add` / `append_step` buffer in RAM; `end_episode` writes the experiences, the trajectory and
+the final status in one transaction. If the process dies (even SIGKILL) everything committed survives
+and the episode in flight is lost; on the next open its marker is set to `incomplete` (it has no
+experience rows, so queries never see half an episode). One writer per database file is assumed;
+a marker whose writer process is still alive on this host is left alone so a reader opening the file
+does not break a live writer.
 
 The file is identified before anything is written to it (not even the WAL switch): a read-only
 connection reads the header's `application_id` (`APPLICATION_ID`, "SGEX") and `user_version`
@@ -215,12 +220,28 @@ CREATE TABLE IF NOT EXISTS experiences (
     surprise REAL, novelty REAL, arousal REAL, reward_score REAL, conflict REAL,
     arrays BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dreams (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    success INTEGER NOT NULL,
+    steps INTEGER NOT NULL DEFAULT 0,
+    cycle INTEGER,
+    sources TEXT NOT NULL DEFAULT '[]',
+    provenance TEXT NOT NULL DEFAULT '{}',
+    thumbnail BLOB,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_dream_task ON dreams(task, success);
 CREATE INDEX IF NOT EXISTS idx_exp_salience ON experiences(salience DESC);
 CREATE INDEX IF NOT EXISTS idx_exp_episode ON experiences(episode_id);
 CREATE INDEX IF NOT EXISTS idx_episode_task ON episodes(task, status);
 """
-_TABLES = ("episodes", "experiences")
-_INDEXES = ("idx_exp_salience", "idx_exp_episode", "idx_episode_task")
+_TABLES = ("episodes", "experiences", "dreams")
+_INDEXES = ("idx_exp_salience", "idx_exp_episode", "idx_episode_task", "idx_dream_task")
+# Added to a store of this schema version that predates it, at open (CREATE ... IF NOT EXISTS).
+_ADDITIVE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS dreams"):
+                    _SCHEMA.index("CREATE INDEX IF NOT EXISTS idx_exp")]
 
 
 class StoreFormatError(RuntimeError):
@@ -316,6 +337,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 @dataclass
+class DreamRecord:
+    """One stored dream attempt (kept or not) and where it came from."""
+
+    id: int
+    task: str
+    seed: int
+    success: bool
+    steps: int
+    cycle: int | None
+    sources: list[str]
+    provenance: dict[str, Any]
+    created_at: float
+    thumbnail: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
 class _OpenEpisode:
     experiences: list[Experience] = field(default_factory=list)
     steps: dict[str, list[np.ndarray]] = field(default_factory=dict)
@@ -339,6 +376,8 @@ class ExperienceStore:
                 f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID};"
                 f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             )
+        elif self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'dreams'").fetchone() is None:
+            self._db.executescript(f"BEGIN IMMEDIATE; {_ADDITIVE} COMMIT;")
         self._open: dict[int, _OpenEpisode] = {}
         self._host = socket.gethostname()
         self.recovered: list[int] = self._recover() if self.config.recover_on_open else []
@@ -565,6 +604,60 @@ class ExperienceStore:
         if row[0] != STATUS_COMPLETE:
             raise KeyError(f"Episode {episode_id} is {row[0]}, not complete.")
         return unpack_arrays(row[1])
+
+    # ------------------------------------------------------------------ dreams
+    def add_dreams(self, dreams: list[Mapping[str, Any]], cycle: int | None = None) -> list[int]:
+        """Store dream attempts in ONE transaction; each a mapping with `task`, `seed`, `success`, `steps`,
+        `provenance` (JSON-able; its `source_episodes` become `sources`) and optionally `thumbnail` (array)."""
+        rows = []
+        now = time.time()
+        for d in dreams:
+            provenance = dict(d.get("provenance", {}))
+            thumb = d.get("thumbnail")
+            rows.append((str(d["task"]), int(d["seed"]), int(bool(d["success"])), int(d.get("steps", 0)), cycle,
+                         json.dumps([str(s) for s in provenance.get("source_episodes", [])]),
+                         json.dumps(provenance, default=str),
+                         pack_arrays({"thumbnail": thumb}) if thumb is not None else None, now))
+        ids = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                cur = self._db.execute(
+                    "INSERT INTO dreams (task, seed, success, steps, cycle, sources, provenance, thumbnail,"
+                    " created_at) VALUES (?,?,?,?,?,?,?,?,?)", row)
+                ids.append(int(cur.lastrowid or 0))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return ids
+
+    def dreams(self, task: str | None = None, success: bool | None = None, limit: int | None = None,
+               thumbnails: bool = True) -> list[DreamRecord]:
+        """Stored dream attempts, newest first."""
+        where, params = ["1"], []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if success is not None:
+            where.append("success = ?")
+            params.append(int(success))
+        thumb = "thumbnail" if thumbnails else "NULL"
+        sql = (f"SELECT id, task, seed, success, steps, cycle, sources, provenance, created_at, {thumb} FROM dreams"
+               f" WHERE {' AND '.join(where)} ORDER BY id DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        out = []
+        for r in self._db.execute(sql, params):
+            out.append(DreamRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], json.loads(r[6]), json.loads(r[7]), r[8],
+                                   unpack_arrays(r[9]).get("thumbnail") if r[9] else None))
+        return out
+
+    def dream_stats(self) -> dict[str, dict[str, int]]:
+        """{task: {"kept": n, "attempted": n}} over every stored dream attempt."""
+        rows = self._db.execute("SELECT task, COALESCE(SUM(success), 0), COUNT(*) FROM dreams GROUP BY task")
+        return {task: {"kept": int(kept), "attempted": int(n)} for task, kept, n in rows}
 
     def stats(self) -> dict[str, Any]:
         by_status = dict(self._db.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status").fetchall())
