@@ -1,4 +1,8 @@
-"""Closed-loop evaluation: run a policy in a task environment over seeds and score success."""
+"""Closed-loop evaluation: run a policy in a task environment over seeds and score success.
+
+An episode is a function of its seed: the simulator draws layout and randomization from it, and a policy
+with a noise stream (the flow-matching head) is re-seeded with it at reset, so a seed gives the same episode
+in any process and in any order (`sage-eval --workers` / `--ray` rely on this)."""
 
 from __future__ import annotations
 
@@ -30,9 +34,54 @@ class EpisodeResult:
     instruction: str
     arm_jerk: float = 0.0  # mean squared jerk of the commanded arm joint targets (rad^2/s^6)
     policy_queries: int = 0
+    completion_s: float | None = None  # simulated seconds to the end of a successful episode (None: failed)
+    energy_j: float | None = None  # sum |actuator torque x joint velocity| x dt (None: the simulator exposes none)
+    safety_interventions: int | None = None  # safety-filter clamps (None: no filter in the loop)
+    randomization: str = "none"  # the profile, or "sweep" for a one-factor level
+    factor: str | None = None  # sweep: the randomization factor scaled alone
+    level: float | None = None  # sweep: its scale of the training range
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class EnergyMeter:
+    """An `on_frame(env, obs)` hook summing mechanical power |torque x joint velocity| over the actuators.
+
+    Power is sampled once per control step (the end of its physics substeps) and held for the control period;
+    a simulator without MuJoCo's `data` (actuator_force / actuator_velocity) gives None."""
+
+    def __init__(self, env: TaskEnv) -> None:
+        data = getattr(env, "data", None)
+        self._data = data if hasattr(data, "actuator_force") and hasattr(data, "actuator_velocity") else None
+        self._dt = 1.0 / env.config.control_hz
+        self.joules = 0.0
+
+    def __call__(self, env: TaskEnv, obs: dict) -> None:
+        if self._data is not None:
+            self.joules += float(np.abs(self._data.actuator_force * self._data.actuator_velocity).sum()) * self._dt
+
+    @property
+    def energy_j(self) -> float | None:
+        return self.joules if self._data is not None else None
+
+
+def _hooks(*hooks: Callable[[TaskEnv, dict], None] | None) -> Callable[[TaskEnv, dict], None]:
+    chosen = [h for h in hooks if h is not None]
+
+    def call(env: TaskEnv, obs: dict) -> None:
+        for hook in chosen:
+            hook(env, obs)
+
+    return call
+
+
+def seed_policy(policy: Policy, seed: int) -> None:
+    """Restart a policy's noise stream at `seed` where it has one (the native GR00T head); others are
+    deterministic (the expert) or draw their noise elsewhere (a remote server)."""
+    reseed = getattr(policy, "seed", None)
+    if callable(reseed):
+        reseed(seed)
 
 
 def rollout(env: TaskEnv, act: Callable[[dict], dict], obs: dict, info: dict, limit: int,
@@ -62,12 +111,13 @@ def rollout(env: TaskEnv, act: Callable[[dict], dict], obs: dict, info: dict, li
 
 
 def _result(env: TaskEnv, seed: int, instruction: str, outcome: tuple[bool, int, float, float],
-            queries: int) -> EpisodeResult:
+            queries: int, energy: EnergyMeter, interventions: int | None = None) -> EpisodeResult:
     success, steps, wall_s, jerk = outcome
     return EpisodeResult(
         task=env.task_name, embodiment=env.embodiment.name, variant=env.config.variant, seed=seed,
         success=success, steps=steps, wall_s=wall_s, instruction=instruction, arm_jerk=jerk,
-        policy_queries=queries,
+        policy_queries=queries, completion_s=steps / env.config.control_hz if success else None,
+        energy_j=energy.energy_j, safety_interventions=interventions,
     )
 
 
@@ -91,8 +141,11 @@ def run_episode(
         env.instruction = instruction
         obs = {**obs, LANGUAGE_KEY: instruction}
     executor.reset()
-    outcome = rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, on_frame, stop_on_success)
-    return _result(env, seed, env.instruction, outcome, executor.queries)
+    seed_policy(policy, seed)
+    energy = EnergyMeter(env)
+    outcome = rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, _hooks(energy, on_frame),
+                      stop_on_success)
+    return _result(env, seed, env.instruction, outcome, executor.queries, energy)
 
 
 def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command: str,
@@ -105,11 +158,15 @@ def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command
     """
     obs, info = env.reset(seed=seed)
     bridge.reset(obs, meta={"seed": seed})
+    seed_policy(bridge.policy, seed)
     bridge.command(command)
-    outcome = rollout(env, bridge.step, obs, info, env.config.max_steps, on_frame, stop_on_success,
+    clamps_before = sum(bridge.safety.stats.values())
+    energy = EnergyMeter(env)
+    outcome = rollout(env, bridge.step, obs, info, env.config.max_steps, _hooks(energy, on_frame), stop_on_success,
                        finished=lambda: bridge.plan_result is not None and not bridge.active)
     bridge.end_episode(outcome[0])
-    return _result(env, seed, command, outcome, bridge.lmodule.executor.queries)
+    return _result(env, seed, command, outcome, bridge.lmodule.executor.queries, energy,
+                   sum(bridge.safety.stats.values()) - clamps_before)
 
 
 def borrowed_instruction(env: TaskEnv, seeds: list[int], seed: int) -> str:

@@ -50,3 +50,32 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not None (None when none are: a metric this run did not measure)."""
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def episode_metrics(records: Iterable[Result]) -> dict[str, Any]:
+    """Success with its 95% Wilson interval and the mean episode metrics of evaluation records (dicts with
+    success, steps, wall_s and, where measured, completion_s, arm_jerk, energy_j, safety_interventions)."""
+    records = list(records)
+    n = len(records)
+    wins = sum(bool(r["success"]) for r in records)
+    low, high = wilson_interval(wins, n)
+    steps = sum(int(r["steps"]) for r in records)
+    wall = sum(float(r.get("wall_s", 0.0)) for r in records)
+    return {
+        "episodes": n,
+        "successes": wins,
+        "success_rate": wins / n if n else 0.0,
+        "success_ci95": [low, high],
+        "mean_steps": _mean(r["steps"] for r in records),
+        "mean_completion_s": _mean(r.get("completion_s") for r in records),  # successful episodes only
+        "mean_arm_jerk": _mean(r.get("arm_jerk") for r in records),
+        "mean_energy_j": _mean(r.get("energy_j") for r in records),
+        "mean_safety_interventions": _mean(r.get("safety_interventions") for r in records),
+        "env_steps_per_s": steps / wall if wall > 0 else None,
+    }

@@ -3,6 +3,8 @@
     video = EpisodeVideo()
     run_episode(env, policy, seed, on_frame=video.grab)       # any `on_frame(env, obs)` hook
     video.save(Path("outputs/eval/expert_pick_apple.mp4"))
+
+`EpisodeVideo(caption="put the apple on the plate")` writes the command across the bottom of every frame.
 """
 
 from __future__ import annotations
@@ -21,6 +23,22 @@ def inset_ego(front: Any, ego: Any) -> Any:
     return front
 
 
+def overlay_caption(frame: Any, text: str) -> Any:
+    """`frame` (H, W, 3 uint8) with `text` on a dark band along its bottom edge (PIL's built-in font, scaled
+    to the frame); returns a new array."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(image)
+    size = max(10, image.height // 28)
+    font = ImageFont.load_default(size=size)
+    band = int(size * 1.8)
+    draw.rectangle((0, image.height - band, image.width, image.height), fill=(0, 0, 0))
+    draw.text((size // 2, image.height - band + (band - size) // 2 - 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
 def capture_frame(env: Any, obs: dict) -> Any:
     """One video frame: the env's front view (`env.render()`) with the observation's ego camera as an inset."""
     return inset_ego(env.render(), obs[EGO_VIEW])
@@ -33,6 +51,7 @@ class EpisodeVideo:
     every: int = 2  # grab every k-th control step (20 Hz control -> 10 fps video)
     fps: int = 10
     enabled: bool = True  # False: grab nothing (e.g. only an evaluation's first episode is filmed)
+    caption: str | None = None  # text written on every frame (the command the controller was given)
     frames: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -41,7 +60,8 @@ class EpisodeVideo:
 
     def grab(self, env: Any, obs: dict) -> None:
         if self.enabled and env.step_count % self.every == 0:
-            self.frames.append(capture_frame(env, obs))
+            frame = capture_frame(env, obs)
+            self.frames.append(overlay_caption(frame, self.caption) if self.caption else frame)
 
     def save(self, path: str | Path) -> Path | None:
         """Write the frames as an mp4 (imageio's ffmpeg); returns the path, or None when nothing was grabbed."""
