@@ -41,8 +41,7 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
                            "--max-steps", "20", "--out", str(tmp_path), "--task-option", "image_height=128",
                            "image_width=128"])
     assert code == 0
-    (results,) = tmp_path.glob("eval_zmq*.json")
-    (episode,) = json.loads(results.read_text())
+    (episode,) = json.loads((tmp_path / "results.json").read_text())
     assert episode["task"] == "pick_apple" and episode["seed"] == 1000
     assert episode["steps"] == 20
     # 20 control steps at 8 executed steps per chunk: the server was asked for 3 chunks.
@@ -63,6 +62,12 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
     (["--task", "pick_apple", "--out", __file__], "is a file; give a folder"),
     (["--task-option", "image_height"], "KEY=VALUE"),
     (["--task-option", "camera=x", "--task", "pick_apple", "--episodes", "1"], "Unknown task option"),
+    (["--task", "pick_apple", "--embodiment", "atlas"], "Unknown embodiment 'atlas'"),
+    (["--task", "pick_apple", "--variant", "upside_down"], "Task pick_apple has no variant 'upside_down'"),
+    (["--randomization", "extreme"], "Unknown randomization profile(s) ['extreme']"),
+    (["--sweep", "gravity"], "Unknown randomization factor(s) ['gravity']"),
+    (["--task", "pick_apple", "--ray", "127.0.0.1:1"], "no Ray cluster reachable at 127.0.0.1:1"),
+    (["--task", "pick_apple", "--ray", "no-port-here"], "expected 'auto', HOST:PORT"),
 ])
 def test_sage_eval_bad_input_gets_a_clear_message(argv: list[str], message: str, capsys) -> None:
     """Exit status 2 and ONE line that names the problem (tyro's parse errors included), never a traceback."""
@@ -88,8 +93,8 @@ def test_sage_serve_refuses_the_expert_and_bad_ports(capsys) -> None:
 
 
 def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> None:
-    """Ctrl-C (SIGINT) mid-run: exit status 130, and the episodes that finished are on disk (JSON lines as they
-    end, and the JSON list written on the way out)."""
+    """Ctrl-C (SIGINT) mid-run: exit status 130, and every episode that finished is in results.json (rewritten
+    atomically after each one, so it is never half a file)."""
     import signal
 
     # A Ctrl-C reaches the command as SIGINT with its default handler, also when this test itself runs as a
@@ -100,21 +105,21 @@ def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> Non
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
-        lines: list[str] = []
-        while time.monotonic() < deadline and len(lines) < 2 and proc.poll() is None:
+        results = tmp_path / "results.json"
+        seen: list[dict] = []
+        while time.monotonic() < deadline and len(seen) < 2 and proc.poll() is None:
             time.sleep(0.2)
-            lines = [ln for f in tmp_path.glob("*.jsonl") for ln in f.read_text().splitlines()]
-        assert len(lines) >= 2, "no episode finished"
+            seen = json.loads(results.read_text()) if results.exists() else []  # always a whole list
+        assert len(seen) >= 2, "no episode finished"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     finally:
         if proc.poll() is None:
             proc.kill()
-    (results,) = tmp_path.glob("*.json")
     episodes = json.loads(results.read_text())
     assert 2 <= len(episodes) < 50
+    assert episodes[:len(seen)] == seen
     assert [e["seed"] for e in episodes] == list(range(1000, 1000 + len(episodes)))
-    assert [json.loads(ln) for ln in next(tmp_path.glob("*.jsonl")).read_text().splitlines()] == episodes
 
 
 @pytest.mark.parametrize(("module", "argv", "message"), [

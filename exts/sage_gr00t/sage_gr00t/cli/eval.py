@@ -41,6 +41,7 @@ from sage_gr00t.parallel import FanOut, WorkerError, fan_out
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError
 from sage_gr00t.policy.gr00t.checkpoint import CheckpointError
 from sage_gr00t.session import RANDOMIZATION_PROFILES, Session, SessionConfig, build_session
+from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.randomization import SWEEP_FACTORS, DomainRandomizationConfig, one_factor
 from sage_gr00t.tasks import ALL_TASKS, TaskEnv, get_task, make_env, select_tasks
 
@@ -240,6 +241,7 @@ class EpisodeRunner:
     def __init__(self, cfg: EvalConfig) -> None:
         import torch
 
+        self._threads_before = torch.get_num_threads()  # given back at close (a serial run is in the caller's process)
         torch.set_num_threads(1)
         self.cfg = cfg
         self._point: tuple | None = None
@@ -247,7 +249,7 @@ class EpisodeRunner:
 
     def session(self, cell: Cell) -> Session:
         if self._point != cell.point or self._session is None:
-            self.close()
+            self._close_session()
             cfg = self.cfg.session(cell.task, cell.embodiment, cell.variant)
             env = make_env(cell.task, backend=cfg.backend, embodiment=cell.embodiment, variant=cell.variant,
                            randomization=cell.randomization_config(), **cfg.task_options)
@@ -292,6 +294,12 @@ class EpisodeRunner:
         return video.save(path)
 
     def close(self) -> None:
+        self._close_session()
+        import torch
+
+        torch.set_num_threads(self._threads_before)
+
+    def _close_session(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session.env.close()  # the runner built the env (the session does not own it)
@@ -316,6 +324,7 @@ def check_grid(cfg: EvalConfig) -> list[str]:
         declared = get_task(task).variants
         if variant not in declared:
             raise ValueError(f"Task {task} has no variant {variant!r}; it declares {', '.join(declared)}.")
+    TaskConfig().with_overrides(**cfg.task_options)  # a bad --task-option, before any simulator is built
     spec = PolicySpec.parse(cfg.policy)
     if spec.kind == "checkpoint":  # missing, truncated or non-finite weights: refused before the grid starts
         from sage_gr00t.policy.gr00t.checkpoint import read_config, read_state_dict
