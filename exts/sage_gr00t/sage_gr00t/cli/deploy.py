@@ -1,0 +1,107 @@
+"""Deploy SAGE's controller on a Unitree G1 (or the stand-in) with the deployment protocol.
+
+    sage-deploy --link.interface enp3s0 --link.domain-id 0 --link.image-endpoint tcp://192.168.123.164:5555 \\
+        --policy assets/policies/g1 --episodes 20 --record-dir outputs/g1_deploy
+
+Pre-flight first (link, joint limits and workspace, calibration against the home pose, the e-stop exercised
+with the robot seen to hold); then episodes under the slow start: 10% speed, one stage up after
+--ramp.clean-episodes clean episodes, one stage down on any intervention. Every episode is recorded as a
+LeRobot dataset in --record-dir. --preflight-only stops after pre-flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sage_gr00t.cli._parsing import check, error, parse
+from sage_gr00t.robot.backend import RobotLinkConfig
+from sage_gr00t.robot.protocol import PreflightConfig, SpeedRampConfig
+
+PROG = "sage-deploy"
+
+
+@dataclass
+class DeployConfig:
+    """Robot link, controller and protocol settings of one deployment run."""
+
+    task: str = "pick_apple"
+    variant: str = "train"
+    policy: str = "expert"  # expert (stand-in only: it reads object poses) | checkpoint folder | zmq://HOST:PORT
+    device: str = "cpu"
+    episodes: int = 10
+    seed_start: int = 0
+    max_steps: int = 400  # control steps per episode (20 Hz)
+    image_size: int = 224  # policy image (camera frames are resized to it)
+    record_dir: str = ""  # LeRobot dataset folder (empty: do not record)
+    preflight_only: bool = False
+    panel_state_file: str = ""  # JSON the panel state is written to after every episode (empty: none)
+    link: RobotLinkConfig = field(default_factory=RobotLinkConfig)
+    preflight: PreflightConfig = field(default_factory=PreflightConfig)
+    ramp: SpeedRampConfig = field(default_factory=SpeedRampConfig)
+
+    def __post_init__(self) -> None:
+        check(self.episodes >= 0, f"--episodes must be >= 0, got {self.episodes}.")
+        check(self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}.")
+        check(16 <= self.image_size <= 1024, f"--image-size must be in 16..1024, got {self.image_size}.")
+
+
+def run(cfg: DeployConfig) -> int:
+    from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
+    from sage_gr00t.policy.factory import make_policy
+    from sage_gr00t.robot.backend import UnitreeG1Backend
+    from sage_gr00t.robot.protocol import DeploymentRunner, PreflightError, SpeedRamp, open_recorder
+    from sage_gr00t.sim.config import TaskConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    task_config = TaskConfig(embodiment="unitree_g1", variant=cfg.variant, image_height=cfg.image_size,
+                             image_width=cfg.image_size, max_steps=cfg.max_steps)
+    try:
+        backend = UnitreeG1Backend(cfg.task, task_config, cfg.link)
+    except (ValueError, ImportError, FileNotFoundError) as exc:
+        return error(PROG, str(exc))
+    # SIGTERM (a supervisor stopping the run) unwinds like Ctrl-C: the weight ramps out, the dataset finalizes.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    writer = None
+    try:
+        policy = make_policy(cfg.policy, backend, cfg.device)
+        safety = SafetyFilter(backend.embodiment, backend.action_ranges(),
+                              SafetyFilterConfig(table_height=float(backend.table_height),
+                                                 control_dt=1.0 / task_config.control_hz))
+        runner = DeploymentRunner(backend, policy, safety, SpeedRamp(cfg.ramp))
+        try:
+            report = runner.preflight(cfg.preflight)
+        except (PreflightError, TimeoutError) as exc:
+            return error(PROG, str(exc))
+        print(f"pre-flight passed: {', '.join(report.steps)} (e-stop held within {report.estop_max_motion:.4f} rad)")
+        if cfg.preflight_only:
+            return 0
+        if cfg.record_dir:
+            writer = open_recorder(cfg.record_dir, backend)
+            runner.writer = writer
+        for seed in range(cfg.seed_start, cfg.seed_start + cfg.episodes):
+            ep = runner.run_episode(seed, cfg.max_steps)
+            print(f"seed {seed}: {'success' if ep.success else 'no success'} in {ep.steps} steps at "
+                  f"{100 * ep.speed_scale:.0f}% speed, {'clean' if ep.clean else ep.reason}; speed {ep.ramp_change} "
+                  f"-> {100 * runner.ramp.scale:.0f}%")
+            if cfg.panel_state_file:
+                path = Path(cfg.panel_state_file)
+                path.write_text(json.dumps(runner.panel_state(), indent=1))
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if writer is not None:
+            writer.finalize()
+        backend.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse(DeployConfig, argv, prog=PROG, description=__doc__))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
