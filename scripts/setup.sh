@@ -26,5 +26,5 @@ if [ ! -x .venv/bin/python ]; then
   PYENV_VERSION=3.12.1 "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,kit,panel,isaaclab]"
+.venv/bin/python -m pip install -q -e ".[test,kit,panel,isaaclab,robot]"
 echo "SAGE-GR00T is set up in .venv ($(.venv/bin/python --version))."
