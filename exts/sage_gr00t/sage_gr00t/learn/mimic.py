@@ -134,7 +134,7 @@ def closure(hand: np.ndarray, open_: Sequence[float], closed: Sequence[float]) -
 
 def yaw_period(spec: ObjectSpec) -> float | None:
     """Smallest yaw rotation that maps the object's collision geometry onto itself: None when any yaw does
-    (a sphere, an upright cylinder), pi/2 for a cube or a square bin, pi for a box, 2 pi otherwise."""
+    (a sphere, an upright cylinder), pi/2 for a cube, pi for a brick, 2 pi otherwise."""
     geoms = [g for g in spec.geoms if not g.visual_only] or list(spec.geoms)
     if any(g.quat is not None for g in geoms):
         return 2 * math.pi
@@ -251,6 +251,8 @@ def _make_env(task: str | Task | type[Task], embodiment: str, variant: str, rand
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
     from sage_gr00t.tasks import make_env
 
+    if isinstance(task, Task):  # a fresh instance per env: tasks hold per-episode state (a language goal)
+        task = type(task)
     return make_env(task, embodiment=embodiment, variant=variant,
                     randomization=DomainRandomizationConfig.from_yaml(profile=randomization),
                     image_height=image_size, image_width=image_size)

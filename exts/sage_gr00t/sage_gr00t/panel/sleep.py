@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sage_gr00t.bridge import SAGEGr00TBridge
     from sage_gr00t.learn.dreams import Dream
     from sage_gr00t.memory.snarc import Experience
+    from sage_gr00t.memory.store import ExperienceStore
 
 THUMBNAIL_KEY = "thumbnail"  # the camera thumbnail the panel's bridge attaches to Experience.trajectory
 
@@ -95,7 +96,8 @@ def gallery(dreams: Iterable[Dream], replay: Iterable[Experience], max_memories:
     shots, captions = [], []
     for dream in dreams:
         shots.append(encode_png(dream.thumbnail))
-        captions.append(f"dreamt {dream.task} seed {dream.seed}: {dream.instruction} ({dream.steps} steps)")
+        captions.append(f"dreamt {dream.task} seed {dream.seed}: {dream.instruction} ({dream.steps} steps)"
+                        + provenance_caption(dream.provenance))
     seen: set[tuple] = set()
     for exp in replay:  # most salient first
         thumb = (exp.trajectory or {}).get(THUMBNAIL_KEY)
@@ -108,3 +110,31 @@ def gallery(dreams: Iterable[Dream], replay: Iterable[Experience], max_memories:
         if len(seen) >= max_memories:
             break
     return shots, captions
+
+
+def provenance_caption(provenance: dict) -> str:
+    """Where a dream came from, for its gallery caption ("" for a dream without provenance)."""
+    sources = provenance.get("source_episodes")
+    if not sources:
+        return ""
+    turns = [f"{seg['reference']} {seg['delta_yaw']:+.2f} rad" for seg in provenance.get("segments", [])
+             if abs(seg.get("delta_yaw", 0.0)) > 1e-6]
+    return (f"; {provenance.get('generator', 'mimic')} from {', '.join(sources)}"
+            + (f" (turned {', '.join(turns)})" if turns else ""))
+
+
+def stored_dream_gallery(store: ExperienceStore, limit: int = 24, task: str | None = None) -> dict:
+    """The dream gallery's data from the memory store: the newest stored dreams (kept and failed attempts)
+    with where each came from, its PNG thumbnail, and kept / attempted per task."""
+    items = []
+    for record in store.dreams(task=task, limit=limit):
+        items.append({
+            "id": record.id, "task": record.task, "seed": record.seed, "success": record.success,
+            "steps": record.steps, "cycle": record.cycle, "sources": record.sources,
+            "segments": record.provenance.get("segments", []),
+            "randomization": record.provenance.get("randomization"),
+            "caption": (f"{'kept' if record.success else 'failed'} dream {record.task} seed {record.seed}"
+                        + provenance_caption(record.provenance)),
+            "thumbnail": encode_png(record.thumbnail) if record.thumbnail is not None else None,
+        })
+    return {"dreams": items, "generation": store.dream_stats()}
