@@ -27,6 +27,7 @@ import threading
 import time
 import unicodedata
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,10 @@ class PanelBridge(SAGEGr00TBridge):
 
 class PanelViewModel:
     """State and actions of the SAGE panel over one controller session (env + bridge). Thread-safe."""
+
+    # A robot deployment's indicators (link state, speed stage, watchdog trips): `sage_gr00t.robot.protocol.
+    # DeploymentRunner.panel_state`, set by whoever runs one; `state()["robot"]` is None without a robot.
+    robot_panel: Callable[[], dict] | None = None
 
     def __init__(self, config: PanelConfig | None = None, *, env: TaskEnv | None = None, policy: Policy | None = None,
                  planner: HModulePlanner | None = None) -> None:
@@ -452,6 +457,7 @@ class PanelViewModel:
                 "overhead_ms": {k: round(v, 2) for k, v in bridge.overhead_ms().items()},
                 "log": list(self.log)[-12:],
                 "has_front_view": self._front is not None,
+                "robot": self.robot_panel() if self.robot_panel is not None else None,
             }
             if history:
                 samples = list(self.history)
