@@ -1,0 +1,185 @@
+"""sage-eval's grid: the same per-seed episodes serially, on worker processes and on a local Ray cluster; resume;
+summaries with Wilson intervals; the report; bad checkpoints and training seeds caught before the grid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sage_gr00t.bench.stats import wilson_interval
+from sage_gr00t.cli import eval as sage_eval
+from sage_gr00t.paths import REPO_ROOT
+
+POLICY = REPO_ROOT / "assets" / "policies" / "gr00t_compact"
+# The shipped checkpoint on short episodes with small images: the policy's flow-matching noise is in play, so
+# identical results need the per-episode seeding, and each episode stays well under a second.
+GRID = ["--policy", str(POLICY), "--task", "pick_apple", "--episodes", "3", "--max-steps", "24", "--videos", "0",
+        "--no-report", "--task-option", "image_height=64", "image_width=64", "settle_steps=20"]
+
+
+def evaluate(out: Path, *extra: str, base: list[str] = GRID) -> list[dict]:
+    assert sage_eval.main([*base, "--out", str(out), *extra]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def per_seed(records: list[dict]) -> dict[int, dict]:
+    """Each seed's record without its wall-clock time (the one field a machine's load changes)."""
+    return {r["seed"]: {k: v for k, v in r.items() if k != "wall_s"} for r in records}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> list[dict]:
+    return evaluate(tmp_path_factory.mktemp("serial"))
+
+
+def test_serial_records_carry_every_metric(serial) -> None:
+    assert [r["seed"] for r in serial] == [1000, 1001, 1002]
+    for r in serial:
+        assert (r["task"], r["embodiment"], r["variant"], r["randomization"]) == (
+            "pick_apple", "sage_humanoid", "train", "none")
+        assert r["steps"] == 24 and r["arm_jerk"] > 0 and r["energy_j"] > 0  # the arm moved and did work
+        assert r["safety_interventions"] is None  # a plain policy runs without the safety filter
+        assert r["instruction"]
+    # The noise differs per seed: no two episodes command the same arm trajectory.
+    assert len({r["arm_jerk"] for r in serial}) == 3
+
+
+def test_two_workers_give_the_serial_per_seed_results(serial, tmp_path) -> None:
+    parallel = evaluate(tmp_path, "--workers", "2")
+    assert per_seed(parallel) == per_seed(serial)
+
+
+def test_a_local_ray_cluster_gives_the_serial_per_seed_results(serial, tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = evaluate(tmp_path, "--ray", "auto")
+    finally:
+        ray.shutdown()
+    assert per_seed(on_ray) == per_seed(serial)
+
+
+def test_an_episode_does_not_depend_on_the_one_before() -> None:
+    """The policy's noise stream restarts at each episode's seed: seed 1000 after seed 1001 is seed 1000."""
+    from sage_gr00t.evaluation import run_episode
+    from sage_gr00t.policy.factory import make_policy
+    from sage_gr00t.tasks import make_env
+
+    env = make_env("pick_apple", image_height=64, image_width=64, settle_steps=20)
+    try:
+        policy = make_policy(str(POLICY), env)
+        first = run_episode(env, policy, 1000, max_steps=16)
+        run_episode(env, policy, 1001, max_steps=16)
+        again = run_episode(env, policy, 1000, max_steps=16)
+        # The noise does move the actions: the same observation on two noise seeds gives two chunks.
+        obs, _ = env.reset(seed=1000)
+        policy.seed(1)
+        chunk_1 = policy.get_action(obs)
+        policy.seed(2)
+        chunk_2 = policy.get_action(obs)
+    finally:
+        env.close()
+    assert again.arm_jerk == first.arm_jerk and again.energy_j == first.energy_j
+    assert any((chunk_1[k] != chunk_2[k]).any() for k in chunk_1)
+
+
+def test_a_second_run_resumes_and_runs_only_the_new_cells(tmp_path) -> None:
+    first = evaluate(tmp_path, "--episodes", "2")
+    grown = evaluate(tmp_path, "--episodes", "3")
+    assert grown[:2] == first  # wall_s included: the finished cells were not run again
+    assert [r["seed"] for r in grown] == [1000, 1001, 1002]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["overall"]["episodes"] == 3
+
+
+def test_a_folder_of_another_run_is_refused(tmp_path, capsys) -> None:
+    evaluate(tmp_path, "--episodes", "1")
+    capsys.readouterr()  # the first run's progress bar
+    assert sage_eval.main([*GRID, "--out", str(tmp_path), "--episodes", "1", "--max-steps", "30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a run with other settings (max_steps: 24 -> 30)" in err, err
+
+
+def test_summary_intervals_and_report_over_a_grid_with_a_sweep(tmp_path) -> None:
+    """Expert (deterministic, succeeds) on a friction sweep at 0 and 2x: two grid points, their curve in the
+    summary and the report, one filmed episode with the command written on it."""
+    base = ["--policy", "expert", "--task", "pick_apple", "--episodes", "2", "--sweep", "friction",
+            "--sweep-levels", "0", "2", "--videos", "1", "--task-option", "image_height=48", "image_width=48"]
+    records = evaluate(tmp_path, base=base)
+    assert sorted((r["factor"], r["level"], r["seed"]) for r in records) == [
+        ("friction", 0.0, 1000), ("friction", 0.0, 1001), ("friction", 2.0, 1000), ("friction", 2.0, 1001)]
+    assert {r["randomization"] for r in records} == {"sweep"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    wins = sum(r["success"] for r in records)
+    assert summary["overall"]["success_ci95"] == pytest.approx(list(wilson_interval(wins, 4)))
+    curve = summary["sweep"]["friction"]["pick_apple"]
+    assert [c["level"] for c in sorted(curve, key=lambda c: c["level"])] == [0.0, 2.0]
+    for point in curve:
+        k = sum(r["success"] for r in records if r["level"] == point["level"])
+        assert point["successes"] == k and point["success_ci95"] == pytest.approx(list(wilson_interval(k, 2)))
+    report = (tmp_path / "report.md").read_text()
+    assert "plots/success.png" in report and "plots/sweep_friction.png" in report
+    assert (tmp_path / "plots" / "sweep_friction.png").stat().st_size > 1000
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    assert video.name == "pick_apple_sage_humanoid_train_friction@0_1000.mp4" and video.name in report
+
+
+def test_one_factor_changes_only_its_own_model_arrays() -> None:
+    """A friction sweep level moves friction off nominal (more at 2x than at 1x) and leaves mass, light and gains."""
+    from sage_gr00t.sim.randomization import DomainRandomizationConfig, one_factor
+    from sage_gr00t.tasks import make_env
+
+    train = DomainRandomizationConfig.from_yaml(profile="train")
+    spread = {}
+    for level in (0.0, 2.0):
+        randomization = one_factor(train, "friction", level)
+        env = make_env("pick_apple", image_height=32, image_width=32, randomization=randomization)
+        nominal = env.randomizer._nominal
+        try:
+            ratios = []
+            for seed in range(6):
+                env.reset(seed=seed)
+                ratios.append(env.model.geom_friction[0, 0] / nominal.geom_friction[0, 0])
+                assert (env.model.body_mass == nominal.body_mass).all()
+                assert (env.model.light_diffuse == nominal.light_diffuse).all()
+                assert (env.model.actuator_gainprm == nominal.gainprm).all()
+        finally:
+            env.close()
+        spread[level] = max(abs(r - 1.0) for r in ratios)
+    assert spread[0.0] == 0.0
+    assert 0.2 < spread[2.0] <= 0.4  # the training range is 0.8..1.2; twice as wide is 0.6..1.4
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("truncate", "Corrupted weights file"),
+    ("no_weights", "Missing weights file"),
+    ("bad_config", "invalid JSON"),
+])
+def test_a_damaged_checkpoint_is_one_line_before_the_grid(damage: str, message: str, tmp_path, capsys) -> None:
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(POLICY, checkpoint)
+    weights = checkpoint / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "no_weights":
+        weights.unlink()
+    else:
+        (checkpoint / "config.json").write_text("{not json")
+    code = sage_eval.main(["--policy", str(checkpoint), "--task", "pick_apple", "--episodes", "1",
+                           "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("sage-eval: error: ") and message in err, err
+    assert not (tmp_path / "out" / "results.json").exists()  # refused before anything ran
+
+
+def test_seeds_in_the_training_range_are_a_warning(tmp_path, capsys) -> None:
+    records = evaluate(tmp_path, "--seed-start", "998", "--episodes", "3", base=[
+        "--policy", "expert", "--task", "pick_apple", "--max-steps", "5", "--videos", "0", "--no-report",
+        "--task-option", "image_height=32", "image_width=32"])
+    err = capsys.readouterr().err
+    assert "warning: seeds 998..999 overlap the training seeds 0..999" in err
+    assert [r["seed"] for r in records] == [998, 999, 1000]
