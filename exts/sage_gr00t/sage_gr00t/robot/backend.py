@@ -287,16 +287,19 @@ class UnitreeG1Backend:
 
     def _publish(self, q: np.ndarray, weight: float, kind: str, hands: dict[str, np.ndarray], now: float) -> None:
         """Validate, pack and write one arm_sdk command (and the hands'); a rejected command is never written."""
-        q = q.copy()
-        q[ARM_SDK_WEIGHT_SLOT] = 0.0  # the weight travels in slot 29's q, set by the message builder
-        try:
-            self.validator.check_arm(q, self._kp, self._kd, weight, self._last_sent_q, self._last_sent_weight)
+        # A hold goes to the measured pose, which may be far from the last target of a fast, lagging arm: it is
+        # where the robot is, so no jump check (refusing it would leave the arm running to the old target).
+        last_q = None if kind == "hold" else self._last_sent_q
+        try:  # first, before anything touches it: the command may be of any shape or type
+            self.validator.check_arm(q, self._kp, self._kd, weight, last_q, self._last_sent_weight)
             checked_hands = {k: self.validator.check_hand(k, v) for k, v in hands.items()}
         except RejectedCommandError as exc:
             self.stats.rejected += 1
             self.stats.last_rejection = str(exc)
             logger.error("command rejected, not sent: %s", exc)
             return
+        q = np.asarray(q, np.float64).copy()
+        q[ARM_SDK_WEIGHT_SLOT] = 0.0  # the weight travels in slot 29's q, set by the message builder
         self._seq += 1
         msg = self.dds.arm_sdk_command(q, self._kp, self._kd, weight, self._seq)
         self._send_times[self._seq] = time.monotonic()

@@ -279,3 +279,60 @@ class StandinRobot:
         self.world.close()
         self.dds.close()
         self.env.close()
+
+
+# ---------------------------------------------------------------------------------------- as a child process
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class StandinProcess:
+    """`sage-standin` as a child process on loopback with its own DDS domain and free ports (tests, benchmarks).
+
+    `link_config()` is the backend's side of the same endpoints. `kill()` is SIGKILL: the robot vanishing."""
+
+    def __init__(self, domain_id: int, image_size: int = 96, extra_args: tuple[str, ...] = (),
+                 log_path: str | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+
+        ports = [free_tcp_port() for _ in range(3)]
+        self.domain_id = domain_id
+        self.image_endpoint, self.world_endpoint, self.world_control_endpoint = (f"tcp://127.0.0.1:{p}" for p in ports)
+        args = [sys.executable, "-m", "sage_gr00t.cli.standin", "--domain-id", str(domain_id), "--interface", "lo",
+                "--image-size", str(image_size), "--image-endpoint", self.image_endpoint,
+                "--world-endpoint", self.world_endpoint, "--world-control-endpoint", self.world_control_endpoint,
+                *extra_args]
+        self._log = open(log_path or os.devnull, "w")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def link_kwargs(self) -> dict:
+        return {"domain_id": self.domain_id, "interface": "lo", "image_endpoint": self.image_endpoint,
+                "world_endpoint": self.world_endpoint, "world_control_endpoint": self.world_control_endpoint}
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except Exception:  # did not stop on Ctrl-C: kill it
+                self.kill()
+        self._log.close()
+
+    def __enter__(self) -> StandinProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
