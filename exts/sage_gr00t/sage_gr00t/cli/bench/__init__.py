@@ -6,6 +6,7 @@
     sage-bench safety                                      # safety filter cost per call
     sage-bench bridge                                      # SAGE bridge overhead per control step
     sage-bench faults --fault-steps 60                     # camera faults with vs without trust
+    sage-bench dds --seeds 20                              # G1 expert through DDS vs the direct simulator
     sage-bench eval-throughput --workers 1 2               # sage-eval episodes/min at 1 and 2 worker processes
 
 `sage-bench NAME --help` lists a benchmark's flags. The modules import numpy, torch and mujoco only once
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sage_gr00t.cli._parsing import parse, parse_subcommands
-from sage_gr00t.cli.bench import bridge, chunking, eval_throughput, faults, policy, safety, sim
+from sage_gr00t.cli.bench import bridge, chunking, dds, eval_throughput, faults, policy, safety, sim
 
 PROG = "sage-bench"
 # name -> (config class, runner, module docstring for `sage-bench NAME --help`)
@@ -30,6 +31,7 @@ BENCHES: dict[str, tuple[type, Callable[[Any], int], str | None]] = {
     "safety": (safety.SafetyBenchConfig, safety.run, safety.__doc__),
     "bridge": (bridge.BridgeBenchConfig, bridge.run, bridge.__doc__),
     "faults": (faults.FaultsBenchConfig, faults.run, faults.__doc__),
+    "dds": (dds.DdsBenchConfig, dds.run, dds.__doc__),
     "eval-throughput": (eval_throughput.EvalThroughputBenchConfig, eval_throughput.run, eval_throughput.__doc__),
 }
 
