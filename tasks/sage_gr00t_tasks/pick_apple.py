@@ -142,19 +142,25 @@ class PickApple(Task):
         z = scene.table_height
         names = list(FRUITS)
         self.goal = names[int(rng.integers(len(names)))]
+        if self.pinned_goal is not None:
+            self.goal = names[self.pinned_goal]
         while True:
             plate, *fruits = sample_positions(
                 rng, [((0.36, 0.46), (-0.2, 0.2))] + [((0.30, 0.46), (-0.2, 0.2))] * len(names),
                 min_distance=0.09, scale=pose_scale,
             )
-            goal_xy = fruits[names.index(self.goal)]
+            # A pinned goal's layout must suit every goal (one scene for all of them).
+            reachable = fruits if self.pinned_goal is not None else [fruits[names.index(self.goal)]]
             clear = all(np.linalg.norm(f - plate) >= 0.16 for f in fruits)
-            if clear and abs(goal_xy[1] - plate[1]) <= 0.26:
+            if clear and all(abs(f[1] - plate[1]) <= 0.26 for f in reachable):
                 break
         scene.set_pose("plate", np.array([*plate, z]))
         for name, xy in zip(names, fruits, strict=True):
             scene.set_pose(name, np.array([*xy, z + FRUITS[name][0] + 0.002]), yaw=rng.uniform(-np.pi, np.pi))
         self._others.arm(tuple(n for n in names if n != self.goal))
+
+    def goal_choices(self) -> tuple[str, ...]:
+        return tuple(FRUITS) if self.variant == LANGUAGE_VARIANT else ()
 
     def is_success(self, scene: SceneAccess) -> bool:
         fruit, plate = scene.body_pos(self._fruit_body()), scene.body_pos("plate")

@@ -153,11 +153,16 @@ class PourWater(Task):
         scene.set_pose(f"{left}_cup", np.array([*cup_a, z]))
         scene.set_pose(f"{right}_cup", np.array([*cup_b, z]))
         color = LANGUAGE_CUPS[int(rng.integers(2))]
+        if self.pinned_goal is not None:
+            color = LANGUAGE_CUPS[self.pinned_goal]
         self.goal = f"{color}_cup"
         side = "left" if color == left else "right"
         # The cup named by its colour or by its side (the robot's left: +y).
         self._goal_words = (f"{color} cup", f"cup on the {side}", f"{side} cup")
         return pitcher
+
+    def goal_choices(self) -> tuple[str, ...]:
+        return tuple(f"{c}_cup" for c in LANGUAGE_CUPS) if self.variant == LANGUAGE_VARIANT else ()
 
     def _fill_pitcher(self, scene: SceneAccess, rng: np.random.Generator, pitcher: np.ndarray) -> None:
         z = scene.table_height

@@ -135,7 +135,14 @@ class SortBlocks(Task):
         if self.variant == LANGUAGE_VARIANT:
             block_colors = (*SORTED_COLORS, self.distractor)
             self.goal = (block_colors[int(rng.integers(3))], SORTED_COLORS[int(rng.integers(2))])
+            if self.pinned_goal is not None:
+                self.goal = tuple(self.goal_choices()[self.pinned_goal].split("->"))
             self._others.arm(tuple(n for n in names if n != f"{self.goal[0]}_block"))
+
+    def goal_choices(self) -> tuple[str, ...]:
+        if self.variant != LANGUAGE_VARIANT:
+            return ()
+        return tuple(f"{block}->{bin_}" for block in (*SORTED_COLORS, self.distractor) for bin_ in SORTED_COLORS)
 
     def block_in_bin(self, scene: SceneAccess, color: str, bin_color: str | None = None) -> bool:
         block, bin_pos = scene.body_pos(f"{color}_block"), scene.body_pos(f"{bin_color or color}_bin")

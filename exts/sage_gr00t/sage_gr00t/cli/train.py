@@ -40,6 +40,7 @@ class TrainPolicyConfig(TrainConfig):
     device: str = TrainConfig.device  # auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...
     num_threads: int | None = TrainConfig.num_threads  # torch CPU threads (None: torch's default)
     final_dtype: str = TrainConfig.final_dtype  # dtype of final/: float32, or float16 / bfloat16 (half the size)
+    amp: str = TrainConfig.amp  # none, or bf16: mixed-precision forward/backward (fp32 weights and optimizer)
 
     def __post_init__(self) -> None:
         check(self.preset in PRESETS, f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}.")
@@ -55,6 +56,7 @@ class TrainPolicyConfig(TrainConfig):
               f"--subtask-language-prob must be in [0, 1], got {self.subtask_language_prob}.")
         check(self.num_threads is None or self.num_threads >= 1, f"--num-threads must be >= 1, got {self.num_threads}.")
         check(self.max_minutes is None or self.max_minutes > 0, f"--max-minutes must be > 0, got {self.max_minutes}.")
+        check(self.amp in ("none", "bf16"), f"--amp must be 'none' or 'bf16', got {self.amp!r}.")
         check(self.final_dtype in FINAL_DTYPES,
               f"--final-dtype must be one of {FINAL_DTYPES}, got {self.final_dtype!r}.")
 

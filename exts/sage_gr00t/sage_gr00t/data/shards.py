@@ -33,6 +33,14 @@ class MixEntry:
     seeds: int = 100  # seeds tried: seed_start .. seed_start + seeds - 1 (failed expert episodes are dropped)
     seed_start: int = 0
     plan_order: str = "shuffled"  # the expert's subtask order (see ExpertConfig)
+    # "drawn": one episode per seed with the goal the seed draws; "each": one episode per goal of the variant
+    # (Task.goal_choices) in the seed's one scene, so that only the instruction tells the goals apart.
+    goals: str = "drawn"
+
+    def __post_init__(self) -> None:
+        if self.goals not in ("drawn", "each"):
+            raise ValueError(f"Recipe entry {self.task}/{self.variant}: goals must be 'drawn' or 'each', "
+                             f"not {self.goals!r}.")
 
 
 @dataclass
@@ -63,7 +71,8 @@ class MixRecipe:
 
 
 def shard_name(entry: MixEntry, start: int) -> str:
-    return f"{entry.task}-{entry.variant}-{entry.randomization}-{start:05d}"
+    goals = "-each" if entry.goals == "each" else ""
+    return f"{entry.task}-{entry.variant}{goals}-{entry.randomization}-{start:05d}"
 
 
 def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: Path, deadline: float) -> dict:
@@ -84,15 +93,21 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
                    randomization=DomainRandomizationConfig.from_yaml(profile=entry.randomization),
                    image_height=recipe.image_size, image_width=recipe.image_size)
     expert = ScriptedExpert(env, ExpertConfig(plan_order=entry.plan_order))
+    goal_count = len(env.task.goal_choices()) if entry.goals == "each" else 0
+    if entry.goals == "each" and goal_count == 0:
+        raise ValueError(f"Recipe entry {entry.task}/{entry.variant}: goals 'each' needs a variant with several "
+                         "goals (a language-following scene).")
     episodes, failed = [], []
+    trials = [(seed, goal) for seed in range(start, start + count) for goal in (range(goal_count) or [None])]
     try:
-        for seed in range(start, start + count):
+        for seed, goal in trials:
             if time.time() > deadline:
                 break
+            env.task.pin_goal(goal)
             steps: list[tuple[dict, dict]] = []
             outcome = run_expert_episode(env, expert, seed, lambda obs, act, steps=steps: steps.append((obs, act)))
             if not outcome.success:
-                failed.append(seed)
+                failed.append(seed if goal is None else [seed, goal])
                 continue
             episodes.append({
                 "images": np.stack([o[EGO_VIEW] for o, _ in steps]),

@@ -170,6 +170,24 @@ class Task(ABC):
         if variant not in self.variants:
             raise ValueError(f"Task {self.name}: unknown variant {variant!r}; use one of {self.variants}.")
         self.variant = variant
+        self.pinned_goal: int | None = None  # see pin_goal
+
+    def goal_choices(self) -> tuple[str, ...]:
+        """The goals this variant's episodes draw from, in a fixed order (language-following scenes: which object
+        goes to which target); empty when the variant has one goal."""
+        return ()
+
+    def pin_goal(self, index: int | None) -> None:
+        """Give the next episodes goal `goal_choices()[index]` instead of a drawn one (None: draw again).
+
+        A pinned goal leaves the layout unchanged: the same seed gives the same scene for every pinned goal
+        (counterfactual demonstrations, where only the words tell the goals apart), the layout being drawn so
+        that every goal is feasible."""
+        choices = self.goal_choices()
+        if index is not None and not 0 <= index < len(choices):
+            raise ValueError(f"Task {self.name} ({self.variant}): goal index {index} is out of range; "
+                             f"it has {len(choices)} goals {list(choices)}.")
+        self.pinned_goal = index
 
     def with_variant(self, variant: str) -> Task:
         """This task for `variant`: itself when it already is (the env's config decides the variant)."""

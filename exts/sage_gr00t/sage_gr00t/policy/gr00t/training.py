@@ -62,6 +62,9 @@ class TrainConfig:
     # plain controller (command) and SAGE's L-module (subtask language).
     subtask_language_prob: float = 0.5
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning), not from scratch
+    # "bf16": mixed precision (weights, optimizer and EMA stay fp32); a small model on a GPU is bound by kernel
+    # count and memory traffic, which bf16 autocast cuts.
+    amp: str = "none"
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -366,7 +369,10 @@ def train(cfg: TrainConfig) -> Path:
     model = model.to(device)
     swa = torch.optim.swa_utils
     ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(cfg.ema_decay))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.amp not in ("none", "bf16"):
+        raise ValueError(f"--amp {cfg.amp!r}: use 'none' or 'bf16'.")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")  # one kernel per step instead of one per tensor
 
     def lr_lambda(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -421,7 +427,8 @@ def train(cfg: TrainConfig) -> Path:
                 save(step)
                 break
             batch = sampler(cfg.batch_size, generator)
-            loss = model(batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                loss = model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

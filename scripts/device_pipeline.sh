@@ -1,8 +1,11 @@
 #!/bin/bash
-# Usage: bash scripts/device_pipeline_v2.sh <workdir> <collect_min> <train_min> <eval episodes> <recipe>
-# Device pipeline for policy v2: collect -> train -> evaluate. Runs detached; progress in $W/log.
-# Run detached (setsid) on a GPU machine whose working tree may be re-copied while it runs: everything is read from
-# a private copy of the repo. The recipe of assets/policies/gr00t_v2 was: <workdir> 5.5 9 50 config/policy_v2.yaml.
+# Usage: [INIT_FROM=<checkpoint>] [AMP=bf16] [LR=4e-4] bash scripts/device_pipeline.sh <workdir> <collect_min> \
+#            <train_min> <eval episodes> <recipe>
+# Device pipeline for a compact_v2 policy: collect -> train (or fine-tune from INIT_FROM) -> evaluate. Progress in
+# $W/log. Run detached (setsid) on a GPU machine whose working tree may be re-copied while it runs: everything is
+# read from a private copy of the repo.
+#   assets/policies/gr00t_v2: <workdir> 5.5 9 50 config/policy_v2.yaml
+#   assets/policies/gr00t_v3: INIT_FROM=assets/policies/gr00t_v2 AMP=bf16 LR=3e-4 <workdir> 5.5 10 50 config/policy_v3.yaml
 set -u
 W=$1; CMIN=$2; TMIN=$3; EP=$4; RECIPE=$5
 mkdir -p $W/eval
@@ -20,9 +23,14 @@ stage collect
 sage-collect-mix --recipe $RECIPE --out $W/shards --workers ${WORKERS:-15} --budget-minutes $CMIN || { stage failed-collect; exit 1; }
 du -sh $W/shards
 stage train
-OMP_NUM_THREADS=8 sage-train --shards $W/shards --preset compact_v2 --out $W/policy --steps 0 --max-minutes $TMIN \
-  --batch-size ${BATCH:-256} --lr 4e-4 --warmup-steps 500 --subtask-language-prob 0.5 --final-dtype float16 \
-  --checkpoint-every 3000 --log-every 100 || { stage failed-train; exit 1; }
+train() { # amp
+  OMP_NUM_THREADS=8 sage-train --shards $W/shards --preset compact_v2 --out $W/policy --steps 0 --max-minutes $TMIN \
+    --batch-size ${BATCH:-256} --lr ${LR:-4e-4} --warmup-steps 500 --subtask-language-prob 0.5 --final-dtype float16 \
+    --checkpoint-every 3000 --log-every 100 --amp $1 ${INIT_FROM:+--init-from $INIT_FROM}
+}
+# bf16 is checked only here, on the GPU: if it fails before the first checkpoint, train again in fp32.
+train ${AMP:-none} || { [ ! -e $W/policy/train_state.pt ] && [ "${AMP:-none}" != none ] && train none; } \
+  || { stage failed-train; exit 1; }
 stage eval
 P=$W/policy/final
 run() { # name, args...
