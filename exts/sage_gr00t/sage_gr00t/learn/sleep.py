@@ -185,6 +185,22 @@ def record_episode(store: Any, env: Any, policy: Any, seed: int, task: str | Non
         "embodiment": env.embodiment.name, "randomization": "none", **(meta or {})})
 
 
+def dataset_episodes(root: str | Path, limit: int | None = None) -> list[dict]:
+    """A LeRobot dataset's episodes as training episode dicts (frames, state / action groups, task, subtasks)."""
+    from sage_gr00t.data.lerobot_dataset import load_dataset, load_episode
+
+    total = load_dataset(root).meta.total_episodes
+    out = []
+    for i in range(total if limit is None else min(total, limit)):
+        ep = load_episode(root, i)
+        episode = {**ep.groups("state"), **ep.groups("action"), "images": ep.images, "task": ep.task}
+        subtask = ep.subtask_per_frame()
+        if subtask is not None:
+            episode["subtask"] = subtask
+        out.append(episode)
+    return out
+
+
 def stored_episode(store: Any, episode_id: int) -> dict | None:
     """A stored episode as a training episode dict (None when it kept no frames)."""
     traj = store.load_trajectory(episode_id)
@@ -233,6 +249,7 @@ class SleepCycleRunner:
     def _evaluate(self, policy: Any, probe: dict | None) -> Evaluation:
         from sage_gr00t.evaluation import run_episode
         from sage_gr00t.learn.mimic import _make_env
+        from sage_gr00t.sim.actions import InvalidActionError
 
         c = self.config
         if self._eval_env is None:
@@ -240,11 +257,17 @@ class SleepCycleRunner:
             self._eval_env = _make_env(type(self.generator.env.task), g.embodiment, g.variant, "none",
                                        c.eval_image_size)
         seeds = [c.eval_seed_start + i for i in range(c.eval_episodes)]
+        if not all(bool(torch.isfinite(p).all()) for p in policy.model.parameters()):
+            # A diverged update (NaN weights) fails every episode; no need to drive the robot with it.
+            return Evaluation(0.0, [False] * len(seeds), seeds, float("inf"))
         successes = []
         for seed in seeds:
             if hasattr(policy, "seed"):
                 policy.seed(seed)  # the same noise before and after: a paired comparison
-            successes.append(run_episode(self._eval_env, policy, seed, max_steps=c.eval_max_steps).success)
+            try:
+                successes.append(run_episode(self._eval_env, policy, seed, max_steps=c.eval_max_steps).success)
+            except InvalidActionError:  # the policy commanded NaN / out-of-shape actions: a failed episode
+                successes.append(False)
         loss = float("nan")
         if probe is not None:
             model = policy.model
@@ -341,8 +364,9 @@ class SleepCycleRunner:
             optimizer.step()
             losses.append(float(loss.item()))
         candidate.eval()
-        changed = max((float((a - b).abs().max()) for a, b in zip(candidate.state_dict().values(),
-                                                                    model.state_dict().values(), strict=True)
+        # How far the candidate moved (a diverged, NaN weight counts as infinitely far).
+        changed = max((float(torch.nan_to_num((a - b).abs(), nan=float("inf")).max())
+                       for a, b in zip(candidate.state_dict().values(), model.state_dict().values(), strict=True)
                        if a.is_floating_point()), default=0.0)
 
         self._phase("evaluate_after")
