@@ -10,17 +10,20 @@ x seeds; a success table with 95% Wilson intervals, results.json, summary.json a
 
 A cell is one episode: (task, embodiment, variant, randomization, seed), or with --sweep (task, embodiment,
 variant, factor, level, seed). Each finished episode is added to <out>/results.json at once (atomically), and
-running the same command with the same --out again skips the cells already there (resume). Seeds start at
---seed-start (default 1000: demonstrations are collected from seeds 0..999, so these are held out). Success is the
-task's own predicate on simulator state. An episode is a function of its cell, so --workers N and --ray give
-the per-seed results of a serial run.
+running the same command with the same --out again skips the cells already there (resume; the default --out is
+named after the policy and a hash of the settings that decide an episode, so the same command resumes itself).
+Seeds start at --seed-start (default 1000: demonstrations are collected from seeds 0..999, so these are held out).
+Success is the task's own predicate on simulator state. An episode is a function of its cell, so --workers N and
+--ray give the per-seed results of a serial run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -34,7 +37,7 @@ from tqdm import tqdm
 from sage_gr00t.bench.results import ResultsStore, write_json_atomic
 from sage_gr00t.bench.stats import episode_metrics
 from sage_gr00t.bench.tables import new_table
-from sage_gr00t.bench.video import EpisodeVideo
+from sage_gr00t.bench.video import EpisodeVideo, overlay_caption
 from sage_gr00t.cli._parsing import parse
 from sage_gr00t.evaluation import EpisodeResult, borrowed_instruction, run_bridge_episode, run_episode
 from sage_gr00t.parallel import FanOut, WorkerError, fan_out
@@ -93,8 +96,9 @@ class EvalConfig(SessionConfig):
     """Steps per episode (default: the task's limit)."""
     video: Path | None = None
     """mp4 of the first episode of each task (front view with the ego camera inset); one file per task."""
-    out: Path = Path("outputs/eval")
-    """Run folder: results.json (resumable), summary.json, report.md, videos/."""
+    out: Path | None = None
+    """Run folder: results.json (resumable), summary.json, report.md, videos/. Default: outputs/eval/<policy>-<hash>,
+    the hash of the settings that decide an episode (same command again: resumed; other settings: a new folder)."""
     command: str | None = None
     """User command for --controller sage (default: the task's example command)."""
     stop: str = "success"
@@ -108,7 +112,8 @@ class EvalConfig(SessionConfig):
     workers: int = 1
     """Worker processes (one torch thread each); 1 runs in this process. With --ray: actors (1: one per CPU)."""
     ray: str | None = None
-    """auto (the running Ray cluster) | HOST:PORT | ray://HOST:PORT: run the cells as Ray actors."""
+    """auto (the running Ray cluster) | HOST:PORT | ray://HOST:PORT: run the cells as Ray actors (every node needs
+    this package and the policy's files at the same paths)."""
     sweep: list[str] = field(default_factory=list)
     """Robustness sweep: these randomization factors (or 'all') one at a time over --sweep-levels x their
     training range, in place of --randomization. Factors: lighting, colors, camera, friction, mass,
@@ -173,8 +178,17 @@ class EvalConfig(SessionConfig):
     def run_settings(self) -> dict[str, Any]:
         """What decides an episode's outcome besides its cell: a resumed --out must have been run with these."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in _GRID_FIELDS and f.name not in ("task_options",)} | {
+                if f.name not in _GRID_FIELDS and f.name not in ("task_option", "task_options")} | {
                     "task_options": self.task_options}
+
+    @property
+    def folder(self) -> Path:
+        """--out, or the default folder of these settings."""
+        if self.out is not None:
+            return self.out
+        digest = hashlib.sha256(json.dumps(self.run_settings(), sort_keys=True, default=str).encode()).hexdigest()
+        name = "".join(c if c.isalnum() or c in "-." else "_" for c in Path(self.policy).name or self.policy)
+        return Path("outputs/eval") / f"{self.controller}_{name}-{digest[:8]}"
 
     def fan_out_plan(self) -> FanOut:
         return FanOut(workers=self.workers, ray=self.ray)
@@ -290,7 +304,7 @@ class EpisodeRunner:
         the controller's command across the bottom."""
         video = EpisodeVideo()
         result = self.episode(cell, video)  # the caption after it: a policy's instruction is drawn at reset
-        video.frames = [_captioned(frame, result.instruction) for frame in video.frames]
+        video.frames = [overlay_caption(frame, result.instruction) for frame in video.frames]
         return video.save(path)
 
     def close(self) -> None:
@@ -304,12 +318,6 @@ class EpisodeRunner:
             self._session.close()
             self._session.env.close()  # the runner built the env (the session does not own it)
         self._session, self._point = None, None
-
-
-def _captioned(frame: Any, text: str) -> Any:
-    from sage_gr00t.bench.video import overlay_caption
-
-    return overlay_caption(frame, text)
 
 
 def check_grid(cfg: EvalConfig) -> list[str]:
@@ -412,7 +420,7 @@ def film_cells(cfg: EvalConfig, cells: list[Cell]) -> list[tuple[Cell, Path]]:
     # Round-robin over the tasks: each task's first grid point, then each task's second, ...
     order = [c for row in itertools.zip_longest(*by_task.values()) for c in row if c is not None]
     for cell in order[:cfg.videos]:
-        chosen.append((cell, cfg.out / "videos" / f"{cell.label()}.mp4"))
+        chosen.append((cell, cfg.folder / "videos" / f"{cell.label()}.mp4"))
     return chosen
 
 
@@ -444,12 +452,13 @@ def run_grid(cfg: EvalConfig, cells: list[Cell], store: ResultsStore) -> None:
 
 
 def run(cfg: EvalConfig) -> Path:
-    writable_folder(cfg.out, "--out")
+    tasks = check_grid(cfg)
+    folder = cfg.folder
+    writable_folder(folder, "--out")
     if cfg.video is not None:
         writable_folder(cfg.video.parent, "--video's folder")
-    tasks = check_grid(cfg)
     cfg.fan_out_plan()  # an unreachable --ray address fails here, in seconds
-    store = ResultsStore.open(cfg.out, cfg.run_settings())
+    store = ResultsStore.open(folder, cfg.run_settings())
     cells = grid_cells(cfg, tasks)
     console = Console(width=160)
     wanted = set(cells)
@@ -465,7 +474,7 @@ def run(cfg: EvalConfig) -> Path:
     records = sorted((r for r in store.records if Cell.of(r) in wanted), key=lambda r: Cell.of(r).sort_key())
     summary = summarize_grid(records)
     print_table(cfg, summary, console)
-    write_json_atomic(cfg.out / "summary.json", summary)
+    write_json_atomic(folder / "summary.json", summary)
     videos: list[tuple[Cell, Path]] = []
     chosen = film_cells(cfg, cells)
     if chosen:
@@ -480,7 +489,7 @@ def run(cfg: EvalConfig) -> Path:
     if cfg.report:
         from sage_gr00t.bench.report import write_report
 
-        report = write_report(cfg.out, summary, [(c.label(), p) for c, p in videos if p.parent == cfg.out / "videos"],
+        report = write_report(folder, summary, [(c.label(), p) for c, p in videos if p.parent == folder / "videos"],
                               title=f"{cfg.controller} / {cfg.policy}")
         console.print(f"report: {report}")
     console.print(f"results: {store.path}")
