@@ -67,6 +67,10 @@ def run(cfg: DeployConfig) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     writer = None
     try:
+        try:
+            backend.wait_for_link()  # a policy (the expert) reads the robot's state when it is made
+        except TimeoutError as exc:
+            return error(PROG, str(exc))
         policy = make_policy(cfg.policy, backend, cfg.device)
         safety = SafetyFilter(backend.embodiment, backend.action_ranges(),
                               SafetyFilterConfig(table_height=float(backend.table_height),
