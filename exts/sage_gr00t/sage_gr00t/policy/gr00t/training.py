@@ -360,12 +360,18 @@ def train(cfg: TrainConfig) -> Path:
     meta = data.metadata()
     model = Gr00tModel(model_cfg)
     if cfg.init_from:
-        from sage_gr00t.policy.gr00t.checkpoint import read_config, read_state_dict
+        from sage_gr00t.policy.gr00t.checkpoint import load_checkpoint, read_config
 
         if read_config(Path(cfg.init_from)) != model_cfg:
             raise ValueError(f"--init-from {cfg.init_from} has another architecture than preset {cfg.preset!r}.")
-        model.load_state_dict({k: v.float() for k, v in read_state_dict(Path(cfg.init_from)).items()})
-        print(f"initialized from {cfg.init_from}")
+        initial, embodiments, _ = load_checkpoint(cfg.init_from)
+        model.load_state_dict({k: v.float() for k, v in initial.state_dict().items()})
+        known = embodiments.get(meta.tag)
+        if known is not None and (known.state_groups, known.action_groups) == (meta.state_groups, meta.action_groups):
+            # Keep the normalization the weights were trained with: new statistics would shift every input and
+            # target the model has learned.
+            meta = known
+        print(f"initialized from {cfg.init_from}" + (" (its normalization statistics)" if meta is known else ""))
     model = model.to(device)
     swa = torch.optim.swa_utils
     ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(cfg.ema_decay))
