@@ -184,3 +184,25 @@ def test_sage_sleep_flags_are_checked_before_anything_loads(argv: list[str], mes
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_session_with_mimic_dreams_dreams_from_its_dataset_and_stores_provenance(tmp_path: Path,
+                                                                                   demos: Path) -> None:
+    from sage_gr00t.learn.mimic import MimicDreamGenerator
+    from sage_gr00t.session import SessionConfig, build_session
+
+    config = SessionConfig(task="pick_apple", controller="sage", policy="expert", memory_path=str(tmp_path / "m.db"),
+                           dream_episodes=1, dream_source="mimic", dream_datasets=[str(demos)], dream_image_size=IMAGE,
+                           task_options={"image_height": IMAGE, "image_width": IMAGE})
+    session = build_session(config)
+    try:
+        assert isinstance(session.dreamer, MimicDreamGenerator)
+        summary = session.bridge.sleep_cycle(force=True)  # what the panel's "Sleep now" runs
+        dreams = list(session.bridge.dreams)
+        stored = session.store.dreams()
+    finally:
+        session.close()
+    assert summary is not None and len(summary["dreams"]) == len(dreams) == 1
+    assert dreams[0].provenance["generator"] == "mimic"
+    assert set(dreams[0].provenance["source_episodes"]) <= {f"{demos.name}#0", f"{demos.name}#1"}
+    assert [d.seed for d in stored if d.success] == [dreams[0].seed]  # every attempt, kept or not, is stored

@@ -27,6 +27,7 @@ from sage_gr00t.tasks import BACKENDS, TaskEnv, make_env
 CONTROLLERS = ("policy", "sage")
 LANGUAGE_MODES = ("command", "subtask")
 RANDOMIZATION_PROFILES = ("none", "train", "strong")
+DREAM_SOURCES = ("expert", "mimic")
 
 
 @dataclass
@@ -51,7 +52,11 @@ class SessionConfig:
     use_trust: bool = True  # False: the no-trust ablation
     camera_every: int = 4  # SAGE's camera frames every k-th control step (5 Hz)
     memory_path: str | None = None  # SQLite experience store (None: no persistent store)
-    dream_episodes: int = 0  # expert episodes dreamt per sleep cycle (0: replay only, no dreamer)
+    dream_episodes: int = 0  # episodes dreamt per sleep cycle (0: replay only, no dreamer)
+    # expert: the scripted expert in a private simulator; mimic: recorded episodes (`dream_datasets` and the
+    # store's successes) transformed to new scenes, no expert (learn/mimic.py)
+    dream_source: str = "expert"
+    dream_datasets: list[str] = field(default_factory=list)  # LeRobot datasets a mimic dreamer starts from
     dream_image_size: int = 128
     thumbnail_size: int = 64
     sleep_training_steps: int = 0  # consolidation updates per sleep cycle for a learned policy
@@ -61,7 +66,8 @@ class SessionConfig:
         for name, value, allowed in (("backend", self.backend, BACKENDS), ("controller", self.controller, CONTROLLERS),
                                      ("language_mode", self.language_mode, LANGUAGE_MODES),
                                      ("randomization", self.randomization, RANDOMIZATION_PROFILES),
-                                     ("chunk_mode", self.chunk_mode, MODES)):
+                                     ("chunk_mode", self.chunk_mode, MODES),
+                                     ("dream_source", self.dream_source, DREAM_SOURCES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
         if self.execute_steps < 1 or self.camera_every < 1:
@@ -129,16 +135,24 @@ def build_session(config: SessionConfig, *, env: TaskEnv | None = None, policy: 
         session.planner = planner
         if config.memory_path:
             session.store = ExperienceStore(config.memory_path)
-        if config.dream_episodes > 0:
+        if config.dream_episodes > 0 and config.dream_source == "mimic":
+            from sage_gr00t.learn.mimic import MimicConfig, mimic_dreamer
+
+            session.dreamer = mimic_dreamer(
+                MimicConfig(task=env.task_name, embodiment=config.embodiment, variant=config.variant,
+                            episodes_per_cycle=config.dream_episodes, image_size=config.dream_image_size,
+                            thumbnail_size=config.thumbnail_size),
+                [resolve_path(d) for d in config.dream_datasets], session.store, task=type(env.task))
+        elif config.dream_episodes > 0:
             from sage_gr00t.learn import DreamConfig, DreamGenerator
 
             session.dreamer = DreamGenerator(DreamConfig(
                 task=env.task_name, embodiment=config.embodiment, episodes_per_cycle=config.dream_episodes,
                 image_size=config.dream_image_size, thumbnail_size=config.thumbnail_size))
-            if config.sleep_training_steps > 0 and hasattr(policy, "model"):
-                from sage_gr00t.learn import SleepTrainer, SleepTrainingConfig
+        if config.dream_episodes > 0 and config.sleep_training_steps > 0 and hasattr(policy, "model"):
+            from sage_gr00t.learn import SleepTrainer, SleepTrainingConfig
 
-                session.sleep_trainer = SleepTrainer(policy, SleepTrainingConfig(steps=config.sleep_training_steps))
+            session.sleep_trainer = SleepTrainer(policy, SleepTrainingConfig(steps=config.sleep_training_steps))
         session.bridge = bridge_cls(policy, env, planner, config.bridge_config(), store=session.store,
                                     metabolic=MetabolicController(config.metabolic), dreamer=session.dreamer,
                                     sleep_trainer=session.sleep_trainer)

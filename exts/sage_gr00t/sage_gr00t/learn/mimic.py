@@ -409,15 +409,23 @@ class Attempt:
     dream: Dream | None = None
 
 
+def attempt_rows(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    """Attempts as `ExperienceStore.add_dreams` rows (provenance and, for kept dreams, the thumbnail)."""
+    return [{"task": a.task, "seed": a.seed, "success": a.success, "steps": a.steps, "provenance": a.provenance,
+             "thumbnail": a.dream.thumbnail if a.dream is not None else None} for a in attempts]
+
+
 class MimicDreamGenerator:
     """Dreams from recorded episodes in a private, domain-randomized simulator (see the module docstring).
 
-    `dream(focus)` is the bridge's dreamer interface (as `DreamGenerator`); `generate` returns every attempt
-    with its provenance; `stats` holds kept / attempted per task."""
+    `dream(focus)` is the bridge's dreamer interface (as `DreamGenerator`; with a `store` it records every
+    attempt's provenance there, one transaction per call); `generate` returns every attempt with its
+    provenance; `stats` holds kept / attempted per task."""
 
     def __init__(self, sources: Sequence[SourceEpisode], config: MimicConfig | None = None,
-                 task: str | Task | type[Task] | None = None) -> None:
+                 task: str | Task | type[Task] | None = None, store: Any = None) -> None:
         self.config = c = config or MimicConfig()
+        self.store = store
         if not sources:
             raise ValueError("A mimic dream generator needs at least one parsed source episode.")
         self.sources = list(sources)
@@ -446,6 +454,8 @@ class MimicDreamGenerator:
         """Up to `episodes_per_cycle` successful dreams; `focus`: subtask languages to dream first."""
         c = self.config
         attempts = self.generate(c.episodes_per_cycle, c.episodes_per_cycle * c.max_attempts_factor, focus=focus)
+        if self.store is not None and attempts:
+            self.store.add_dreams(attempt_rows(attempts))
         return [a.dream for a in attempts if a.dream is not None]
 
     def generate(self, wanted: int, max_attempts: int, focus: list[str] | None = None,
@@ -588,3 +598,14 @@ class MimicDreamGenerator:
                                  "state_noise_std": c.state_noise_std, "instruction": task}
         return episode
 
+
+
+def mimic_dreamer(config: MimicConfig, datasets: Sequence[str | Path] = (), store: Any = None,
+                  task: str | Task | type[Task] | None = None, store_sources: int = 10) -> MimicDreamGenerator:
+    """A generator from recorded demonstrations and the store's newest successful episodes (the session's
+    dreamer when `SessionConfig.dream_source == "mimic"`)."""
+    recordings = [r for root in datasets for r in dataset_recordings(root)]
+    if store is not None:
+        recordings += store_recordings(store, config.task, limit=store_sources)
+    return MimicDreamGenerator(parse_recordings(recordings, task if task is not None else config.task,
+                                                config.skill_margin), config, task=task, store=store)

@@ -296,6 +296,7 @@ class SleepCycleRunner:
 
     # ------------------------------------------------------------------ one cycle
     def run(self) -> dict:
+        from sage_gr00t.learn.mimic import attempt_rows
         from sage_gr00t.policy.gr00t.checkpoint import save_checkpoint
         from sage_gr00t.policy.gr00t.training import BatchSampler, DemoData
 
@@ -314,11 +315,8 @@ class SleepCycleRunner:
         self._phase("dream")
         attempts = self.generator.generate(c.dreams, c.max_dream_attempts, scene_seeds=failed_seeds)
         dreams = [a.dream for a in attempts if a.dream is not None]
-        if self.store is not None and attempts:
-            self.store.add_dreams([{"task": a.task, "seed": a.seed, "success": a.success, "steps": a.steps,
-                                    "provenance": a.provenance,
-                                    "thumbnail": a.dream.thumbnail if a.dream is not None else None}
-                                   for a in attempts], cycle=index)
+        if self.store is not None and attempts:  # one transaction: the cycle's dreams are all stored or none
+            self.store.add_dreams(attempt_rows(attempts), cycle=index)
         report["dreams"] = {"kept": len(dreams), "attempted": len(attempts),
                             "seeds": [a.seed for a in attempts], "from_failures": failed_seeds[:len(attempts)]}
 
