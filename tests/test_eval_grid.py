@@ -47,6 +47,13 @@ def test_serial_records_carry_every_metric(serial) -> None:
     assert len({r["arm_jerk"] for r in serial}) == 3
 
 
+def test_safety_flag_puts_the_filter_in_the_loop_and_counts_its_interventions(tmp_path) -> None:
+    (filtered,) = evaluate(tmp_path, "--safety", "--episodes", "1", "--max-steps", "60")
+    # The shipped policy's commands meet the filter's rate limits within an episode: clamped, and counted.
+    assert isinstance(filtered["safety_interventions"], int) and filtered["safety_interventions"] > 0
+    assert filtered["energy_j"] > 0
+
+
 def test_two_workers_give_the_serial_per_seed_results(serial, tmp_path) -> None:
     parallel = evaluate(tmp_path, "--workers", "2")
     assert per_seed(parallel) == per_seed(serial)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
-from sage_gr00t.modality import ARM_GROUPS, LANGUAGE_KEY, action_key
+from sage_gr00t.act.safety import SafetyFilter
+from sage_gr00t.modality import ARM_GROUPS, LANGUAGE_KEY, action_key, state_of
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.tasks.protocols import TaskEnv
 
@@ -130,11 +131,13 @@ def run_episode(
     stop_on_success: bool = True,
     chunking: ChunkExecutorConfig | None = None,
     instruction: str | None = None,
+    safety: SafetyFilter | None = None,
 ) -> EpisodeResult:
     """One closed-loop episode; action chunks go through a `ChunkExecutor` (smoothing at boundaries).
 
     `instruction` replaces the one the episode drew (the mismatched-instruction control: success is still the
-    scene's own goal, so a policy that follows the words fails where they name another object)."""
+    scene's own goal, so a policy that follows the words fails where they name another object). With `safety`,
+    every action passes the safety filter first (as under SAGE) and the result counts its interventions."""
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
     if instruction is not None:
@@ -143,9 +146,18 @@ def run_episode(
     executor.reset()
     seed_policy(policy, seed)
     energy = EnergyMeter(env)
-    outcome = rollout(env, executor.act, obs, info, max_steps or env.config.max_steps, _hooks(energy, on_frame),
+    act = executor.act
+    if safety is not None:
+        safety.reset(state_of(obs))
+        clamps_before = sum(safety.stats.values())
+
+        def act(obs: dict) -> dict:
+            return safety.filter(executor.act(obs), state_of(obs)).action
+
+    outcome = rollout(env, act, obs, info, max_steps or env.config.max_steps, _hooks(energy, on_frame),
                       stop_on_success)
-    return _result(env, seed, env.instruction, outcome, executor.queries, energy)
+    clamps = sum(safety.stats.values()) - clamps_before if safety is not None else None
+    return _result(env, seed, env.instruction, outcome, executor.queries, energy, clamps)
 
 
 def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command: str,

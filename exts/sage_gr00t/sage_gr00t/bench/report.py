@@ -88,7 +88,8 @@ def write_report(folder: Path, summary: dict[str, Any], videos: list[tuple[str, 
     lines = [f"# Evaluation report{': ' + title if title else ''}", "",
              "Success is the task's own predicate on simulator state; intervals are 95% Wilson score intervals. "
              "Completion time counts successful episodes only; energy is the sum of |torque x joint velocity| x dt; "
-             "safety counts safety-filter interventions (SAGE only: a plain policy runs without the filter).", ""]
+             "safety counts safety-filter interventions (SAGE, or a plain policy run with --safety; '-': no "
+             "filter ran).", ""]
     lines += [*_table(summary), ""]
     if summary["points"]:
         success = plot_success(summary["points"], plots / "success.png")

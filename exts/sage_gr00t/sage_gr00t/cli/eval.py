@@ -34,6 +34,7 @@ from typing import Any
 from rich.console import Console
 from tqdm import tqdm
 
+from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
 from sage_gr00t.bench.results import ResultsStore, write_json_atomic
 from sage_gr00t.bench.stats import episode_metrics
 from sage_gr00t.bench.tables import new_table
@@ -124,6 +125,9 @@ class EvalConfig(SessionConfig):
     """Episodes filmed for report.md (the first seed of the first grid points, replayed after the grid)."""
     report: bool = True
     """Write report.md with its plots (matplotlib) beside summary.json."""
+    safety: bool = False
+    """Plain policy: pass its actions through the safety filter SAGE uses, and count the filter's interventions
+    (SAGE always runs it)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -260,6 +264,7 @@ class EpisodeRunner:
         self.cfg = cfg
         self._point: tuple | None = None
         self._session: Session | None = None
+        self._safety: SafetyFilter | None = None
 
     def session(self, cell: Cell) -> Session:
         if self._point != cell.point or self._session is None:
@@ -271,6 +276,8 @@ class EpisodeRunner:
                 if self.cfg.max_steps:
                     env.config.max_steps = self.cfg.max_steps
                 self._session = build_session(cfg, env=env)
+                self._safety = SafetyFilter(env.embodiment, env.action_ranges(), SafetyFilterConfig(
+                    table_height=float(env.table_height))) if self.cfg.safety else None
             except BaseException:
                 env.close()
                 raise
@@ -287,7 +294,7 @@ class EpisodeRunner:
         else:
             borrowed = borrowed_instruction(env, cfg.seeds(), cell.seed) if cfg.instruction == "mismatched" else None
             result = run_episode(env, session.policy, cell.seed, on_frame=hook, chunking=cfg.chunking,
-                                 stop_on_success=cfg.stop == "success", instruction=borrowed)
+                                 stop_on_success=cfg.stop == "success", instruction=borrowed, safety=self._safety)
         return dataclasses.replace(result, randomization=cell.randomization, factor=cell.factor, level=cell.level)
 
     def command(self, env: TaskEnv) -> str:
