@@ -190,3 +190,20 @@ def test_seeds_in_the_training_range_are_a_warning(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "warning: seeds 998..999 overlap the training seeds 0..999" in err
     assert [r["seed"] for r in records] == [998, 999, 1000]
+
+
+def test_intervals_close_at_zero_and_one_and_the_report_plots_them(tmp_path) -> None:
+    """All-success and all-failure grid points: the interval ends at exactly 1 / 0 (50/50 once missed 1 by 1e-16
+    and broke the error bars), and report.md is written with its plot."""
+    from sage_gr00t.bench.report import write_report
+
+    for n in range(1, 80):
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+    records = [{"task": task, "embodiment": "sage_humanoid", "variant": "train", "randomization": "none",
+                "seed": seed, "success": task == "pick_apple", "steps": 10, "wall_s": 0.1}
+               for task in ("pick_apple", "sort_blocks") for seed in range(1000, 1050)]
+    summary = sage_eval.summarize_grid(records)
+    assert [p["success_ci95"][1] for p in summary["points"]] == [1.0, pytest.approx(0.0713, abs=1e-3)]
+    report = write_report(tmp_path, summary, [])
+    assert "| pick_apple / sage_humanoid / train / none | 50 | 50/50 (100%) | 93%-100% |" in report.read_text()
+    assert (tmp_path / "plots" / "success.png").stat().st_size > 1000

@@ -28,8 +28,9 @@ def plot_success(points: list[dict[str, Any]], path: Path) -> Path:
     fig = Figure(figsize=(8, 1.2 + 0.35 * len(points)), layout="constrained")
     ax = fig.add_subplot()
     rates = [p["success_rate"] for p in points]
-    lows = [p["success_rate"] - p["success_ci95"][0] for p in points]
-    highs = [p["success_ci95"][1] - p["success_rate"] for p in points]
+    # Clipped at 0: at a rate of 0 or 1 the interval's far end can miss the rate by a rounding error.
+    lows = [max(0.0, p["success_rate"] - p["success_ci95"][0]) for p in points]
+    highs = [max(0.0, p["success_ci95"][1] - p["success_rate"]) for p in points]
     rows = list(range(len(points)))
     ax.barh(rows, rates, xerr=[lows, highs], color="#4c72b0", ecolor="black", capsize=3)
     ax.set_yticks(rows, [f"{_point_label(p)} (n={p['episodes']})" for p in points], fontsize=8)
