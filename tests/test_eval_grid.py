@@ -207,3 +207,15 @@ def test_intervals_close_at_zero_and_one_and_the_report_plots_them(tmp_path) -> 
     report = write_report(tmp_path, summary, [])
     assert "| pick_apple / sage_humanoid / train / none | 50 | 50/50 (100%) | 93%-100% |" in report.read_text()
     assert (tmp_path / "plots" / "success.png").stat().st_size > 1000
+
+
+def test_a_folder_written_before_a_setting_existed_still_resumes(tmp_path) -> None:
+    """A setting added to the config since (at its default) or dropped from it since changes nothing; a
+    setting with another value does."""
+    from sage_gr00t.bench.results import ResultsStore
+
+    ResultsStore.open(tmp_path, {"policy": "expert", "dropped": 1}).add({"seed": 1000})
+    resumed = ResultsStore.open(tmp_path, {"policy": "expert", "added": False}, defaults={"added": False})
+    assert resumed.records == [{"seed": 1000}]
+    with pytest.raises(ValueError, match="added: False -> True"):
+        ResultsStore.open(tmp_path, {"policy": "expert", "added": True}, defaults={"added": False})

@@ -7,7 +7,8 @@
 The list is written to a temporary file and renamed over `results.json` (atomic on POSIX), so a Ctrl-C or a
 crash leaves the previous complete list, never half a file. `run.json` beside it holds the settings that decide
 an episode's outcome; reopening a folder with other settings is refused (a resumed grid must not mix two
-controllers' episodes).
+controllers' episodes). A setting the folder lacks counts as its default (`defaults`): a field added to the config
+since the folder was written, left at its default, changes nothing.
 """
 
 from __future__ import annotations
@@ -50,15 +51,16 @@ class ResultsStore:
         return self.folder / RESULTS_FILE
 
     @classmethod
-    def open(cls, folder: Path, run: dict[str, Any]) -> ResultsStore:
+    def open(cls, folder: Path, run: dict[str, Any], defaults: dict[str, Any] | None = None) -> ResultsStore:
         """The store of `folder` (created empty, or resumed when it holds a run of the same `run` settings)."""
-        run = json.loads(json.dumps(run, default=str))  # the form it takes on disk, for the comparison
+        run, defaults = (json.loads(json.dumps(d or {}, default=str)) for d in (run, defaults))  # as on disk
         run_file = folder / RUN_FILE
         if run_file.exists():
             before = _read_json(run_file, "run settings")
             if not isinstance(before, dict):
                 raise ValueError(f"{run_file} is not a settings object; move it away or pick another --out.")
-            changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
+            # Over today's settings: one the folder has and the config no longer knows decides nothing now.
+            changed = sorted(k for k in run if before.get(k, defaults.get(k)) != run[k])
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {run.get(k)!r}" for k in changed[:3])
                 raise ValueError(f"--out {folder} holds a run with other settings ({shown}); pick another --out "

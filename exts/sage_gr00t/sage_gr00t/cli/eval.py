@@ -185,12 +185,17 @@ class EvalConfig(SessionConfig):
                 if f.name not in _GRID_FIELDS and f.name not in ("task_option", "task_options")} | {
                     "task_options": self.task_options}
 
+    def changed_settings(self) -> dict[str, Any]:
+        """The run settings that differ from the defaults (a field added later leaves the folder name alone)."""
+        defaults = EvalConfig().run_settings()
+        return {k: v for k, v in self.run_settings().items() if k not in defaults or v != defaults[k]}
+
     @property
     def folder(self) -> Path:
         """--out, or the default folder of these settings."""
         if self.out is not None:
             return self.out
-        digest = hashlib.sha256(json.dumps(self.run_settings(), sort_keys=True, default=str).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(self.changed_settings(), sort_keys=True, default=str).encode()).hexdigest()
         name = "".join(c if c.isalnum() or c in "-." else "_" for c in Path(self.policy).name or self.policy)
         return Path("outputs/eval") / f"{self.controller}_{name}-{digest[:8]}"
 
@@ -465,7 +470,7 @@ def run(cfg: EvalConfig) -> Path:
     if cfg.video is not None:
         writable_folder(cfg.video.parent, "--video's folder")
     cfg.fan_out_plan()  # an unreachable --ray address fails here, in seconds
-    store = ResultsStore.open(folder, cfg.run_settings())
+    store = ResultsStore.open(folder, cfg.run_settings(), defaults=EvalConfig().run_settings())
     cells = grid_cells(cfg, tasks)
     console = Console(width=160)
     wanted = set(cells)
