@@ -68,6 +68,7 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
     (["--sweep", "gravity"], "Unknown randomization factor(s) ['gravity']"),
     (["--task", "pick_apple", "--ray", "127.0.0.1:1"], "no Ray cluster reachable at 127.0.0.1:1"),
     (["--task", "pick_apple", "--ray", "no-port-here"], "expected 'auto', HOST:PORT"),
+    (["--task", "pick_apple", "--ray", "auto", "--episodes", "1"], "--ray auto: no running Ray cluster found"),
 ])
 def test_sage_eval_bad_input_gets_a_clear_message(argv: list[str], message: str, capsys) -> None:
     """Exit status 2 and ONE line that names the problem (tyro's parse errors included), never a traceback."""

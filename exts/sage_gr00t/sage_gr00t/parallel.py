@@ -16,6 +16,7 @@ numpy, torch or Ray at module level (a worker sets its thread count before those
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -182,26 +183,36 @@ class _Actor:
         _close(self.worker)
 
 
-def _connect_ray(address: str) -> bool:
-    """Connect to the cluster unless this process already is; True when this call connected (and disconnects)."""
+@contextlib.contextmanager
+def ray_session(address: str) -> Iterator[None]:
+    """Connected to the Ray cluster at `address` inside the block (one line of ConnectionError at once when there
+    is none); disconnected after it unless this process was connected before (nested blocks, a caller's
+    `ray.init`)."""
     import ray
 
     if ray.is_initialized():
-        return False
+        yield
+        return
+    check_ray_address(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except ConnectionError as exc:
+        if address == "auto":  # Ray's own text names its `--address` flag, not ours
+            raise ConnectionError("--ray auto: no running Ray cluster found from this machine; start one with "
+                                  "`ray start --head`, or give --ray HOST:PORT.") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionError(f"--ray {address}: {first}") from None
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _on_ray(make_worker: WorkerFactory, items: Sequence[Any], plan: FanOut) -> Iterator[tuple[int, Any]]:
     import ray
 
     assert plan.ray is not None
-    owns = _connect_ray(plan.ray)
-    try:
+    with ray_session(plan.ray):
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = min(len(items), plan.workers if plan.workers > 1 else max(1, cpus))
         actor_cls = ray.remote(num_cpus=1)(_Actor)
@@ -231,6 +242,3 @@ def _on_ray(make_worker: WorkerFactory, items: Sequence[Any], plan: FanOut) -> I
         finally:
             for actor in actors:  # also ends an item still running (an interrupted or failed run)
                 ray.kill(actor)
-    finally:
-        if owns:
-            ray.shutdown()

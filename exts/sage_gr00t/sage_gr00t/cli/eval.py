@@ -19,6 +19,7 @@ Success is the task's own predicate on simulator state. An episode is a function
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -41,7 +42,7 @@ from sage_gr00t.bench.tables import new_table
 from sage_gr00t.bench.video import EpisodeVideo, overlay_caption
 from sage_gr00t.cli._parsing import parse
 from sage_gr00t.evaluation import EpisodeResult, borrowed_instruction, run_bridge_episode, run_episode
-from sage_gr00t.parallel import FanOut, WorkerError, fan_out
+from sage_gr00t.parallel import FanOut, WorkerError, fan_out, ray_session
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError
 from sage_gr00t.policy.gr00t.checkpoint import CheckpointError
 from sage_gr00t.session import RANDOMIZATION_PROFILES, Session, SessionConfig, build_session
@@ -470,6 +471,13 @@ def run(cfg: EvalConfig) -> Path:
     if cfg.video is not None:
         writable_folder(cfg.video.parent, "--video's folder")
     cfg.fan_out_plan()  # an unreachable --ray address fails here, in seconds
+    # Connected before anything is written or a progress bar shown: no cluster at --ray is one line.
+    with ray_session(cfg.ray) if cfg.ray else contextlib.nullcontext():
+        return evaluate_grid(cfg, tasks, folder)
+
+
+def evaluate_grid(cfg: EvalConfig, tasks: list[str], folder: Path) -> Path:
+    """The grid's missing cells, then the table, summary.json, the filmed episodes and report.md."""
     store = ResultsStore.open(folder, cfg.run_settings(), defaults=EvalConfig().run_settings())
     cells = grid_cells(cfg, tasks)
     console = Console(width=160)
