@@ -97,6 +97,9 @@ class SourceSegment:
     ee_quat: np.ndarray  # (n, 4) (w, x, y, z)
     hand: np.ndarray  # (n, d) the side's hand joint targets
     frames: tuple[int, int]  # [first, last] frame in the source episode
+    # A grasp's goal: where the reference of the release that follows it lay (None: no release follows).
+    # Sources are chosen by object AND goal: an arm that grasped for a goal on its side cannot reach across.
+    goal_pos: np.ndarray | None = None
 
 
 @dataclass
@@ -167,6 +170,22 @@ def reduce_yaw(delta: float, period: float | None) -> float:
     if period is None:
         return 0.0
     return float((delta + period / 2) % period - period / 2)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.arccos(min(1.0, abs(float(np.dot(a, b))))))
+
+
+def least_turn(delta: float, period: float | None, hand_now: np.ndarray, segment_start: np.ndarray) -> float:
+    """Of the yaw changes the object's symmetry makes equivalent, the one that turns the hand least from where
+    it is now to the segment's first orientation (a cube grasped 40 degrees off needs no 130 degree wrist turn)."""
+    if period is None:
+        return 0.0
+    if period >= 2 * math.pi - 1e-9:
+        return float((delta + math.pi) % (2 * math.pi) - math.pi)
+    base = reduce_yaw(delta, period)
+    options = [base + k * period for k in range(-2, 3) if abs(base + k * period) <= math.pi + 1e-9]
+    return min(options, key=lambda d: _angle(hand_now, quat_mul(yaw_quat(d), segment_start)))
 
 
 def _skill_run(dist: np.ndarray, key: int, lo: int, hi: int, margin: float) -> tuple[int, int]:
@@ -242,6 +261,7 @@ def parse_episode(rec: Recording, task: Task, ik: ArmIK, poses: dict[str, np.nda
             dist = np.linalg.norm(pos - poses[ref][key, :3], axis=1)
             first, last = _skill_run(dist, key, cursor, max(next_close, key + 1), margin)
             segments.append(segment(RELEASE, ref, first, last))
+            segments[-2].goal_pos = segments[-1].ref_pos.copy()
             cursor = last + 1
     return segments
 
@@ -488,7 +508,7 @@ class MimicDreamGenerator:
         return self.sources[int(rng.integers(len(self.sources)))]
 
     def _select(self, kind: str, reference: str, where: np.ndarray, side: str | None, episode: str | None,
-                rng: np.random.Generator) -> SourceSegment | None:
+                rng: np.random.Generator, goal: np.ndarray | None = None) -> SourceSegment | None:
         pool = self.pools.get((kind, reference), [])
         if side is not None:  # a release continues with the arm that holds the object
             pool = [s for s in pool if s.side == side]
@@ -496,7 +516,13 @@ class MimicDreamGenerator:
             pool = [s for s in pool if s.episode == episode]
         if not pool:
             return None
-        ranked = sorted(pool, key=lambda s: float(np.linalg.norm(s.ref_pos[:2] - where[:2])))
+        def distance(s: SourceSegment) -> float:
+            d = float(np.linalg.norm(s.ref_pos[:2] - where[:2]))
+            if goal is not None and s.goal_pos is not None:
+                d += float(np.linalg.norm(s.goal_pos[:2] - goal[:2]))
+            return d
+
+        ranked = sorted(pool, key=distance)
         top = ranked[: self.config.nearest_k]
         return top[int(rng.integers(len(top)))]
 
@@ -514,6 +540,7 @@ class MimicDreamGenerator:
                                       "randomization": c.randomization, "template": template.id, "segments": []}
         truncated = False
         holding: tuple[str, str] | None = None  # (side, episode) of the grasp in hand
+        held_turn = 0.0  # the yaw the grasp in hand was turned by (its release keeps the wrist so turned)
 
         def execute(side: str, pos: np.ndarray, quat: np.ndarray, hand: np.ndarray, language: str) -> bool:
             nonlocal obs, truncated
@@ -532,22 +559,28 @@ class MimicDreamGenerator:
             return True
 
         ok = True
-        for slot in template.segments:
+        for i, slot in enumerate(template.segments):
             where = env.scene.body_pos(slot.reference)
             side = holding[0] if slot.kind == RELEASE and holding else None
-            seg = self._select(slot.kind, slot.reference, where, side, holding[1] if holding else None, rng)
+            following = template.segments[i + 1] if i + 1 < len(template.segments) else None
+            goal = (env.scene.body_pos(following.reference)
+                    if slot.kind == GRASP and following is not None and following.kind == RELEASE else None)
+            seg = self._select(slot.kind, slot.reference, where, side, holding[1] if holding else None, rng, goal)
             if seg is None:
                 ok = False
                 provenance["failure"] = f"no source for {slot.kind} of {slot.reference}"
                 break
+            p0, q0 = ik.site_pose(seg.side)
             new_yaw = yaw_of(env.scene.body_quat(slot.reference))
-            d_yaw = reduce_yaw(new_yaw - seg.ref_yaw, self.periods.get(slot.reference))
+            d_yaw = least_turn(new_yaw - seg.ref_yaw, self.periods.get(slot.reference), q0, seg.ee_quat[0])
             rot, turn = np.zeros(9), yaw_quat(d_yaw)
             mujoco.mju_quat2Mat(rot, turn)
             rot = rot.reshape(3, 3)
             pos = where + (seg.ee_pos - seg.ref_pos) @ rot.T
-            quat = np.array([quat_mul(turn, q) for q in seg.ee_quat])
-            p0, q0 = ik.site_pose(seg.side)
+            # A release keeps the wrist as the grasp turned it: the held object (between the fingers, at the
+            # end-effector site) follows the source's path, and the hand makes no large turn while carrying.
+            wrist = yaw_quat(d_yaw + held_turn) if seg.kind == RELEASE else turn
+            quat = np.array([quat_mul(wrist, q) for q in seg.ee_quat])
             tp, tq = transit(p0, q0, pos[0], quat[0], c.transit_speed, dt, c.min_transit_steps)
             hand_now = np.repeat(action[action_key(f"{seg.side}_hand")][None], len(tp), axis=0)
             provenance["segments"].append({
@@ -560,6 +593,7 @@ class MimicDreamGenerator:
                 provenance["failure"] = "truncated"
                 break
             holding = (seg.side, seg.episode) if seg.kind == GRASP else None
+            held_turn = d_yaw if seg.kind == GRASP else 0.0
         if ok:  # hold still: the policy also sees the end of the task, and success must last
             last = {k: v.copy() for k, v in action.items()}
             for _ in range(c.tail_steps):
