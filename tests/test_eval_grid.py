@@ -25,26 +25,30 @@ def evaluate(out: Path, *extra: str, base: list[str] = GRID) -> list[dict]:
     return json.loads((out / "results.json").read_text())
 
 
-def per_seed(records: list[dict]) -> dict[int, dict]:
-    """Each seed's record without its wall-clock time (the one field a machine's load changes)."""
-    return {r["seed"]: {k: v for k, v in r.items() if k != "wall_s"} for r in records}
+# Two seeds without and with the training randomization (its draws: layout, physics, latency, sensor noise).
+PROFILES = ("--episodes", "2", "--randomization", "none", "train")
+
+
+def per_seed(records: list[dict]) -> dict[tuple[str, int], dict]:
+    """Each cell's record without its wall-clock time (the one field a machine's load changes)."""
+    return {(r["randomization"], r["seed"]): {k: v for k, v in r.items() if k != "wall_s"} for r in records}
 
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory) -> list[dict]:
-    return evaluate(tmp_path_factory.mktemp("serial"))
+    return evaluate(tmp_path_factory.mktemp("serial"), *PROFILES)
 
 
 def test_serial_records_carry_every_metric(serial) -> None:
-    assert [r["seed"] for r in serial] == [1000, 1001, 1002]
+    assert [(r["randomization"], r["seed"]) for r in serial] == [
+        ("none", 1000), ("none", 1001), ("train", 1000), ("train", 1001)]
     for r in serial:
-        assert (r["task"], r["embodiment"], r["variant"], r["randomization"]) == (
-            "pick_apple", "sage_humanoid", "train", "none")
+        assert (r["task"], r["embodiment"], r["variant"]) == ("pick_apple", "sage_humanoid", "train")
         assert r["steps"] == 24 and r["arm_jerk"] > 0 and r["energy_j"] > 0  # the arm moved and did work
         assert r["safety_interventions"] is None  # a plain policy runs without the safety filter
         assert r["instruction"]
-    # The noise differs per seed: no two episodes command the same arm trajectory.
-    assert len({r["arm_jerk"] for r in serial}) == 3
+    # Noise and randomization differ per cell: no two episodes command the same arm trajectory.
+    assert len({r["arm_jerk"] for r in serial}) == 4
 
 
 def test_safety_flag_puts_the_filter_in_the_loop_and_counts_its_interventions(tmp_path) -> None:
@@ -55,7 +59,7 @@ def test_safety_flag_puts_the_filter_in_the_loop_and_counts_its_interventions(tm
 
 
 def test_two_workers_give_the_serial_per_seed_results(serial, tmp_path) -> None:
-    parallel = evaluate(tmp_path, "--workers", "2")
+    parallel = evaluate(tmp_path, *PROFILES, "--workers", "2")
     assert per_seed(parallel) == per_seed(serial)
 
 
@@ -63,7 +67,7 @@ def test_a_local_ray_cluster_gives_the_serial_per_seed_results(serial, tmp_path)
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        on_ray = evaluate(tmp_path, "--ray", "auto")
+        on_ray = evaluate(tmp_path, *PROFILES, "--ray", "auto")
     finally:
         ray.shutdown()
     assert per_seed(on_ray) == per_seed(serial)
