@@ -16,6 +16,7 @@ given is never written. Prints one JSON line per cycle.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 
 from sage_gr00t.cli._parsing import check, parse
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for cycle in range(cfg.cycles):
             wake = []
+            if cfg.wake_episodes:
+                print(f"{PROG}: cycle {cycle + 1}: {cfg.wake_episodes} wake episodes", file=sys.stderr)
             for _ in range(cfg.wake_episodes):
                 wake.append(bool(record_episode(store, wake_env, policy, wake_seed, cfg.task,
                                                 meta={"randomization": "none", "wake": True}).success))
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             generator = MimicDreamGenerator(sources, replace(mimic, seed_start=mimic.seed_start + 10_000 * cycle))
             try:
                 if runner is None:
-                    runner = SleepCycleRunner(policy, generator, cfg.sleep, store=store, replay=replay)
+                    runner = SleepCycleRunner(policy, generator, cfg.sleep, store=store, replay=replay,
+                                              on_phase=lambda phase: print(f"{PROG}: {phase}", file=sys.stderr))
                 runner.generator = generator
                 report = runner.run()
             finally:
