@@ -131,18 +131,17 @@ class DomainRandomizer:
         if not c.enabled:
             return 0
 
+        # Every factor draws whether its range is zero or not: the draws before the layout are then the same for
+        # any enabled config, so a sweep's levels (one factor at 0, 1 or 2x) run on the same object layouts.
         ids = self.object_geom_ids
-        if c.color_jitter > 0 and len(ids):
+        if len(ids):
             jitter = rng.uniform(-c.color_jitter, c.color_jitter, size=(len(ids), 3))
             m.geom_rgba[ids, :3] = np.clip(n.geom_rgba[ids, :3] + jitter, 0.0, 1.0)
         m.light_diffuse[:] = n.light_diffuse * rng.uniform(*c.light_intensity)
-        if c.light_direction_jitter > 0:
-            jitter = c.light_direction_jitter
-            m.light_dir[:] = n.light_dir + rng.uniform(-jitter, jitter, n.light_dir.shape)
-        if c.camera_position_jitter > 0:
-            m.cam_pos[:] = n.cam_pos + rng.uniform(-c.camera_position_jitter, c.camera_position_jitter, n.cam_pos.shape)
-        if c.camera_fovy_jitter > 0:
-            m.cam_fovy[:] = n.cam_fovy + rng.uniform(-c.camera_fovy_jitter, c.camera_fovy_jitter, n.cam_fovy.shape)
+        jitter = c.light_direction_jitter
+        m.light_dir[:] = n.light_dir + rng.uniform(-jitter, jitter, n.light_dir.shape)
+        m.cam_pos[:] = n.cam_pos + rng.uniform(-c.camera_position_jitter, c.camera_position_jitter, n.cam_pos.shape)
+        m.cam_fovy[:] = n.cam_fovy + rng.uniform(-c.camera_fovy_jitter, c.camera_fovy_jitter, n.cam_fovy.shape)
         m.geom_friction[:, 0] = n.geom_friction[:, 0] * rng.uniform(*c.friction_scale)
         bodies = self.object_body_ids
         if len(bodies):
