@@ -395,8 +395,8 @@ def print_table(cfg: EvalConfig, summary: dict[str, Any], console: Console) -> N
     labels = ("task", "embodiment", "variant", "randomization")
     table = new_table(title, (*labels, "episodes", "success", "95% CI", "steps", "done s", "arm jerk", "energy J",
                               "safety", "steps/s"), left=labels)
-    for column in table.columns[:len(labels)]:
-        column.no_wrap = True  # labels stay whole; the numbers give way
+    for column in table.columns[:len(labels) + 2]:
+        column.no_wrap = True  # labels and the success count stay whole; the other numbers give way
 
     def row(names: tuple[str, ...], m: dict[str, Any], end_section: bool = False) -> None:
         low, high = m["success_ci95"]
@@ -480,7 +480,7 @@ def evaluate_grid(cfg: EvalConfig, tasks: list[str], folder: Path) -> Path:
     """The grid's missing cells, then the table, summary.json, the filmed episodes and report.md."""
     store = ResultsStore.open(folder, cfg.run_settings(), defaults=EvalConfig().run_settings())
     cells = grid_cells(cfg, tasks)
-    console = Console(width=160)
+    console = Console(width=180)  # a log keeps the table whole; a terminal wraps it
     wanted = set(cells)
     try:
         run_grid(cfg, cells, store)
