@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/policies/gr00t_v2 in one command on a machine with a CUDA GPU and many cores:
+# Reproduce assets/policies/gr00t_v2 (now only in git history, commit 5626748) in one command on a machine with a CUDA GPU and many cores:
 # collect the demonstration mix of config/policy_v2.yaml (scripted expert, parallel), then train compact_v2.
 #   bash scripts/train_policy_v2.sh [out folder] [training minutes]
 # The shipped checkpoint trained 9.0 min (9,786 steps) and then 4.7 min more from its resumable state
