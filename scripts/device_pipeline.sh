@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: [INIT_FROM=<checkpoint>] [AMP=bf16] [LR=4e-4] bash scripts/device_pipeline.sh <workdir> <collect_min> \
+# Usage: [PRESET=compact_v2] [INIT_FROM=<checkpoint>] [AMP=bf16] [LR=4e-4] bash scripts/device_pipeline.sh <workdir> <collect_min> \
 #            <train_min> <eval episodes> <recipe>
 # Device pipeline for a compact_v2 policy: collect -> train (or fine-tune from INIT_FROM) -> evaluate. Progress in
 # $W/log. Run detached (setsid) on a GPU machine whose working tree may be re-copied while it runs: everything is
@@ -24,7 +24,7 @@ sage-collect-mix --recipe $RECIPE --out $W/shards --workers ${WORKERS:-15} --bud
 du -sh $W/shards
 stage train
 train() { # amp
-  OMP_NUM_THREADS=8 sage-train --shards $W/shards --preset compact_v2 --out $W/policy --steps 0 --max-minutes $TMIN \
+  OMP_NUM_THREADS=8 sage-train --shards $W/shards --preset ${PRESET:-compact_v2} --out $W/policy --steps 0 --max-minutes $TMIN \
     --batch-size ${BATCH:-256} --lr ${LR:-4e-4} --warmup-steps 500 --subtask-language-prob 0.5 --final-dtype float16 \
     --checkpoint-every 3000 --log-every 100 --amp $1 ${INIT_FROM:+--init-from $INIT_FROM}
 }

@@ -72,6 +72,12 @@ class CompactBackbone(nn.Module):
         self.text_encoder = _encoder(w, cfg.text_layers, heads)
         self.fusion = _encoder(w, cfg.fusion_layers, heads)
         self.eagle_linear = nn.Linear(w, cfg.project_to_dim) if cfg.project_to_dim else nn.Identity()
+        if cfg.film:  # one (scale, shift) pair per conv stage, from the pooled instruction; zero = identity
+            stages = [m.out_channels for m in self.vision if isinstance(m, nn.Conv2d)][1::2]
+            self.vision_film = nn.ModuleList(nn.Linear(w, 2 * c) for c in stages)
+            for film in self.vision_film:
+                nn.init.zeros_(film.weight)
+                nn.init.zeros_(film.bias)
 
     @property
     def output_dim(self) -> int:
@@ -80,14 +86,30 @@ class CompactBackbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (B, 3, S, S) in [-1, 1]; input_ids / attention_mask (B, L)."""
-        vis = self.vision(pixel_values).flatten(2).transpose(1, 2) + self.vision_pos
         text = self.text_embed(input_ids) + self.text_pos[:, : input_ids.shape[1]]
         pad = attention_mask == 0
         text = self.text_encoder(text, src_key_padding_mask=pad)
+        vis = self._encode_image(pixel_values, text, attention_mask).flatten(2).transpose(1, 2) + self.vision_pos
         tokens = torch.cat([vis, text], dim=1)
         mask = torch.cat([torch.ones(vis.shape[:2], dtype=attention_mask.dtype, device=vis.device), attention_mask], 1)
         features = self.fusion(tokens, src_key_padding_mask=mask == 0)
         return self.eagle_linear(features), mask
+
+
+    def _encode_image(self, pixel_values: torch.Tensor, text: torch.Tensor,
+                      attention_mask: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.film:
+            return self.vision(pixel_values)
+        keep = attention_mask.unsqueeze(-1).to(text.dtype)
+        instruction = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # mean over the real tokens
+        x, stage = pixel_values, 0
+        for i, layer in enumerate(self.vision):
+            x = layer(x)
+            if (i + 1) % 6 == 0:  # the end of a conv stage (block(): conv, norm, act, conv, norm, act)
+                scale, shift = self.vision_film[stage](instruction).chunk(2, dim=-1)
+                x = x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+                stage += 1
+        return x
 
 
 class _EagleModel(nn.Module):

@@ -93,6 +93,9 @@ class BackboneConfig:
     text_layers: int = 2
     fusion_layers: int = 2
     max_text_tokens: int = 64
+    # Language FiLM on the conv stages (RT-1 / BC-Z): the instruction scales and shifts the image features'
+    # channels, so a colour or object word can select the image region that shows it before any attention.
+    film: bool = False
 
     @property
     def image_tokens_per_frame(self) -> int:
@@ -178,10 +181,19 @@ def compact_config(width: int = 128, head_width: int | None = None, preset: str 
     )
 
 
+def compact_v3_config() -> Gr00tConfig:
+    """`compact_v2` with language FiLM in the vision encoder (zero-initialized: a compact_v2 checkpoint loads into
+    it and acts unchanged until fine-tuned)."""
+    cfg = compact_config(width=256, head_width=128, preset="compact_v3")
+    cfg.backbone.film = True
+    return cfg
+
+
 def compact_v2_config() -> Gr00tConfig:
     """Policy v2: a wider vision-language backbone (varied objects, colours and instructions) over the compact
     action head, sized to stay within 40 ms per chunk on one CPU core."""
     return compact_config(width=256, head_width=128, preset="compact_v2")
 
 
-PRESETS = {"n1.5": n15_config, "compact": compact_config, "compact_v2": compact_v2_config}
+PRESETS = {"n1.5": n15_config, "compact": compact_config, "compact_v2": compact_v2_config,
+           "compact_v3": compact_v3_config}

@@ -360,12 +360,19 @@ def train(cfg: TrainConfig) -> Path:
     meta = data.metadata()
     model = Gr00tModel(model_cfg)
     if cfg.init_from:
-        from sage_gr00t.policy.gr00t.checkpoint import load_checkpoint, read_config
+        from sage_gr00t.policy.gr00t.checkpoint import check_state_dict, load_checkpoint
 
-        if read_config(Path(cfg.init_from)) != model_cfg:
-            raise ValueError(f"--init-from {cfg.init_from} has another architecture than preset {cfg.preset!r}.")
         initial, embodiments, _ = load_checkpoint(cfg.init_from)
-        model.load_state_dict({k: v.float() for k, v in initial.state_dict().items()})
+        state = {k: v.float() for k, v in initial.state_dict().items()}
+        report = check_state_dict(model, state)
+        # A preset may only add modules to the checkpoint's (e.g. compact_v3's zero-initialized FiLM on compact_v2).
+        if report["unexpected"] or report["shape_mismatch"]:
+            raise ValueError(f"--init-from {cfg.init_from} does not fit preset {cfg.preset!r}: unexpected "
+                             f"{report['unexpected'][:4]}, shapes differ {report['shape_mismatch'][:4]}.")
+        model.load_state_dict(state, strict=False)
+        if report["missing"]:
+            print(f"new in {cfg.preset}, initialized fresh: {len(report['missing'])} tensors "
+                  f"({', '.join(report['missing'][:3])}, ...)")
         known = embodiments.get(meta.tag)
         if known is not None and (known.state_groups, known.action_groups) == (meta.state_groups, meta.action_groups):
             # Keep the normalization the weights were trained with: new statistics would shift every input and
