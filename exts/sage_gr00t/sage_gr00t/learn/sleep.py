@@ -119,7 +119,7 @@ class SleepCycleConfig:
     eval_max_steps: int | None = None  # None: the task's own limit
     eval_image_size: int = 128
     success_tolerance: float = 0.0  # a success-rate drop up to this still counts as "not worse"
-    loss_tolerance: float = 0.0  # equal success: the held-out loss may rise this fraction
+    loss_tolerance: float = 0.0  # equal success: the real-episode loss (tie-break) may rise this fraction
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -281,6 +281,8 @@ class SleepCycleRunner:
         return Evaluation(float(np.mean(successes)) if successes else 0.0, successes, seeds, loss)
 
     def _not_worse(self, before: Evaluation, after: Evaluation) -> bool:
+        """Success on the held-out seeds decides; at equal success the loss on real episodes breaks the tie
+        (with a few seeds, equal success is common, and a candidate that forgot the demonstrations is worse)."""
         c = self.config
         if after.success_rate < before.success_rate - c.success_tolerance:
             return False
@@ -337,7 +339,7 @@ class SleepCycleRunner:
         image_size = model.config.backbone.image_size
         device = next(model.parameters()).device
         probe = None
-        if real:  # the held-out loss is measured on real episodes only (dreams must not grade themselves)
+        if real:  # the tie-break loss is on real episodes only (dreams must not grade themselves)
             real_data = DemoData.from_episodes(real, image_size, live.embodiment)
             probe_sampler = BatchSampler(real_data, model, live.meta, device, shift_pixels=0)
             probe = probe_sampler(c.batch_size, torch.Generator().manual_seed(c.seed + 7))
@@ -391,7 +393,7 @@ class SleepCycleRunner:
             self._baseline = before  # the live weights are untouched: their evaluation still holds
             report.update(decision="rolled_back",
                           reason=f"success {after.success_rate:.2f} vs {before.success_rate:.2f}, "
-                                 f"held-out loss {after.loss:.4f} vs {before.loss:.4f}")
+                                 f"real-episode loss {after.loss:.4f} vs {before.loss:.4f}")
         return self._finish(report, t0)
 
     def _finish(self, report: dict, t0: float) -> dict:
