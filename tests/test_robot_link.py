@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 
@@ -15,11 +16,14 @@ pytest.importorskip("unitree_sdk2py", reason="the [robot] extra (Unitree SDK + C
 pytestmark = pytest.mark.skipif(not os.environ.get("MENAGERIE_ROOT"),
                                 reason="no local MuJoCo Menagerie: set MENAGERIE_ROOT to a checkout")
 
+from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig  # noqa: E402
+from sage_gr00t.experts.policy import ExpertPolicy  # noqa: E402
 from sage_gr00t.experts.scripted import ScriptedExpert  # noqa: E402
 from sage_gr00t.modality import action_key, state_key  # noqa: E402
 from sage_gr00t.robot.backend import RobotLinkConfig, UnitreeG1Backend  # noqa: E402
 from sage_gr00t.robot.dds import ARM_SDK_TOPIC, SEQ_WORD, DdsDomain, command_q  # noqa: E402
 from sage_gr00t.robot.g1_map import ARM_SDK_WEIGHT_SLOT, LOWCMD_SLOTS  # noqa: E402
+from sage_gr00t.robot.protocol import run_controlled_episode  # noqa: E402
 from sage_gr00t.robot.standin import StandinProcess  # noqa: E402
 from sage_gr00t.sim.actions import InvalidActionError  # noqa: E402
 from sage_gr00t.sim.config import TaskConfig  # noqa: E402
@@ -140,6 +144,86 @@ def test_estop_stops_motion_through_dds(rig) -> None:
     assert backend.sent_log[-1].kind == "hold"
     backend.release_estop()
     assert backend.holding == ""
+
+
+class Freezer:
+    """SIGSTOP the stand-in process for `seconds` from another thread (the robot's state stream stalls), then
+    SIGCONT it; `thawed` is when it runs again."""
+
+    def __init__(self, standin: StandinProcess, seconds: float) -> None:
+        self.pid, self.seconds, self.thawed = standin.process.pid, seconds, float("inf")
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            time.sleep(self.seconds)
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+            self.thawed = time.monotonic()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join(timeout=5)
+
+
+def _safety(backend: UnitreeG1Backend) -> SafetyFilter:
+    return SafetyFilter(backend.embodiment, backend.action_ranges(),
+                        SafetyFilterConfig(table_height=float(backend.table_height)))
+
+
+def test_a_controller_stepping_through_a_hold_gets_no_command_rejected_after_the_resume(rig) -> None:
+    """The controller keeps asking for fast motion while the stand-in is frozen: its safety filter's command runs
+    on >1 rad ahead of the held arm. On resume the backend drops the action computed before it and says so
+    (`info["rebased"]`); the filter restarts from the measured pose, and nothing is refused for a jump."""
+    standin, backend, _ = rig
+    obs, _ = backend.reset(seed=5)
+    safety = _safety(backend)
+    safety.reset({k: v for k, v in obs.items() if k.startswith("state.")})
+    goal = backend.home_action()
+    key = action_key("left_arm")
+    goal[key] = goal[key].copy()
+    goal[key][0] -= 1.2  # shoulder pitch: the arm swings forward at the filter's velocity limit
+    trips_before, rejected_before = len(backend.trips), backend.stats.rejected
+    freezer = Freezer(standin, 0.6)
+    rebased = 0
+    for step in range(40):
+        if step == 3:
+            freezer.start()
+        command = safety.filter(goal, {k: v for k, v in obs.items() if k.startswith("state.")})
+        obs, _, _, _, info = backend.step(command.action)
+        if info["rebased"]:
+            rebased += 1
+            safety.reset({k: v for k, v in obs.items() if k.startswith("state.")})
+    freezer.join()
+    assert backend.trips[trips_before:], "freezing the stand-in did not trip the watchdog"
+    assert backend.stats.rejected == rejected_before, f"rejected after the resume: {backend.stats.last_rejection}"
+    assert sum(c.kind == "policy" and c.time > freezer.thawed for c in backend.sent_log) > 10
+    assert rebased >= 1, "the backend never said it resumed"
+    assert obs[state_key("left_arm")][0] < goal[key][0] + 0.3, "the arm did not go on toward the goal"
+
+
+def test_resume_after_a_watchdog_trip_rejects_nothing_and_the_episode_goes_on(rig) -> None:
+    """The stand-in is frozen mid-reach while the expert's episode runs: the watchdog holds, the policy waits, and
+    after the resume the episode goes on from the measured pose, with no command refused, to success."""
+    standin, backend, _ = rig
+    trips_before, rejected_before = len(backend.trips), backend.stats.rejected
+    freezer = Freezer(standin, 0.6)
+
+    def on_step(step: int, obs: dict, action: dict) -> None:
+        if step == 12:  # mid-reach: the arm is moving
+            freezer.start()
+
+    success, steps, _, _ = run_controlled_episode(backend, ExpertPolicy(backend), _safety(backend), seed=4,
+                                                  max_steps=300, on_step=on_step)
+    freezer.join()
+    trips = backend.trips[trips_before:]
+    assert trips and trips[0].reason == "state", "freezing the stand-in did not trip the watchdog"
+    assert backend.stats.rejected == rejected_before, f"rejected after the resume: {backend.stats.last_rejection}"
+    assert sum(c.kind == "policy" and c.time > freezer.thawed for c in backend.sent_log) > 20
+    assert success, f"the episode did not finish after the resume ({steps} steps)"
 
 
 def test_killing_the_standin_holds_within_the_timeout_and_sends_no_policy_command(rig) -> None:

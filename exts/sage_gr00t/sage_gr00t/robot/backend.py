@@ -13,6 +13,15 @@ The command loop (its own thread, absolute deadlines) each tick:
   3. the validator checks the packed command; one that fails is never published.
 Every tick's period is logged (jitter), and the stand-in echoes the sequence number of the command its physics
 applied, which gives the round-trip latency (command sent -> state reflecting it seen).
+
+Resuming (hold -> active: the watchdog sees fresh state, the e-stop is released, a new episode starts) re-bases
+everything that remembers earlier commands on the measured pose: the interpolation, the validator's jump
+reference and the hands. It also starts a new control epoch. A controller's safety filter remembers its own last
+command, which ran on while the arms were held, so:
+  * an action computed from an observation of an earlier epoch is dropped (the arms keep the measured pose for
+    that control period) -- it was rate-limited against a command the robot never followed;
+  * the first observation of a new epoch comes with `info["rebased"] = True`: the controller resets its safety
+    filter from that observation (`run_controlled_episode` does), and the next action starts from the pose.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ class LinkStats:
         self.round_trips: deque[float] = deque(maxlen=keep)
         self.sent = 0
         self.rejected = 0
+        self.stale_actions = 0  # actions dropped because they were computed before a resume
         self.last_rejection = ""
         self.overruns = 0
 
@@ -161,6 +171,8 @@ class UnitreeG1Backend:
         self._send_times: dict[int, float] = {}
         self._applied_seq = 0
         self._next_step = 0.0
+        self._epoch = 0  # control epochs: +1 at every hold -> active transition (see the module docstring)
+        self._obs_epoch = 0  # the epoch of the newest observation handed out
         self._stop = threading.Event()
         self._rng = np.random.default_rng()
         self._owns_domain = domain is None
@@ -268,10 +280,7 @@ class UnitreeG1Backend:
                     self._latch_hold(stale)
             elif not stale and self._hold_reason in ("state", "camera") and self._state_time > self._trip_time:
                 # Fresh state after the trip: resume from where the robot is, not from the stale target.
-                measured = self._measured_cmd()
-                self._prev_target, self._target, self._target_time = measured, measured.copy(), now
-                self._hand_target = {k: v.copy() for k, v in self._hold_hands.items()}
-                self._hold_q, self._hold_reason = None, ""
+                self._rebase(now, self._hold_hands)
                 logger.info("watchdog: fresh state again, resuming")
             if self._hold_q is not None:
                 q, kind = self._hold_q.copy(), "hold"
@@ -340,6 +349,18 @@ class UnitreeG1Backend:
     def _measured_hands(self) -> dict[str, np.ndarray]:
         return {k: np.clip(v, *self._ranges[k].T) for k, v in self._hand_q.items() if v is not None}
 
+    def _rebase(self, now: float, hands: dict[str, np.ndarray] | None = None) -> None:
+        """Hold -> active (caller holds the lock): every command memory restarts from the measured pose, and a new
+        control epoch begins (actions computed before it are dropped; see the module docstring)."""
+        measured = self._measured_cmd()
+        self._prev_target, self._target, self._target_time = measured, measured.copy(), now
+        self._hand_target = {k: v.copy() for k, v in (hands or self._measured_hands()).items()}
+        # The jump reference is the pose itself: the hold command before it is where the arm was told to stay,
+        # but the arm may have settled a little off it, and the first resumed command is the measured pose.
+        self._last_sent_q = measured.copy() if self._last_sent_q is not None else None
+        self._hold_q, self._hold_reason = None, ""
+        self._epoch += 1
+
     def _latch_hold(self, reason: str) -> None:
         self._hold_q = self._measured_cmd()
         self._hold_hands = self._measured_hands()
@@ -396,10 +417,7 @@ class UnitreeG1Backend:
         with self._lock:
             if self._hold_reason != "estop":
                 return
-            measured = self._measured_cmd()
-            self._prev_target, self._target, self._target_time = measured, measured.copy(), time.monotonic()
-            self._hand_target = {k: v.copy() for k, v in self._hold_hands.items()}
-            self._hold_q, self._hold_reason = None, ""
+            self._rebase(time.monotonic(), self._hold_hands)
 
     @property
     def holding(self) -> str:
@@ -480,8 +498,12 @@ class UnitreeG1Backend:
         return self._observation()
 
     def _observation(self) -> dict:
+        # The epoch is read before the state: an observation newer than its epoch costs one dropped action,
+        # the other way round would let an action from a held pose through.
+        epoch = self._epoch
         obs: dict = {EGO_VIEW: self._image(), **self.state()}
         obs[LANGUAGE_KEY] = self.instruction
+        self._obs_epoch = epoch
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -504,11 +526,10 @@ class UnitreeG1Backend:
         if not self._engaged:
             self.engage()
         with self._lock:
-            measured = self._measured_cmd()
-            self._prev_target, self._target, self._target_time = measured, measured.copy(), time.monotonic()
-            self._hand_target = self._measured_hands()
-            if self._hold_reason in ("state", "camera"):
-                self._hold_q, self._hold_reason = None, ""
+            estop = (self._hold_q, self._hold_hands) if self._hold_reason == "estop" else None
+            self._rebase(time.monotonic())
+            if estop is not None:  # an engaged e-stop outlives the reset (only release_estop() ends it)
+                self._hold_q, self._hold_hands, self._hold_reason = estop[0], estop[1], "estop"
             self._last_sent_q = None  # the stand-in's reset moved the arms: no jump check against before it
             self._paused = False
         self.step_count = 0
@@ -529,6 +550,9 @@ class UnitreeG1Backend:
         checked = check_action(action, {group_of(k): r for k, r in self._ranges.items()}, self.embodiment.name)
         now = time.monotonic()
         with self._lock:
+            if self._obs_epoch != self._epoch:  # computed before a resume: the arms keep the measured pose
+                self.stats.stale_actions += 1
+                return
             s = min(1.0, max(0.0, (now - self._target_time) / self._control_period))
             self._prev_target = self._prev_target + s * (self._target - self._prev_target)  # where the ramp is now
             self._target = self._prev_target.copy()
@@ -538,6 +562,8 @@ class UnitreeG1Backend:
             self._hand_target = {k: checked[k] for k in self.motor_map.hand_motors}
 
     def step(self, action: dict[str, np.ndarray]) -> tuple[dict, float, bool, bool, dict]:
+        """Targets from `action`, then the observation one control period later. `info["rebased"]`: the arms
+        resumed from a hold since the last observation (reset the safety filter from this one)."""
         self.set_targets(action)
         delay = self._next_step - time.monotonic()
         if delay > 0:
@@ -546,8 +572,11 @@ class UnitreeG1Backend:
         self.step_count += 1
         success = self.is_success()
         truncated = self.step_count >= self.config.max_steps
-        info = {"success": success, "holding": self.holding, "watchdog_trips": len(self.trips)}
-        return self._observation(), float(success), success, truncated, info
+        before = self._obs_epoch
+        obs = self._observation()
+        info = {"success": success, "holding": self.holding, "watchdog_trips": len(self.trips),
+                "rebased": self._obs_epoch != before}
+        return obs, float(success), success, truncated, info
 
     def close(self) -> None:
         """Ramp the arm_sdk weight out (arms at their measured pose), then stop the loop and the links."""

@@ -242,29 +242,36 @@ def run_controlled_episode(env: Any, policy: Policy, safety: SafetyFilter, seed:
                            on_step: StepHook | None = None) -> tuple[bool, int, dict[str, int], bool]:
     """policy -> chunk executor -> safety filter -> env, on any `TaskEnv` (the simulator or the G1 backend).
 
-    Returns (success, steps, interventions by kind, e-stop engaged at any step). After a watchdog hold on the G1
-    the filter restarts from the measured pose (the robot did not follow the targets while it was held)."""
+    Returns (success, steps (held ones included: an episode is wall-clock time on a robot), interventions by kind,
+    e-stop engaged at any step). When the G1 backend resumed from
+    a hold (`info["rebased"]`), the filter restarts from the measured pose: the robot did not follow its commands
+    while it was held, so rate-limiting against them would ask for a jump."""
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
     executor.reset()
     safety.reset(state_of(obs))
     kinds: dict[str, int] = {}
-    success, steps, estop, was_holding = bool(info["success"]), 0, False, False
+    success, steps, estop = bool(info["success"]), 0, False
+    held = False
+    action: dict = {}
     while steps < max_steps:
-        raw = executor.act(obs)
-        command = safety.filter(raw, state_of(obs))
-        for item in command.interventions:
-            kinds[item.kind] = kinds.get(item.kind, 0) + 1
-        estop = estop or safety.estop_engaged
-        if on_step is not None:
-            on_step(steps, obs, command.action)
-        obs, _, terminated, truncated, info = env.step(command.action)
+        # While the watchdog holds the robot the policy waits (and nothing is recorded): an open-loop expert's
+        # timed segments would otherwise run on without the robot (a grasp "closes" while the hand stands still).
+        if not held:
+            raw = executor.act(obs)
+            command = safety.filter(raw, state_of(obs))
+            for item in command.interventions:
+                kinds[item.kind] = kinds.get(item.kind, 0) + 1
+            estop = estop or safety.estop_engaged
+            if on_step is not None:
+                on_step(steps, obs, command.action)
+            action = command.action
+        obs, _, terminated, truncated, info = env.step(action)  # held: the backend ignores the target
         steps += 1
         success = bool(info["success"])
-        holding = info.get("holding", "") in ("state", "camera")
-        if was_holding and not holding:
+        held = info.get("holding", "") in ("state", "camera")
+        if info.get("rebased"):
             safety.reset(state_of(obs))
-        was_holding = holding
         if (terminated and stop_on_success) or truncated:
             break
     return success, steps, kinds, estop
