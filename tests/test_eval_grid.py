@@ -243,3 +243,16 @@ def test_every_sweep_level_runs_on_the_same_layouts(factor: str) -> None:
     for (q0, words0), (q2, words2) in zip(layouts[0.0], layouts[2.0], strict=True):
         assert words0 == words2
         assert abs(q0 - q2).max() < (2e-3 if factor == "friction" else 1e-9)  # friction moves them as they settle
+
+
+def test_sage_records_its_safety_filter_and_trust_convergence(tmp_path) -> None:
+    """--controller sage: interventions counted by the bridge's own filter, and the camera's trust at the end with
+    the time it took to settle there, in the records and in report.md's table."""
+    (record,) = evaluate(tmp_path, base=[
+        "--controller", "sage", "--policy", str(POLICY), "--task", "sort_blocks", "--episodes", "1", "--max-steps",
+        "20", "--videos", "0", "--task-option", "image_height=96", "image_width=96"])
+    assert isinstance(record["safety_interventions"], int)
+    assert 0.0 < record["camera_trust"] <= 1.0
+    assert 0.0 <= record["trust_settle_s"] <= record["steps"] / 20.0
+    report = (tmp_path / "report.md").read_text()
+    assert "camera trust | trust settle s |" in report and f"{record['camera_trust']:.2f}" in report

@@ -21,6 +21,7 @@ from sage_gr00t.tasks.protocols import TaskEnv
 
 if TYPE_CHECKING:
     from sage_gr00t.bridge import SAGEGr00TBridge
+    from sage_gr00t.perceive.trust import TrustEngine
 
 
 @dataclass
@@ -38,6 +39,8 @@ class EpisodeResult:
     completion_s: float | None = None  # simulated seconds to the end of a successful episode (None: failed)
     energy_j: float | None = None  # sum |actuator torque x joint velocity| x dt (None: the simulator exposes none)
     safety_interventions: int | None = None  # safety-filter clamps (None: no filter in the loop)
+    camera_trust: float | None = None  # SAGE: the camera's trust at the episode's end
+    trust_settle_s: float | None = None  # SAGE: simulated seconds until camera trust stayed within 0.05 of it
     randomization: str = "none"  # the profile, or "sweep" for a one-factor level
     factor: str | None = None  # sweep: the randomization factor scaled alone
     level: float | None = None  # sweep: its scale of the training range
@@ -75,6 +78,21 @@ def _hooks(*hooks: Callable[[TaskEnv, dict], None] | None) -> Callable[[TaskEnv,
             hook(env, obs)
 
     return call
+
+
+def trust_convergence(trust: TrustEngine, sensor: str = "camera", band: float = 0.05) -> tuple[float | None,
+                                                                                            float | None]:
+    """(`sensor`'s final trust, seconds from its first reading until it stayed within `band` of that value);
+    (None, None) when the sensor never reported."""
+    values = trust.series(sensor)
+    reported = np.nonzero(~np.isnan(values))[0]
+    if not len(reported):
+        return None, None
+    final = float(values[reported[-1]])
+    away = [i for i in reported if abs(values[i] - final) > band]
+    settled = away[-1] + 1 if away else reported[0]
+    times = [float(h["t"]) for h in trust.history]
+    return final, times[settled] - times[reported[0]]
 
 
 def seed_policy(policy: Policy, seed: int) -> None:
@@ -177,8 +195,10 @@ def run_bridge_episode(env: TaskEnv, bridge: SAGEGr00TBridge, seed: int, command
     outcome = rollout(env, bridge.step, obs, info, env.config.max_steps, _hooks(energy, on_frame), stop_on_success,
                        finished=lambda: bridge.plan_result is not None and not bridge.active)
     bridge.end_episode(outcome[0])
-    return _result(env, seed, command, outcome, bridge.lmodule.executor.queries, energy,
-                   sum(bridge.safety.stats.values()) - clamps_before)
+    result = _result(env, seed, command, outcome, bridge.lmodule.executor.queries, energy,
+                     sum(bridge.safety.stats.values()) - clamps_before)
+    result.camera_trust, result.trust_settle_s = trust_convergence(bridge.trust)
+    return result
 
 
 def borrowed_instruction(env: TaskEnv, seeds: list[int], seed: int) -> str:

@@ -67,18 +67,23 @@ def _cell(value: float | None, spec: str) -> str:
 
 
 def _table(summary: dict[str, Any]) -> list[str]:
-    lines = ["| grid point | episodes | success | 95% CI | mean steps | completion s | arm jerk | energy J | safety |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    trust = summary["overall"].get("mean_camera_trust") is not None  # SAGE ran: its trust convergence too
+    header = "| grid point | episodes | success | 95% CI | mean steps | completion s | arm jerk | energy J | safety |"
+    lines = [header + (" camera trust | trust settle s |" if trust else ""),
+             "|---|" + "---:|" * (8 + 2 * trust)]
     rows = [(_point_label(p), p) for p in summary["points"]]
     rows += [(f"**{task} (all)**", m) for task, m in summary["tasks"].items()] if len(rows) > len(summary["tasks"]) \
         else []
     rows.append(("**overall**", summary["overall"]))
     for label, m in rows:
         low, high = m["success_ci95"]
-        lines.append(f"| {label} | {m['episodes']} | {m['successes']}/{m['episodes']} ({m['success_rate']:.0%}) | "
-                     f"{low:.0%}-{high:.0%} | {_cell(m['mean_steps'], '.0f')} | {_cell(m['mean_completion_s'], '.1f')} "
-                     f"| {_cell(m['mean_arm_jerk'], '.1f')} | {_cell(m['mean_energy_j'], '.1f')} | "
-                     f"{_cell(m['mean_safety_interventions'], '.1f')} |")
+        line = (f"| {label} | {m['episodes']} | {m['successes']}/{m['episodes']} ({m['success_rate']:.0%}) | "
+                f"{low:.0%}-{high:.0%} | {_cell(m['mean_steps'], '.0f')} | {_cell(m['mean_completion_s'], '.1f')} "
+                f"| {_cell(m['mean_arm_jerk'], '.1f')} | {_cell(m['mean_energy_j'], '.1f')} | "
+                f"{_cell(m['mean_safety_interventions'], '.1f')} |")
+        if trust:
+            line += f" {_cell(m.get('mean_camera_trust'), '.2f')} | {_cell(m.get('mean_trust_settle_s'), '.1f')} |"
+        lines.append(line)
     return lines
 
 

@@ -80,5 +80,7 @@ def episode_metrics(records: Iterable[Result]) -> dict[str, Any]:
         "mean_arm_jerk": _mean(r.get("arm_jerk") for r in records),
         "mean_energy_j": _mean(r.get("energy_j") for r in records),
         "mean_safety_interventions": _mean(r.get("safety_interventions") for r in records),
+        "mean_camera_trust": _mean(r.get("camera_trust") for r in records),  # SAGE runs only
+        "mean_trust_settle_s": _mean(r.get("trust_settle_s") for r in records),
         "env_steps_per_s": steps / wall if wall > 0 else None,
     }
