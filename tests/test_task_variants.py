@@ -187,3 +187,38 @@ def test_shipped_v3_policy_loads_and_acts_on_every_task() -> None:
                 assert value.shape == (16, env.action_space.spaces[key].shape[0]) and np.all(np.isfinite(value))
         finally:
             env.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_pinned_goals_share_one_scene_and_differ_only_in_the_words(task: str) -> None:
+    env = _env(task, "language")
+    try:
+        choices = env.task.goal_choices()
+        assert len(choices) >= 2
+        scenes, goals, instructions = [], [], []
+        for index in range(len(choices)):
+            env.task.pin_goal(index)
+            obs, _ = env.reset(seed=1234)
+            scenes.append(np.concatenate([env.scene.body_pos(name) for name in env.object_names()]))
+            goals.append(_goal_object(env))
+            instructions.append(obs[LANGUAGE_KEY])
+        assert all(np.array_equal(scene, scenes[0]) for scene in scenes)
+        assert len(set(instructions)) == len(choices)  # every goal is asked for in other words
+        env.task.pin_goal(None)  # drawn again: the seed's own goal is one of the choices
+        env.reset(seed=1234)
+        assert _goal_object(env) in goals
+        with pytest.raises(ValueError, match="goal index"):
+            env.task.pin_goal(len(choices))
+    finally:
+        env.close()
+
+
+def test_a_recipe_entry_with_every_goal_records_one_episode_per_goal(tmp_path) -> None:
+    entry = MixEntry("pour_water", "language", seeds=1, seed_start=410, goals="each")
+    report = collect_job(entry, 410, 1, MixRecipe([entry], image_size=64, cache_size=64), tmp_path, float("inf"))
+    assert report["kept"] + len(report["failed"]) == 2
+    data = DemoData.load(shard_dirs([tmp_path])[0])
+    instructions = {data.tasks[data.task[data.episode == ep][0]] for ep in np.unique(data.episode)}
+    assert len(instructions) == report["kept"]  # one scene, each goal in its own words
+    with pytest.raises(ValueError, match="goals"):
+        MixEntry("pour_water", "language", goals="all")
