@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("MENAGERIE_ROOT"),
 from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig  # noqa: E402
 from sage_gr00t.experts.policy import ExpertPolicy  # noqa: E402
 from sage_gr00t.modality import action_key  # noqa: E402
+from sage_gr00t.panel.viewmodel import robot_summary  # noqa: E402
 from sage_gr00t.robot.backend import RobotLinkConfig, UnitreeG1Backend  # noqa: E402
 from sage_gr00t.robot.protocol import (  # noqa: E402
     CalibrationError,
@@ -83,8 +84,17 @@ class GlitchPolicy:
         return action
 
 
-def test_preflight_then_slow_start_ramp_recording_and_panel(tmp_path) -> None:
-    standin = StandinProcess(random.randint(100, 230), image_size=IMAGE)
+@pytest.fixture(scope="module")
+def standin():
+    """One stand-in for the tests that take turns driving it (each closes its controller before the next)."""
+    robot = StandinProcess(random.randint(100, 230), image_size=IMAGE)
+    try:
+        yield robot
+    finally:
+        robot.stop()
+
+
+def test_preflight_then_slow_start_ramp_recording_and_panel(tmp_path, standin) -> None:
     # A watchdog trip makes an episode unclean, and a shared 2-core CI machine can starve a process for 50 ms:
     # this test is about the ramp, so its watchdog waits 300 ms (test_robot_link tests the 50 ms one).
     backend = _backend(standin, state_timeout_s=0.3)
@@ -111,16 +121,66 @@ def test_preflight_then_slow_start_ramp_recording_and_panel(tmp_path) -> None:
         assert panel["link"]["status"] == "up" and panel["speed"]["speed_percent"] == 50.0
         assert panel["watchdog"]["trips"] == len(backend.trips) and panel["preflight"]["passed"]
         json.dumps(panel)  # what the web panel serves
+        summary = robot_summary(panel)  # the Kit panel's lines
+        assert "Robot link UP" in summary and "Speed stage 2/3: 50%" in summary and "Watchdog trips" in summary
+        assert robot_summary(None) == ""
         writer.finalize()
     finally:
         backend.close()
-        standin.stop()
     from sage_gr00t.data.lerobot_dataset import load_episode, read_episode_records
 
     records = read_episode_records(tmp_path / "deploy")
     assert [r["seed"] for r in records] == [0, 1, 2] and [r["extra"]["clean"] for r in records] == [True, True, False]
     episode = load_episode(tmp_path / "deploy", 2)
     assert episode.groups("action")[action_key("left_arm")].shape == (5, 7)
+
+
+def test_a_killed_deployment_loses_no_finished_episode(tmp_path, standin) -> None:
+    """sage-deploy records episodes to a LeRobot dataset in a real subprocess; SIGKILL while the second episode
+    is in flight leaves the first one on disk, loadable by LeRobot's loader, and a new writer resumes the dataset."""
+    import signal
+    import threading
+    import time
+
+    root = tmp_path / "deploy"
+    steps = 20
+    flags = [f"--link.{k.replace('_', '-')}={v}" for k, v in standin.link_kwargs().items()]
+    deploy = subprocess.Popen([sys.executable, "-m", "sage_gr00t.cli.deploy", *flags, "--image-size", str(IMAGE),
+                               "--link.connect-timeout-s", "60", "--link.state-timeout-s", "0.3",
+                               "--episodes", "5", "--max-steps", str(steps), "--record-dir", str(root)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    first_done = threading.Event()
+
+    def read() -> None:
+        assert deploy.stdout is not None
+        for line in deploy.stdout:
+            lines.append(line)
+            if line.startswith("seed 0:"):
+                first_done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert first_done.wait(180), f"sage-deploy never finished its first episode: {lines}"
+        time.sleep(0.5)  # well into the second episode (20 steps take 1 s)
+        assert deploy.poll() is None and not any(x.startswith("seed 1:") for x in lines), "killed too late"
+        deploy.send_signal(signal.SIGKILL)
+        deploy.wait(timeout=10)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == -signal.SIGKILL
+    # What is on disk, read as the killed process left it (no recovery first), through LeRobot's loader.
+    from sage_gr00t.data.lerobot_dataset import load_dataset, load_episode, read_episode_records
+
+    assert load_dataset(root).meta.total_episodes == 1
+    records = read_episode_records(root)
+    assert [r["seed"] for r in records] == [0]
+    episode = load_episode(root, 0)
+    frames = episode.action.shape[0]
+    assert 0 < frames <= steps and frames == records[0]["length"] == episode.images.shape[0] == len(episode.state)
+    assert episode.images.shape[1:] == (IMAGE, IMAGE, 3) and np.all(np.isfinite(episode.action))
 
 
 def test_calibration_refuses_a_robot_with_an_offset_joint() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import omni.ui as ui
 
 from sage_gr00t.panel.config import SPEED_RANGE
-from sage_gr00t.panel.viewmodel import PanelViewModel
+from sage_gr00t.panel.viewmodel import PanelViewModel, robot_summary
 
 STATUS_COLORS = {"running": 0xFFFF9A4C, "planning": 0xFFFF9A4C, "succeeded": 0xFF6FB93F, "done": 0xFF6FB93F,
                  "failed": 0xFF4D48E5, "refused": 0xFF4D48E5, "estop": 0xFF4D48E5, "stopped": 0xFF30A0E0}
@@ -100,6 +100,7 @@ class SagePanelWindow:
         with self.window.frame, ui.ScrollingFrame(), ui.VStack(spacing=6, height=0):
             self._status = ui.Label("", height=22)
             self._message = ui.Label("", word_wrap=True, height=0)
+            self._robot = ui.Label("", word_wrap=True, height=0)  # a deployment's link / speed / watchdog
             ui.ImageWithProvider(self._camera, width=224, height=224)
             ui.StringField(self._command, height=22)
             with ui.HStack(height=26, spacing=4):
@@ -157,6 +158,7 @@ class SagePanelWindow:
         self._status.text = f"{status.upper()}   {s['task']} seed {s['seed']} step {s['step']}"
         self._status.style = {"color": STATUS_COLORS.get(s["status"], 0xFFDDDDDD)}
         self._message.text = s["message"] + (f"\nerror: {s['error']}" if s["error"] else "")
+        self._robot.text = robot_summary(s.get("robot"))
         frame = self.vm.frame("ego")
         if frame is not None:
             self._camera.set_bytes_data(*_rgba(frame))

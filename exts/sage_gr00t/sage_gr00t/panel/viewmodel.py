@@ -44,6 +44,20 @@ from sage_gr00t.tasks import task_names
 from sage_gr00t.tasks.protocols import TaskEnv
 
 
+def robot_summary(robot: dict | None) -> str:
+    """A deployment's indicators (`state()["robot"]`, see docs/ROBOT.md) as the Kit panel's few lines; "" without
+    a robot. The web panel draws the same fields (index.html, renderRobot)."""
+    if not robot:
+        return ""
+    link, speed, watchdog = robot["link"], robot["speed"], robot["watchdog"]
+    holding = f" (holding: {link['holding']})" if link["holding"] else ""
+    return (f"Robot link {str(link['status']).upper()}{holding}, weight {link['weight']:.2f}\n"
+            f"Speed stage {speed['stage'] + 1}/{len(speed['stages'])}: {speed['speed_percent']:g}% "
+            f"(clean {speed['clean_streak']}/{speed['clean_needed']})\n"
+            f"Watchdog trips {watchdog['trips']}, rejected commands {link['rejected_commands']}"
+            + (", E-STOP" if robot["estop"] else ""))
+
+
 def clean_command(text: object, max_chars: int) -> tuple[str, str]:
     """(command, problem): control characters dropped and whitespace collapsed; problem is '' when usable."""
     if not isinstance(text, str):

@@ -40,6 +40,7 @@ from sage_gr00t.modality import EGO_VIEW, LANGUAGE_KEY, action_key, group_of, st
 from sage_gr00t.robot.dds import (
     ARM_SDK_TOPIC,
     LOWSTATE_TOPIC,
+    RESET_WORD,
     SEQ_WORD,
     DdsDomain,
     hand_cmd_topic,
@@ -47,6 +48,7 @@ from sage_gr00t.robot.dds import (
 )
 from sage_gr00t.robot.g1_map import ARM_SDK_WEIGHT_SLOT, BODY_MOTORS, LOWCMD_SLOTS, G1MotorMap
 from sage_gr00t.robot.images import ImageSubscriber
+from sage_gr00t.robot.realtime import ThreadPromoter, check_priority, promote_current_thread
 from sage_gr00t.robot.validator import CommandValidator, RejectedCommandError, ValidatorConfig
 from sage_gr00t.robot.world import WorldClient, WorldScene
 from sage_gr00t.sim.actions import check_action, home_action
@@ -74,6 +76,9 @@ class RobotLinkConfig:
     camera_timeout_s: float = 0.5  # no camera frame for this long -> hold
     weight_ramp_s: float = 1.0  # arm_sdk weight 0 -> 1 at engage, 1 -> 0 at close
     connect_timeout_s: float = 10.0
+    # SCHED_FIFO priority for the command loop and the rt/lowstate listener (0: off). Opt-in: it needs
+    # CAP_SYS_NICE; without it the loop runs normally and says so once in the log.
+    realtime_priority: int = 0
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
 
     def __post_init__(self) -> None:
@@ -87,6 +92,7 @@ class RobotLinkConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"Bad robot link option: {message}.")
+        check_priority(self.realtime_priority)
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ class UnitreeG1Backend:
         self._body_q: np.ndarray | None = None
         self._body_dq = np.zeros(BODY_MOTORS)
         self._state_time = -np.inf
+        self._state_reset = 0  # the stand-in's reset count the newest rt/lowstate carries
         self._hand_q: dict[str, np.ndarray | None] = {action_key(f"{s}_hand"): None for s in SIDES}
         self._target = np.zeros(LOWCMD_SLOTS)
         self._prev_target = np.zeros(LOWCMD_SLOTS)
@@ -176,6 +183,7 @@ class UnitreeG1Backend:
         self._stop = threading.Event()
         self._rng = np.random.default_rng()
         self._owns_domain = domain is None
+        self._promote_listener = ThreadPromoter(self.link.realtime_priority, "rt/lowstate listener")
         self.dds = domain or DdsDomain(self.link.domain_id, self.link.interface)
         self._open_channels()
         self.images = ImageSubscriber(self.link.image_endpoint)
@@ -217,11 +225,14 @@ class UnitreeG1Backend:
     # ------------------------------------------------------------------ DDS handlers (listener threads)
     def _on_lowstate(self, msg: Any) -> None:
         now = time.monotonic()
+        self._promote_listener()
         q = np.array([msg.motor_state[i].q for i in range(BODY_MOTORS)])
         dq = np.array([msg.motor_state[i].dq for i in range(BODY_MOTORS)])
         applied = int(msg.reserve[SEQ_WORD])
+        reset_count = int(msg.reserve[RESET_WORD])
         with self._lock:
             self._body_q, self._body_dq, self._state_time = q, dq, now
+            self._state_reset = reset_count
             if applied > self._applied_seq:
                 sent = self._send_times.pop(applied, None)
                 if sent is not None:
@@ -235,6 +246,9 @@ class UnitreeG1Backend:
 
     # ------------------------------------------------------------------ the 50 Hz command loop
     def _command_loop(self) -> None:
+        # time.sleep is clock_nanosleep on Linux (~0.1 ms late when the CPU is free): a late tick is the
+        # scheduler's doing, which SCHED_FIFO (opt-in) fixes; deadlines are absolute, so lateness never accumulates.
+        promote_current_thread(self.link.realtime_priority, "G1 command loop")
         next_tick = time.monotonic()
         last_tick: float | None = None
         last_log = next_tick
@@ -518,7 +532,7 @@ class UnitreeG1Backend:
             reply = self.world.request({"op": "reset", "seed": seed})
             self.world.wait_for_reset(int(reply["reset"]), self.link.connect_timeout_s)
             self.instruction = str(reply["instruction"])
-            self._wait_state_after(asked)
+            self._wait_state_after(asked, int(reply["reset"]))
         else:
             phrasings = self.task.instructions()
             self.instruction = phrasings[int(self._rng.integers(len(phrasings)))]
@@ -536,11 +550,15 @@ class UnitreeG1Backend:
         self._next_step = time.monotonic() + self._control_period
         return self._observation(), {"success": self.is_success(), "instruction": self.instruction}
 
-    def _wait_state_after(self, t: float) -> None:
+    def _wait_state_after(self, t: float, reset_count: int) -> None:
+        """Until rt/lowstate from after the stand-in's reset arrived: received after `t` AND carrying the reset's
+        count (a state sent before the reset may arrive after it was asked for; starting the safety filter from
+        it would make the first commands jump to where the arm was at the end of the last episode)."""
         deadline = time.monotonic() + self.link.connect_timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self._state_time > t and all(v is not None for v in self._hand_q.values()):
+                if self._state_time > t and self._state_reset >= reset_count \
+                        and all(v is not None for v in self._hand_q.values()):
                     return
             time.sleep(0.002)
         raise TimeoutError(f"No rt/lowstate after the reset within {self.link.connect_timeout_s:.0f} s.")

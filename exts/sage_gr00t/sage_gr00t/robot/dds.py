@@ -35,6 +35,9 @@ def hand_state_topic(side: str) -> str:
 # Reserve words of LowCmd_ / LowState_ this project uses (the robot ignores them): the command's sequence
 # number, and -- on the stand-in only -- the sequence number of the last command the physics applied.
 SEQ_WORD = 0
+# Stand-in only, in LowState_: how many world resets its scene has had. A state sent before a reset can arrive
+# after the reset was asked for (a loaded machine delays delivery); the backend waits for this count instead.
+RESET_WORD = 1
 
 _INSTALL_HINT = ("the G1 backend needs Unitree's SDK and Cyclone DDS: pip install -e '.[robot]' "
                  "(unitree-sdk2py-dimos==1.0.3, cyclonedds==11.0.1)")

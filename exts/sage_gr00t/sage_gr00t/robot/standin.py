@@ -26,6 +26,7 @@ from sage_gr00t.modality import EGO_CAMERA, action_key
 from sage_gr00t.robot.dds import (
     ARM_SDK_TOPIC,
     LOWSTATE_TOPIC,
+    RESET_WORD,
     SEQ_WORD,
     DdsDomain,
     hand_cmd_topic,
@@ -33,6 +34,7 @@ from sage_gr00t.robot.dds import (
 )
 from sage_gr00t.robot.g1_map import ARM_SDK_WEIGHT_SLOT, BODY_MOTORS, LOWCMD_SLOTS, G1MotorMap
 from sage_gr00t.robot.images import ImagePublisher
+from sage_gr00t.robot.realtime import check_priority, promote_current_thread
 from sage_gr00t.robot.world import WorldServer, snapshot
 from sage_gr00t.sim.actions import InvalidActionError
 from sage_gr00t.sim.embodiment import SIDES
@@ -54,14 +56,17 @@ class StandinConfig:
     world_control_endpoint: str = "tcp://127.0.0.1:5557"
     image_size: int = 224  # square head-camera frames
     camera_hz: float = 10.0
-    # rt/lowstate every n physics steps: 1 is the robot's 500 Hz; 2 (250 Hz) halves the stand-in's CPU (the SDK
-    # packs each message's CRC in Python) and still refreshes state 12x inside the 50 ms watchdog timeout.
-    state_every: int = 2
-    hand_state_every: int = 5  # Dex3 states every n physics steps
+    # rt/lowstate every n physics steps: 1 is the robot's 500 Hz. Each message costs ~1 ms of Python on both
+    # ends (the SDK packs its CRC field by field, Cyclone's Python serializer walks 35 motor structs), so 5
+    # (100 Hz) takes most of the stand-in's and the backend's CPU off the link and still refreshes state 5x
+    # inside the 50 ms watchdog timeout. Round trips are then seen up to 10 ms later.
+    state_every: int = 5
+    hand_state_every: int = 10  # Dex3 states every n physics steps (50 Hz: the policy reads them at 20 Hz)
     world_hz: float = 50.0
     encoder_offset_motor: int = -1  # body motor whose reported position is offset (-1: none)
     encoder_offset_rad: float = 0.0
     duration_s: float = 0.0  # stop after this long (0: run until killed)
+    realtime_priority: int = 0  # SCHED_FIFO priority of the physics loop (0: off; needs CAP_SYS_NICE)
 
     def __post_init__(self) -> None:
         checks = ((16 <= self.image_size <= 1024, f"image_size must be in 16..1024, got {self.image_size}"),
@@ -72,6 +77,7 @@ class StandinConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"Bad stand-in option: {message}.")
+        check_priority(self.realtime_priority)
 
 
 class StandinRobot:
@@ -173,6 +179,7 @@ class StandinRobot:
             ms.q, ms.dq = float(q[i]), float(dq[i])
         msg.tick = self._tick & 0xFFFFFFFF
         msg.reserve[SEQ_WORD] = self._applied_seq & 0xFFFFFFFF
+        msg.reserve[RESET_WORD] = self.resets & 0xFFFFFFFF
         msg.crc = self.dds.crc(msg)
         self._state_writer.Write(msg)
 
@@ -245,7 +252,8 @@ class StandinRobot:
         self._publish_state()
         self._publish_hands()
         self._publish_world()
-        self._camera.start()
+        self._camera.start()  # before promoting: the camera thread keeps normal scheduling (renders are long)
+        promote_current_thread(c.realtime_priority, "stand-in physics loop")
         logger.info("stand-in G1 up: DDS domain %d on %s, images %s", c.domain_id, c.interface, c.image_endpoint)
         while c.duration_s <= 0 or time.monotonic() - start < c.duration_s:
             if self._serve_world():

@@ -6,11 +6,15 @@ The controller is the same in both columns: expert policy -> chunk executor -> s
 "direct" steps the MuJoCo env in-process; "DDS" drives the stand-in (`sage-standin`, real time, 500 Hz physics)
 only through rt/arm_sdk, the Dex3 topics and the image stream, through `UnitreeG1Backend` (50 Hz command loop).
 Printed: success with Wilson 95% intervals, the DDS round trip (command sent -> the stand-in's state echoing
-that command seen) median and p99, the command-loop period p50 / p99 against the nominal 20 ms, watchdog trips.
+that command seen) median and p99, the command-loop period p50 / p99 against the nominal 20 ms, watchdog trips,
+each DDS episode's trips / rejected commands / steps, and the load average (the link's timing is the machine's).
+--realtime-priority N runs the command loop, the rt/lowstate listener and the stand-in's physics loop under
+SCHED_FIFO N where permitted.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ class DdsBenchConfig:
     max_steps: int = 300  # control steps per episode (20 Hz)
     image_size: int = 64  # camera frames (the expert does not look at them)
     domain_id: int = 0  # 0: a random id in 100..230
+    realtime_priority: int = 0  # SCHED_FIFO priority for the link's loops (0: normal scheduling)
 
     def __post_init__(self) -> None:
         check(self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}.")
@@ -71,20 +76,28 @@ def run(cfg: DdsBenchConfig) -> int:
 
     domain_id = cfg.domain_id or random.randint(100, 230)
     trips = 0
-    with StandinProcess(domain_id, image_size=cfg.image_size) as standin:
+    load_before = os.getloadavg()
+    rt = ("--realtime-priority", str(cfg.realtime_priority)) if cfg.realtime_priority else ()
+    with StandinProcess(domain_id, image_size=cfg.image_size, extra_args=rt) as standin:
         task_config = TaskConfig(embodiment="unitree_g1", image_height=cfg.image_size, image_width=cfg.image_size,
                                  max_steps=cfg.max_steps)
         backend = UnitreeG1Backend(cfg.task, task_config, RobotLinkConfig(**standin.link_kwargs(),
-                                                                          connect_timeout_s=60.0))
+                                                                          connect_timeout_s=60.0,
+                                                                          realtime_priority=cfg.realtime_priority))
         try:
             backend.wait_for_link(60.0)
             policy, safety = _controller(backend)
             start = time.monotonic()
             for seed in seeds:
-                ok, *_ = run_controlled_episode(backend, policy, safety, seed, cfg.max_steps)  # type: ignore[arg-type]
+                trips0, rejected0, stale0 = len(backend.trips), backend.stats.rejected, backend.stats.stale_actions
+                ok, steps, kinds, _ = run_controlled_episode(backend, policy, safety, seed,  # type: ignore[arg-type]
+                                                             cfg.max_steps)
                 results["DDS"].append(ok)
+                hazards = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) or "none"
                 print(f"  seed {seed}: direct {'ok' if results['direct'][len(results['DDS']) - 1] else 'fail'}, "
-                      f"DDS {'ok' if ok else 'fail'}", flush=True)
+                      f"DDS {'ok' if ok else 'fail'} in {steps} steps; trips {len(backend.trips) - trips0}, rejected "
+                      f"{backend.stats.rejected - rejected0}, dropped stale actions "
+                      f"{backend.stats.stale_actions - stale0}; filter interventions: {hazards}", flush=True)
             dds_s = time.monotonic() - start
             rtt = LinkStats.percentiles(backend.stats.round_trips)
             period = LinkStats.percentiles(backend.stats.periods)
@@ -111,6 +124,10 @@ def run(cfg: DdsBenchConfig) -> int:
     print(f"watchdog trips: {trips}; rejected commands: {rejected}; p99 period / nominal = "
           f"{period['p99'] / 0.02:.2f}x; success difference DDS - direct = "
           f"{100 * (np.mean(results['DDS']) - np.mean(results['direct'])):+.0f} points")
+    load_after = os.getloadavg()
+    print(f"load average (1/5/15 min) on {os.cpu_count()} CPUs: before the DDS column "
+          f"{'/'.join(f'{x:.2f}' for x in load_before)}, after {'/'.join(f'{x:.2f}' for x in load_after)}; "
+          f"SCHED_FIFO {cfg.realtime_priority or 'off'}")
     return 0
 
 
