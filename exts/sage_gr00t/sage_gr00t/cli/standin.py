@@ -2,7 +2,7 @@
 
     sage-standin --domain-id 17 --interface lo --task pick_apple
 
-It publishes rt/lowstate at 500 Hz and head-camera frames on --image-endpoint, obeys rt/arm_sdk and the Dex3
+It steps physics at 500 Hz, publishes rt/lowstate at 100 Hz (--state-every 1: 500 Hz) and head-camera frames on --image-endpoint, obeys rt/arm_sdk and the Dex3
 hand commands, and serves object poses / resets on the world endpoints. Stop it with Ctrl-C.
 """
 
