@@ -417,6 +417,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if cycles:
         x = [h["cycle"] for h in cycles]
+        ax.set_xticks(x)
         ax.plot(x, [h["before"]["success_rate"] for h in cycles], "o--", label="before")
         ax.plot(x, [h["after"]["success_rate"] for h in cycles], "s-", label="after (candidate)")
         for h in cycles:
