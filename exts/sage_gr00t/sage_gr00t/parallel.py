@@ -100,8 +100,9 @@ def _close(worker: Any) -> None:
 
 
 def _limit_threads(threads: int) -> None:
-    """One BLAS / OpenMP pool of `threads` per process: N workers on N cores, not N x cores threads."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    """`threads` per pool (OpenMP / BLAS, and llvmpipe's software rendering) in each process: N workers on N
+    cores, not N x cores threads contending for them."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LP_NUM_THREADS"):
         os.environ[name] = str(threads)
 
 

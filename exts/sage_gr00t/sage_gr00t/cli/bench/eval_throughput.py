@@ -4,7 +4,8 @@
     sage-bench eval-throughput --policy expert --task pick_apple sort_blocks --workers 1 2 4 16
 
 The same cells (tasks x seeds, the shipped checkpoint by default) run through `sage_gr00t.parallel.fan_out` at
-each worker count. Columns: wall-clock episodes/min including process start (1 worker runs in this process,
+each worker count. Every worker (this process for 1) runs one OpenMP and one llvmpipe rendering thread.
+Columns: wall-clock episodes/min including process start (1 worker runs in this process,
 already warm; N > 1 spawn and import first), steady episodes/min once every worker has finished its first
 episode (start-up excluded), and the speed-up of both over 1 worker. A run also checks that every worker count
 gave the per-seed successes and step counts of the first. Target: >= 1.8x steady on 2 workers with 2 free cores.
@@ -59,6 +60,11 @@ def timed_grid(eval_cfg: object, cells: list, workers: int) -> tuple[float, floa
 
 
 def run(cfg: EvalThroughputBenchConfig) -> int:
+    from sage_gr00t.bench.process import limit_native_threads
+
+    # The 1-worker row on the same footing as a spawned worker's: one OpenMP and one llvmpipe thread (read when
+    # those libraries load, so before the imports below); else the baseline renders on every core.
+    limit_native_threads()
     from sage_gr00t.bench.tables import new_table, print_tables
     from sage_gr00t.cli.eval import EvalConfig, grid_cells
 
