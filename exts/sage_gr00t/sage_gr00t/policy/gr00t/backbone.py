@@ -124,6 +124,8 @@ class _EagleModel(nn.Module):
             num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
             image_size=cfg.image_size, patch_size=cfg.patch_size, vision_use_head=cfg.vision_use_head,
         )
+        # Fused attention (F.scaled_dot_product_attention) in both towers, whatever transformers would pick.
+        vision_cfg._attn_implementation = "sdpa"
         self.vision_model = SiglipVisionModel(vision_cfg)
         self.use_pixel_shuffle = cfg.use_pixel_shuffle
         vit_dim = cfg.vision_hidden_size * (int(1 / cfg.downsample_ratio) ** 2 if cfg.use_pixel_shuffle else 1)
@@ -134,6 +136,7 @@ class _EagleModel(nn.Module):
             num_key_value_heads=cfg.llm_kv_heads, head_dim=cfg.llm_hidden_size // cfg.llm_heads,
             tie_word_embeddings=False, rope_theta=1_000_000.0, max_position_embeddings=40960,
         )
+        text_cfg._attn_implementation = "sdpa"
         # Only the first `select_layer` of the 28 Qwen3 layers exist: GR00T reads layer 12.
         self.language_model = Qwen3ForCausalLM(text_cfg)
         self.language_model.lm_head = nn.Identity()
@@ -202,14 +205,33 @@ class EagleBackbone(nn.Module):
         lm = self.eagle_model.language_model
         embeds = lm.get_input_embeddings()(input_ids)
         vit = self.eagle_model.extract_feature(pixel_values).to(embeds.dtype)
-        selected = input_ids == IMAGE_TOKEN_INDEX
-        if int(selected.sum()) != vit.shape[0] * vit.shape[1]:
-            raise ValueError(
-                f"input_ids hold {int(selected.sum())} image tokens but the images give {vit.shape[0] * vit.shape[1]}."
-            )
-        embeds = embeds.masked_scatter(selected.unsqueeze(-1), vit.reshape(-1, vit.shape[-1]))
+        embeds = self.insert_image_features(embeds, input_ids, vit)
         hidden = lm.model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
         return self.eagle_linear(hidden), attention_mask
+
+    @staticmethod
+    def insert_image_features(embeds: torch.Tensor, input_ids: torch.Tensor, vit: torch.Tensor) -> torch.Tensor:
+        """`embeds` with its <IMG_CONTEXT> positions replaced, in order, by the rows of `vit` (B, N, D).
+
+        The same result as `masked_scatter`, written as a gather + where so that no shape depends on the data:
+        `torch.compile(fullgraph=True)` and CUDA-graph capture see one static graph. The count check syncs with
+        the device, so it runs only in eager mode (a traced graph trusts the processor, which builds the ids)."""
+        selected = input_ids == IMAGE_TOKEN_INDEX
+        if not torch.compiler.is_compiling() and not _tracing():
+            found = int(selected.sum())
+            if found != vit.shape[0] * vit.shape[1]:
+                raise ValueError(f"input_ids hold {found} image tokens but the images give "
+                                 f"{vit.shape[0] * vit.shape[1]}.")
+        flat = selected.reshape(-1)
+        rows_available = vit.shape[0] * vit.shape[1]  # clamped: a stray extra token cannot index past the end
+        index = (torch.cumsum(flat.to(torch.int64), 0) - 1).clamp(0, rows_available - 1)  # k-th token -> k-th row
+        rows = vit.reshape(-1, vit.shape[-1]).index_select(0, index).reshape(embeds.shape)
+        return torch.where(selected.unsqueeze(-1), rows, embeds)
+
+
+def _tracing() -> bool:
+    """Inside `torch.jit.trace` / the TorchScript ONNX exporter (no data-dependent Python there either)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def build_backbone(cfg: BackboneConfig) -> nn.Module:

@@ -16,6 +16,40 @@ import torch.nn.functional as F
 from sage_gr00t.modality import LANGUAGE_KEY, action_key, state_key, video_key
 from sage_gr00t.policy.gr00t.config import Gr00tConfig
 
+# Eagle 2.5's chat layout for one image + instruction (upstream N1.5 applies the chat template, then replaces
+# `<image-1>` with `<img>` + <IMG_CONTEXT> x image tokens + `</img>`; ids are left-padded, as upstream pads).
+EAGLE_PROMPT = "<|im_start|>user\n<image-1>{text}<|im_end|>\n<|im_start|>assistant\n"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+
+
+def eagle_input_ids(tokenizer, texts: list[str], image_tokens: int,
+                    vl_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eagle input ids / attention mask (B, L) for one frame per sample: `image_tokens` <IMG_CONTEXT> ids (256
+    per 224 px frame in N1.5, `BackboneConfig.image_tokens_per_frame`) inside the chat prompt, left-padded to
+    the longest prompt or to `vl_length` (a fixed VL length: the static shape compiled graphs and CUDA graphs
+    need). `tokenizer`: a Hugging Face tokenizer that knows Eagle's special tokens (Qwen3 + <IMG_CONTEXT>)."""
+    from sage_gr00t.policy.gr00t.backbone import IMAGE_TOKEN_INDEX
+
+    image = IMG_START + IMG_CONTEXT * image_tokens + IMG_END
+    rows = [list(tokenizer(EAGLE_PROMPT.format(text=t).replace("<image-1>", image), add_special_tokens=False)
+                 ["input_ids"]) for t in texts]
+    for row in rows:
+        if row.count(IMAGE_TOKEN_INDEX) != image_tokens:
+            raise ValueError(f"The tokenizer maps {IMG_CONTEXT} x {image_tokens} to {row.count(IMAGE_TOKEN_INDEX)} "
+                             f"ids {IMAGE_TOKEN_INDEX}: use Eagle 2.5's tokenizer (backbone.tokenizer_path).")
+    length = vl_length or max(len(r) for r in rows)
+    if max(len(r) for r in rows) > length:
+        raise ObservationError(f"The instruction needs {max(len(r) for r in rows)} VL tokens, more than the fixed "
+                               f"VL length {length}; shorten it or raise vl_length.")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, length - len(row):] = torch.tensor(row)
+        mask[i, length - len(row):] = 1
+    return ids, mask
+
+
 # Upstream's embodiment ids for known tags; project robots use free slots below new_embodiment (31).
 EMBODIMENT_IDS = {"gr1": 24, "oxe_droid": 17, "agibot_genie1": 26, "new_embodiment": 31,
                   "sage_humanoid": 30, "unitree_g1": 29}
@@ -93,10 +127,14 @@ def compute_statistics(values: dict[str, np.ndarray]) -> dict[str, dict[str, lis
 class Gr00tProcessor:
     """Turns GR00T-format observations into a model batch and model outputs into action dicts."""
 
-    def __init__(self, config: Gr00tConfig, embodiments: dict[str, EmbodimentMetadata]) -> None:
+    def __init__(self, config: Gr00tConfig, embodiments: dict[str, EmbodimentMetadata],
+                 vl_length: int | None = None) -> None:
+        """`vl_length` (eagle backbone): pad every prompt to this many tokens (a static shape for compiled /
+        CUDA-graph inference); None pads to the longest prompt of the batch."""
         self.config = config
         self.embodiments = embodiments
         self.image_size = config.backbone.image_size
+        self.vl_length = vl_length
 
     def metadata(self, tag: str) -> EmbodimentMetadata:
         if tag not in self.embodiments:
@@ -159,11 +197,15 @@ class Gr00tProcessor:
         """(B, H, W, 3) uint8 -> (B, 3, S, S) float in [-1, 1] at the backbone's resolution."""
         return resize_images(images, self.image_size)
 
-    @staticmethod
-    def _tokenizer_kwargs(model) -> dict:
+    def tokenize(self, texts: list[str], model) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input ids / attention mask for the backbone: byte tokens (compact) or Eagle's prompt with the frame's
+        <IMG_CONTEXT> tokens (eagle)."""
         from sage_gr00t.policy.gr00t.backbone import ByteTokenizer
 
-        return {"pad_to_longest": True} if isinstance(model.backbone.tokenizer, ByteTokenizer) else {}
+        tokenizer = model.backbone.tokenizer
+        if isinstance(tokenizer, ByteTokenizer):
+            return tokenizer(texts, pad_to_longest=True)
+        return eagle_input_ids(tokenizer, texts, self.config.backbone.image_tokens_per_frame, self.vl_length)
 
     def pad_state(self, state: np.ndarray) -> np.ndarray:
         out = np.zeros((*state.shape[:-1], self.config.action_head.max_state_dim), np.float32)
@@ -186,7 +228,7 @@ class Gr00tProcessor:
         state = np.concatenate([np.asarray(obs[state_key(g)], np.float32).reshape(-1) for g in meta.state_groups])
         text = obs[LANGUAGE_KEY]
         text = text[0] if isinstance(text, (list, tuple)) else text
-        ids, mask = model.backbone.tokenizer([text], **self._tokenizer_kwargs(model))
+        ids, mask = self.tokenize([text], model)
         return {
             "pixel_values": self.image_tensor(image[None]),
             "input_ids": ids,
