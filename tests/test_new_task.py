@@ -161,7 +161,6 @@ def test_a_task_package_with_its_own_entry_point_plugs_in(tmp_path) -> None:
     subprocess.run([sys.executable, "-m", "sage_gr00t.cli.eval", "--policy", "expert", "--task", "stack_on_pad",
                     "--episodes", "2", "--out", str(out), "--task-option", "image_height=48", "image_width=48"],
                    env=env, check=True, capture_output=True, text=True)
-    (results,) = out.glob("*.json")
-    episodes = json.loads(results.read_text())
+    episodes = json.loads((out / "results.json").read_text())
     assert [e["task"] for e in episodes] == ["stack_on_pad", "stack_on_pad"]
     assert all(e["success"] for e in episodes)

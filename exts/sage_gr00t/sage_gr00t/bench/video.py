@@ -67,8 +67,12 @@ class EpisodeVideo:
         """Write the frames as an mp4 (imageio's ffmpeg); returns the path, or None when nothing was grabbed."""
         if not self.frames:
             return None
+        import importlib.util
+
         import imageio
 
+        if importlib.util.find_spec("imageio_ffmpeg") is None:  # imageio would fall back to a TIFF writer and fail
+            raise RuntimeError("no mp4 writer: imageio-ffmpeg is not installed (pip install 'imageio[ffmpeg]').")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(path, self.frames, fps=self.fps)

@@ -501,7 +501,12 @@ def evaluate_grid(cfg: EvalConfig, tasks: list[str], folder: Path) -> Path:
         runner = EpisodeRunner(cfg)
         try:
             for cell, path in chosen:
-                if runner.film(cell, path) is not None:
+                try:
+                    filmed = runner.film(cell, path)
+                except RuntimeError as exc:  # the results are written: a missing video writer costs only videos
+                    console.print(f"videos skipped: {exc}")
+                    break
+                if filmed is not None:
                     videos.append((cell, path))
                     console.print(f"video: {path}")
         finally:
