@@ -18,6 +18,7 @@ from sage_gr00t.policy.gr00t.checkpoint import load_checkpoint
 from sage_gr00t.policy.gr00t.config import n15_config
 from sage_gr00t.policy.gr00t.model import Gr00tModel
 from sage_gr00t.policy.gr00t.onnx_export import (
+    EAGLE_GRAPHS,
     GRAPHS,
     MANIFEST,
     OnnxExportError,
@@ -25,6 +26,7 @@ from sage_gr00t.policy.gr00t.onnx_export import (
     example_inputs,
     export_onnx,
     parity,
+    synthetic_eagle_ids,
 )
 
 COMPACT = Path(__file__).resolve().parents[1] / "assets" / "policies" / "gr00t_compact"
@@ -121,12 +123,54 @@ def test_n15_width_action_head_parity(tmp_path) -> None:
     assert [i["name"] for i in manifest["graphs"]["dit"]["inputs"]] == [
         "state_features", "action_features", "vl_embs", "timestep"]
     runner = OnnxGr00tRunner(tmp_path)
-    with pytest.raises(OnnxExportError, match="no vl_backbone"):
+    with pytest.raises(OnnxExportError, match="no vl_backbone graph"):
         runner.encode(np.zeros((1, 3, 224, 224), np.float32), np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64))
     assert [i["name"] for i in manifest["graphs"]["dit_step"]["inputs"]] == [
         "state_features", "action_features", "timestep", "k_0", "v_0"]
     for cache in (True, False):
         assert parity(model, tmp_path, batch=2, vl_seq=24, use_vl_cache=cache) <= TOL
+
+
+def test_eagle_vit_and_llm_graphs_whole_policy_parity(tmp_path) -> None:
+    """A tiny Eagle backbone (SigLIP 2 layers, Qwen3 2 layers) exported as eagle_vit + eagle_llm beside the head:
+    the whole chunk on onnxruntime (left-padded batch of 2, dynamic batch and VL length) == PyTorch."""
+    from test_gr00t_speed import _tiny_eagle
+
+    model = _tiny_eagle()
+    manifest = export_onnx(model, tmp_path)
+    assert [g for g in manifest["graphs"] if g.startswith("eagle")] == list(EAGLE_GRAPHS)
+    assert manifest["graphs"]["eagle_llm"]["dynamic_axes"]["input_ids"] == {"0": "batch", "1": "vl_seq"}
+    for cache in (True, False):
+        assert parity(model, tmp_path, use_vl_cache=cache) <= TOL
+    runner = OnnxGr00tRunner(tmp_path)
+    b = example_inputs(model, batch=3, seed=4)
+    b["input_ids"], b["attention_mask"] = synthetic_eagle_ids(16, 3, 40, pad_first=3)
+    noise = b.pop("noise")
+    ref = model.get_action(b, noise).numpy()
+    got = runner.get_action(**{k: v.numpy() for k, v in b.items()}, noise=noise.numpy())
+    assert np.abs(ref - got).max() <= TOL
+
+
+def test_n15_width_vit_graph_parity(tmp_path) -> None:
+    """The ViT graph at N1.5's SigLIP width (1152, 16 heads, 224 px: 256 tokens, no pixel shuffle) with one layer,
+    and its projector to a narrow LLM."""
+    from sage_gr00t.policy.gr00t.backbone import EagleBackbone
+
+    cfg = dataclasses.replace(n15_config().backbone, vision_layers=1, llm_hidden_size=64, select_layer=1,
+                              llm_heads=4, llm_kv_heads=2, llm_intermediate_size=128)
+    torch.manual_seed(0)
+    model = Gr00tModel.__new__(Gr00tModel)
+    torch.nn.Module.__init__(model)
+    model.config = dataclasses.replace(n15_config(), backbone=cfg)
+    model.backbone = EagleBackbone(cfg).eval()
+    model.action_head = _n15_reduced().action_head
+    export_onnx(model, tmp_path, graphs=("eagle_vit",))
+    import onnxruntime as ort
+
+    pixels = torch.rand(2, 3, 224, 224) * 2 - 1
+    ref = model.backbone.eagle_model.extract_feature(pixels).detach().numpy()
+    (got,) = ort.InferenceSession(str(tmp_path / "eagle_vit.onnx")).run(None, {"pixel_values": pixels.numpy()})
+    assert got.shape == (2, 256, 64) and np.abs(ref - got).max() <= TOL
 
 
 def test_runner_refuses_a_missing_or_corrupt_export(tmp_path) -> None:

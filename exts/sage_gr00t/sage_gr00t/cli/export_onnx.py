@@ -2,7 +2,8 @@
 
     sage-export-onnx --policy assets/policies/gr00t_compact --out outputs/onnx/gr00t_compact [--bench]
 
-Writes vl_backbone.onnx (compact backbone only), vl_self_attention.onnx, state_encoder.onnx,
+Writes vl_backbone.onnx (compact backbone) or eagle_vit.onnx + eagle_llm.onnx (eagle),
+vl_self_attention.onnx, state_encoder.onnx,
 action_encoder.onnx, dit.onnx, action_decoder.onnx, dit_vl_cache.onnx + dit_step.onnx (the DiT on VL keys /
 values computed once per chunk: what the runner uses) and manifest.json (inputs / outputs, dynamic axes, opset);
 then checks the graphs on onnxruntime against PyTorch (max abs difference of the action chunk on the same
@@ -51,9 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except OnnxExportError as exc:
         return error(PROG, str(exc))
     print(f"{cfg.out}: {', '.join(manifest['graphs'])} (opset {manifest['opset']}) + manifest.json")
-    if manifest["backbone"] != "compact":
-        print(f"note: the {manifest['backbone']} backbone is not exported; feed its VL features "
-              f"(width {manifest['backbone_embedding_dim']}) to OnnxGr00tRunner.get_action_from_features.")
     if cfg.check:
         diff = parity(model, cfg.out)
         print(f"parity vs PyTorch: max abs diff {diff:.2e} (normalized actions, fp32)")

@@ -6,8 +6,11 @@ them. The same split here, mapped onto this model's modules:
 
 - `vl_backbone.onnx` (compact backbone only): conv vision encoder + byte-level text encoder + fusion ->
   `vl_features` (B, S, D) and `vl_mask` (B, S); S = vision tokens + text length (dynamic axis `text_len`).
-  The Eagle backbone (SigLIP + Qwen3) is not exported: its action head is, and runs on VL features computed
-  elsewhere.
+- `eagle_vit.onnx` (eagle backbone): SigLIP (+ pixel shuffle where configured) + `mlp1` -> `vit_embeds`
+  (B, image tokens, LLM width); 256 tokens per 224 px frame in N1.5.
+- `eagle_llm.onnx` (eagle backbone): token embedding, the ViT rows written over the <IMG_CONTEXT> positions (a
+  gather, no data-dependent shapes), Qwen3 to `select_layer`, `eagle_linear` -> `vl_features` (B, L, D); the
+  mask is the attention mask itself. Dynamic `batch` and `vl_seq`.
 - `vl_self_attention.onnx`: `vlln` (LayerNorm) + the VL self-attention transformer.
 - `state_encoder.onnx`: state (B, 1, 64) + embodiment id -> state token.
 - `action_encoder.onnx`: noisy actions (B, H, A) + timestep bucket (B,) + embodiment id -> action tokens,
@@ -48,6 +51,7 @@ EXTERNAL_DATA_BYTES = 1.5e9  # graphs with more weights keep them in `<graph>.on
 FORMAT = "sage-gr00t-onnx/1"
 GRAPHS = ("vl_backbone", "vl_self_attention", "state_encoder", "action_encoder", "dit", "action_decoder",
           "dit_vl_cache", "dit_step")
+EAGLE_GRAPHS = ("eagle_vit", "eagle_llm")  # the Eagle backbone's split (upstream's ViT and LLM graphs)
 
 
 class OnnxExportError(RuntimeError):
@@ -102,6 +106,54 @@ class _CompactBackbone(nn.Module):
         for layer in bb.fusion.layers:
             tokens = _encoder_layer(layer, tokens, bias)
         return bb.eagle_linear(tokens), mask
+
+
+class _EagleViT(nn.Module):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, pixel_values):
+        return self.backbone.eagle_model.extract_feature(pixel_values)
+
+
+class _EagleLLM(nn.Module):
+    """`EagleBackbone.forward` after the ViT: embeddings, image rows inserted, Qwen3, projection."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, input_ids, attention_mask, vit_embeds):
+        bb = self.backbone
+        lm = bb.eagle_model.language_model
+        embeds = lm.get_input_embeddings()(input_ids)
+        embeds = bb.insert_image_features(embeds, input_ids, vit_embeds.to(embeds.dtype))
+        hidden = lm.model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return bb.eagle_linear(hidden)
+
+
+def _eagle_specs(model: Gr00tModel, batch: int) -> dict[str, _Spec]:
+    """Example inputs for the Eagle graphs: a left-padded first sample, one frame of image tokens each."""
+    from sage_gr00t.policy.gr00t.backbone import IMAGE_TOKEN_INDEX
+
+    bb, cfg = model.backbone, model.config.backbone
+    pixels = torch.rand(batch, 3, cfg.image_size, cfg.image_size) * 2 - 1
+    with torch.no_grad():
+        vit = _EagleViT(bb).eval()(pixels)
+    image = cfg.image_tokens_per_frame
+    ids = torch.cat([torch.randint(0, 1000, (batch, 3)), torch.full((batch, image), IMAGE_TOKEN_INDEX),
+                     torch.randint(0, 1000, (batch, 4))], dim=1)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    s = {0: "batch", 1: "vl_seq"}
+    return {
+        "eagle_vit": _Spec(_EagleViT(bb), (pixels,), ["pixel_values"], ["vit_embeds"],
+                           {"pixel_values": {0: "batch"}, "vit_embeds": {0: "batch"}}),
+        "eagle_llm": _Spec(_EagleLLM(bb), (ids, mask, vit), ["input_ids", "attention_mask", "vit_embeds"],
+                           ["vl_features"], {"input_ids": s, "attention_mask": s, "vit_embeds": {0: "batch"},
+                                             "vl_features": s}),
+    }
 
 
 class _VLSelfAttention(nn.Module):
@@ -276,6 +328,8 @@ def _specs(model: Gr00tModel, vl_seq: int = 12, batch: int = 2) -> dict[str, _Sp
             ["pixel_values", "input_ids", "attention_mask"], ["vl_features", "vl_mask"],
             {"pixel_values": b, "input_ids": {0: "batch", 1: "text_len"}, "attention_mask": {0: "batch", 1: "text_len"},
              "vl_features": s, "vl_mask": s})
+    elif model.config.backbone.kind == "eagle" and hasattr(model, "backbone"):
+        specs.update(_eagle_specs(model, batch))
     vl = torch.randn(batch, vl_seq, d_vl)
     specs["vl_self_attention"] = _Spec(_VLSelfAttention(head), (vl,), ["vl_features"], ["vl_embs"],
                                        {"vl_features": s, "vl_embs": s})
@@ -324,7 +378,8 @@ def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: 
                 verbose: bool = False) -> dict:
     """Export `model` (float32 copy, eval mode) as the graphs above into folder `out`; returns the manifest.
 
-    `graphs`: a subset of `GRAPHS` (default: every graph this model has; `vl_backbone` only for `compact`)."""
+    `graphs`: a subset of `GRAPHS` + `EAGLE_GRAPHS` (default: every graph this model has; `vl_backbone` only for
+    `compact`, the Eagle graphs only for an `eagle` backbone)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -335,7 +390,7 @@ def export_onnx(model: Gr00tModel, out: str | Path, opset: int = OPSET, graphs: 
         raise OnnxExportError(f"Cannot write to {out}: {exc.strerror or exc}.") from exc
     model = model.float().eval()
     specs = _specs(model)
-    wanted = [g for g in GRAPHS if g in specs and (graphs is None or g in graphs)]
+    wanted = [g for g in (*GRAPHS, *EAGLE_GRAPHS) if g in specs and (graphs is None or g in graphs)]
     head = model.action_head.cfg
     manifest: dict = {
         "format": FORMAT, "opset": opset, "preset": model.config.preset, "backbone": model.config.backbone.kind,
@@ -445,7 +500,7 @@ class OnnxGr00tRunner:
 
     @property
     def has_backbone(self) -> bool:
-        return "vl_backbone" in self.sessions
+        return "vl_backbone" in self.sessions or all(g in self.sessions for g in EAGLE_GRAPHS)
 
     def _run(self, name: str, **feeds: np.ndarray) -> list[np.ndarray]:
         return self.sessions[name].run(None, {k: feeds[k] for k in self._inputs[name]})
@@ -453,8 +508,14 @@ class OnnxGr00tRunner:
     def encode(self, pixel_values: np.ndarray, input_ids: np.ndarray,
                attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_backbone:
-            raise OnnxExportError("This export has no vl_backbone graph (eagle backbone): pass VL features to "
-                                  "get_action_from_features.")
+            raise OnnxExportError("This export has no vl_backbone graph (nor eagle_vit + eagle_llm): pass VL "
+                                  "features to get_action_from_features.")
+        if "vl_backbone" not in self.sessions:  # Eagle: ViT, then the LLM over the ids with the ViT rows in them
+            (vit,) = self._run("eagle_vit", pixel_values=np.asarray(pixel_values, np.float32))
+            mask = np.asarray(attention_mask, np.int64)
+            (features,) = self._run("eagle_llm", input_ids=np.asarray(input_ids, np.int64), attention_mask=mask,
+                                    vit_embeds=vit)
+            return features, mask
         features, mask = self._run("vl_backbone", pixel_values=np.asarray(pixel_values, np.float32),
                                    input_ids=np.asarray(input_ids, np.int64),
                                    attention_mask=np.asarray(attention_mask, np.int64))
@@ -503,10 +564,16 @@ class OnnxGr00tRunner:
 # ------------------------------------------------------------------------------------------------------- bench
 def example_inputs(model: Gr00tModel, batch: int = 1, seed: int = 0,
                    text: str = "pick up the red apple and place it on the plate") -> dict[str, torch.Tensor]:
-    """A compact-backbone batch (random image in [-1, 1], tokenized instruction, random state) and noise."""
+    """A batch (random image in [-1, 1], instruction ids, random state) and noise: the tokenized instruction for
+    the compact backbone; for the eagle backbone (whose tokenizer is not shipped) synthetic prompt ids with one
+    frame of <IMG_CONTEXT> tokens (`synthetic_eagle_ids`)."""
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
-    ids, mask = model.backbone.tokenizer([text] * batch, pad_to_longest=True)
+    if cfg.backbone.kind == "eagle":
+        ids, mask = synthetic_eagle_ids(cfg.backbone.image_tokens_per_frame, batch,
+                                        cfg.backbone.image_tokens_per_frame + 4 + len(text.split()), generator=g)
+    else:
+        ids, mask = model.backbone.tokenizer([text] * batch, pad_to_longest=True)
     head = cfg.action_head
     return {
         "pixel_values": torch.rand(batch, 3, cfg.backbone.image_size, cfg.backbone.image_size, generator=g) * 2 - 1,
@@ -515,6 +582,25 @@ def example_inputs(model: Gr00tModel, batch: int = 1, seed: int = 0,
         "embodiment_id": torch.zeros(batch, dtype=torch.long),
         "noise": torch.randn(batch, head.action_horizon, head.action_dim, generator=g),
     }
+
+
+def synthetic_eagle_ids(image_tokens: int, batch: int, vl_length: int, generator: torch.Generator | None = None,
+                        pad_first: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eagle-shaped ids (B, vl_length): random text ids, then one frame of <IMG_CONTEXT> tokens, then text, as the
+    processor lays a prompt out; the first sample left-padded by `pad_first` (when batch > 1). For speed and
+    parity checks with random weights, where no tokenizer is at hand."""
+    from sage_gr00t.policy.gr00t.backbone import IMAGE_TOKEN_INDEX
+
+    text = vl_length - image_tokens
+    if text < 2:
+        raise ValueError(f"vl_length {vl_length} leaves no room for text around {image_tokens} image tokens.")
+    before = min(4, text // 2)
+    ids = torch.randint(0, 150000, (batch, vl_length), generator=generator)
+    ids[:, before:before + image_tokens] = IMAGE_TOKEN_INDEX
+    mask = torch.ones_like(ids)
+    if batch > 1 and pad_first:
+        mask[0, :min(pad_first, before)] = 0
+    return ids, mask
 
 
 def bench_latency(model: Gr00tModel, folder: str | Path, calls: int = 30, warmup: int = 5,
