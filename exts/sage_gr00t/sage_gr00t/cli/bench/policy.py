@@ -1,9 +1,19 @@
-"""Latency of the compact GR00T-architecture policy on ONE CPU core, per 16-step action chunk.
+"""Policy latency per 16-step action chunk: a checkpoint's stages on ONE CPU core, or a preset's whole chunk.
 
     sage-bench policy --policy assets/policies/gr00t_compact --calls 50
+    sage-bench policy --preset n1.5 --device cuda             # real-size N1.5, random weights, bf16, one card
+    sage-bench policy --preset tiny-eagle --device cpu --no-compile --calls 3   # CPU smoke run
 
-Breaks a `get_action` call into preprocessing (validation, resize, tokenize, normalize), the VL backbone, and
-the action head's 4 Euler denoising steps. Target: <= 20 ms per chunk.
+Checkpoint mode breaks a `get_action` call into preprocessing (validation, resize, tokenize, normalize), the VL
+backbone, and the action head's 4 Euler denoising steps. Target: <= 20 ms per chunk.
+
+Preset mode (random weights: speed does not depend on values) times, in one run on one device, batch 1, one
+chunk at a fixed VL length (`--vl-length`, 256 image + text tokens for N1.5): the eager reference
+(`Gr00tModel.get_action`), the optimized path without compilation (`OptimizedGr00t`: static graph, step-only
+tensors precomputed; + CUDA graph on CUDA), the optimized path under `torch.compile` (+ CUDA graph on CUDA), and
+TensorRT engines where TensorRT is installed (built here from the ONNX split). Per row: median and p90 after
+warm-up, max abs difference of the normalized actions from eager on the same noise, batch-8 throughput, peak
+CUDA memory. Rows that cannot run here say why in one line.
 """
 
 from __future__ import annotations
@@ -25,9 +35,21 @@ class PolicyBenchConfig:
     # A native checkpoint folder (its stages are timed separately; relative paths also from the repository root).
     policy: str = "assets/policies/gr00t_compact"
     calls: int = 50  # timed calls per stage (after 3 warm-up calls)
+    # Preset mode: time this preset's whole chunk with random weights instead (n1.5, tiny-eagle, compact, ...).
+    preset: str | None = None
+    device: str = "cpu"  # preset mode: cpu or cuda
+    dtype: str = "auto"  # preset mode: bfloat16 | float32 | auto (bfloat16 on CUDA, float32 on CPU)
+    vl_length: int | None = None  # preset mode, eagle: VL tokens per prompt (default: image tokens + 34)
+    throughput_batch: int = 8  # preset mode: batch of the throughput column (0 skips it)
+    compile: bool = True  # preset mode: include the torch.compile row (minutes of compilation at N1.5 size)
+    tensorrt: bool = True  # preset mode: include the TensorRT row where TensorRT and CUDA are present
+    trt_dir: str = "outputs/trt/bench"  # preset mode: where the ONNX graphs and engines are built
 
     def __post_init__(self) -> None:
         check(self.calls >= 1, f"--calls must be >= 1, got {self.calls}.")
+        check(self.device in ("cpu", "cuda"), f"--device must be cpu or cuda, got {self.device!r}.")
+        check(self.dtype in ("auto", "bfloat16", "float32"), f"--dtype must be auto, bfloat16 or float32, got "
+                                                             f"{self.dtype!r}.")
 
 
 def median_ms(fn: Callable[[], object], calls: int) -> float:
@@ -44,6 +66,10 @@ def median_ms(fn: Callable[[], object], calls: int) -> float:
 
 
 def run(cfg: PolicyBenchConfig) -> int:
+    if cfg.preset is not None:
+        from sage_gr00t.cli.bench.policy_speed import run_preset
+
+        return run_preset(cfg)
     # One core and one OpenMP thread, before torch / numpy start any.
     limit_native_threads(gl=False)
     pin_to_core()
