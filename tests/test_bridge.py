@@ -282,3 +282,32 @@ def test_plan_executor_reports_retries_and_failure_and_replans_only_when_asked(p
         assert steps[-1].status == FAILED and steps[-1].replan is replan and not steps[-1].finished
         assert executor.failed == [red] and executor.pending == [blue] and not executor.succeeded
         assert lmodule.subtask == (red if replan else blue)
+
+
+@pytest.mark.parametrize("named, language_rises", [("red", True), ("blue", False)])
+def test_the_policys_grasps_move_its_visual_and_language_trust(parts, named: str, language_rises: bool) -> None:
+    """The expert always grasps the scene's own goal (the red block here); SAGE's subtask names `named`. A grasp
+    of the named block raises gr00t_language, a grasp of another lowers it; either grasp raises gr00t_visual."""
+    from sage_gr00t.experts.policy import ExpertPolicy
+
+    _, _, planner = parts
+    env = make_env("sort_blocks", variant="language", image_height=128, image_width=128)
+    try:
+        env.task.pin_goal(env.task.goal_choices().index("red->red"))
+        policy = ExpertPolicy(env)
+        bridge = SAGEGr00TBridge(policy, env, planner)
+        obs, _ = env.reset(seed=1000)
+        policy.reset()
+        bridge.reset(obs)
+        bridge.command(f"put the {named} block in the red bin")
+        before = dict(bridge.trust.components)
+        for _ in range(60):  # the expert has grasped the red block by then
+            obs, *_ = env.step(bridge.step(obs))
+        assert bridge.plan_result is not None and bridge.plan_result.ok, bridge.message
+        assert bridge.plan_result.subtasks[0].object_name == f"{named}_block"
+        after = bridge.trust.components
+        assert after["gr00t_visual"] > before["gr00t_visual"]
+        assert after["gr00t_language"] != before["gr00t_language"]
+        assert (after["gr00t_language"] > before["gr00t_language"]) == language_rises
+    finally:
+        env.close()

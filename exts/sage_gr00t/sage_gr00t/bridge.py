@@ -154,6 +154,9 @@ class SAGEGr00TBridge:
         self.events: list[dict] = []
         self.camera_hold = False
         self._plan_message = ""
+        self._held_before: set[str] = set()  # for the policy's grasp evidence (_score_policy)
+        self._scored_subtask: Subtask | None = None
+        self._grasped_in_subtask: set[str] = set()
 
     def reset(self, obs: dict, meta: dict | None = None) -> None:
         """New episode: fresh perception, safety filter at the measured pose, no plan, store episode opened."""
@@ -243,6 +246,8 @@ class SAGEGr00TBridge:
         for event in step.events:
             if event.closes:
                 self.trust.record_outcome("sage_execution", event.ok, self._timestamp())
+                if not event.ok and not self._grasped_in_subtask:  # the hands never met an object
+                    self.trust.record_outcome("gr00t_visual", False, self._timestamp())
             self.events.append({"step": self.steps, **event.as_dict()})
         if step.replan:
             self._needs_plan = True
@@ -279,9 +284,27 @@ class SAGEGr00TBridge:
             return self.lmodule.hold(obs), "idle", 0.0
         if self._camera_distrusted():
             return self.lmodule.hold(obs), "held", 0.0
+        subtask = self.plan_executor.current
         step = self.plan_executor.act(obs, seen)
+        self._score_policy(subtask, seen.held)
         self._record(step)
         return step.command, step.status, step.policy_s
+
+    def _score_policy(self, subtask: Subtask | None, held: set[str]) -> None:
+        """The policy's trust from what its hands did, as perception saw it. A grasp of a perceived object is
+        visual evidence (its motion met an object where the scene has one); whether that object is the one the
+        subtask's words named is language evidence. A subtask that fails without any grasp counts against the
+        visual side (see _record)."""
+        grasped = held - self._held_before
+        self._held_before = set(held)
+        if subtask is None:
+            return
+        if subtask is not self._scored_subtask:
+            self._scored_subtask, self._grasped_in_subtask = subtask, set()
+        for obj in sorted(grasped):
+            self._grasped_in_subtask.add(obj)
+            self.trust.record_outcome("gr00t_visual", True, self._timestamp())
+            self.trust.record_outcome("gr00t_language", obj == subtask.object_name, self._timestamp())
 
     def learn(self, obs: dict, command: SafeCommand, outcome: str, subtask: Subtask | None = None) -> Experience:
         """SNARC-score this step; salient ones go to the SalienceBuffer, all to the open store episode."""
