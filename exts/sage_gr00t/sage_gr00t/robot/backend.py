@@ -51,10 +51,10 @@ from sage_gr00t.robot.images import ImageSubscriber
 from sage_gr00t.robot.realtime import ThreadPromoter, check_priority, promote_current_thread
 from sage_gr00t.robot.validator import CommandValidator, RejectedCommandError, ValidatorConfig
 from sage_gr00t.robot.world import WorldClient, WorldScene
-from sage_gr00t.sim.actions import check_action, home_action
+from sage_gr00t.sim.actions import check_action
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import SIDES, EmbodimentSpec, get_embodiment, load_robot_spec
-from sage_gr00t.skills import Subtask
+from sage_gr00t.sim.task_env import DeclaredTaskEnv
 from sage_gr00t.tasks.spec import Task
 
 logger = logging.getLogger(__name__)
@@ -133,8 +133,11 @@ class LinkStats:
                 "n": len(a)}
 
 
-class UnitreeG1Backend:
-    """A Unitree G1 (or the stand-in) as a `TaskEnv`. Use as a context manager, or call `close()`."""
+class UnitreeG1Backend(DeclaredTaskEnv):
+    """A Unitree G1 (or the stand-in) as a `TaskEnv`. Use as a context manager, or call `close()`.
+
+    The declaration-only `TaskEnv` methods come from `DeclaredTaskEnv`; success, joint state and action ranges
+    are the robot's own (the world link's verdict, `rt/lowstate`, keys already GR00T action keys)."""
 
     def __init__(self, task: str | Task, config: TaskConfig | None = None, link: RobotLinkConfig | None = None,
                  domain: DdsDomain | None = None) -> None:
@@ -440,31 +443,11 @@ class UnitreeG1Backend:
 
     # ------------------------------------------------------------------ TaskEnv
     @property
-    def task_name(self) -> str:
-        return self.task.name
-
-    @property
-    def table_height(self) -> float:
-        return self.config.table.height
-
-    @property
     def sim_time(self) -> float:
         return time.monotonic()
 
-    def object_names(self) -> list[str]:
-        return self.task.object_names()
-
-    def body_pos(self, name: str) -> np.ndarray:
-        return self.scene.body_pos(name)
-
     def is_success(self) -> bool:
         return bool(self.scene.success)
-
-    def expert_plan(self) -> list[Subtask]:
-        return self.task.expert_plan()
-
-    def home_action(self) -> dict[str, np.ndarray]:
-        return home_action(self.embodiment)
 
     def action_ranges(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self._ranges.items()}
