@@ -16,6 +16,10 @@ from typing import Any
 from sage_gr00t.modality import EGO_VIEW
 
 
+class NoVideoWriterError(RuntimeError):
+    """No mp4 writer is installed: episodes can be evaluated, not filmed."""
+
+
 def inset_ego(front: Any, ego: Any) -> Any:
     """`front` (H, W, 3) with `ego` pasted into its top-left corner (cropped to fit); changes `front` in place."""
     h, w = min(ego.shape[0], front.shape[0]), min(ego.shape[1], front.shape[1])
@@ -72,7 +76,7 @@ class EpisodeVideo:
         import imageio
 
         if importlib.util.find_spec("imageio_ffmpeg") is None:  # imageio would fall back to a TIFF writer and fail
-            raise RuntimeError("no mp4 writer: imageio-ffmpeg is not installed (pip install 'imageio[ffmpeg]').")
+            raise NoVideoWriterError("no mp4 writer: imageio-ffmpeg is not installed (pip install 'imageio[ffmpeg]').")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(path, self.frames, fps=self.fps)

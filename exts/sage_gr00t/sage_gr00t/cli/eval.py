@@ -39,7 +39,7 @@ from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
 from sage_gr00t.bench.results import ResultsStore, write_json_atomic
 from sage_gr00t.bench.stats import episode_metrics
 from sage_gr00t.bench.tables import new_table
-from sage_gr00t.bench.video import EpisodeVideo, overlay_caption
+from sage_gr00t.bench.video import EpisodeVideo, NoVideoWriterError, overlay_caption
 from sage_gr00t.cli._parsing import parse
 from sage_gr00t.evaluation import EpisodeResult, borrowed_instruction, run_bridge_episode, run_episode
 from sage_gr00t.parallel import FanOut, WorkerError, fan_out, ray_session
@@ -503,8 +503,8 @@ def evaluate_grid(cfg: EvalConfig, tasks: list[str], folder: Path) -> Path:
             for cell, path in chosen:
                 try:
                     filmed = runner.film(cell, path)
-                except RuntimeError as exc:  # the results are written: a missing video writer costs only videos
-                    console.print(f"videos skipped: {exc}")
+                except NoVideoWriterError as exc:  # the results are written: a missing writer costs only videos
+                    console.print(f"videos skipped: {exc}", markup=False)
                     break
                 if filmed is not None:
                     videos.append((cell, path))
