@@ -1,14 +1,20 @@
 """A demonstration mix collected in parallel straight into training-cache shards (no LeRobot, no video codec).
 
 A recipe (`config/policy_v2.yaml`) lists (task, variant, randomization profile, seeds) entries. Each entry is
-split into jobs of a few seeds; worker processes run the scripted expert on them and write each job's
-successful episodes as one shard folder (`frames.npy` uint8 at the backbone's resolution, `arrays.npz`,
-`meta.json`: the training cache's layout, see `policy.gr00t.training.DemoData`). A job is written whole or
-not at all (atomic rename), so an interrupted run keeps every finished shard and a re-run skips them.
+split into jobs of a few seeds; worker processes run the entry's source on them and write each job's
+successful episodes as one shard folder. The source is the scripted expert (`source: expert`), or dreams
+(`source: mimic`): MimicGen-style episodes made from a LeRobot dataset of recorded demonstrations
+(`demos`, its first `demo_count` episodes) by `learn.mimic`, one attempt per seed, with no expert involved.
+A shard's meta.json keeps what it came from (entry, kept / attempted, each dream's provenance), which
+`provenance` sums into the checkpoint's `provenance.json`. Shard folder: `frames.npy` uint8 at the
+backbone's resolution, `arrays.npz`, `meta.json` (the training cache's layout, see
+`policy.gr00t.training.DemoData`). A job is written whole or not at all (atomic rename), so an interrupted
+run keeps every finished shard and a re-run skips them.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import multiprocessing as mp
@@ -36,11 +42,20 @@ class MixEntry:
     # "drawn": one episode per seed with the goal the seed draws; "each": one episode per goal of the variant
     # (Task.goal_choices) in the seed's one scene, so that only the instruction tells the goals apart.
     goals: str = "drawn"
+    source: str = "expert"  # "expert": the scripted expert; "mimic": dreams from the `demos` recordings
+    demos: str = ""  # mimic: a LeRobot dataset of recorded demonstrations (the project's recorder)
+    demo_count: int | None = None  # mimic: dream from its first N episodes only (None: all)
 
     def __post_init__(self) -> None:
+        where = f"Recipe entry {self.task}/{self.variant}"
         if self.goals not in ("drawn", "each"):
-            raise ValueError(f"Recipe entry {self.task}/{self.variant}: goals must be 'drawn' or 'each', "
-                             f"not {self.goals!r}.")
+            raise ValueError(f"{where}: goals must be 'drawn' or 'each', not {self.goals!r}.")
+        if self.source not in ("expert", "mimic"):
+            raise ValueError(f"{where}: source must be 'expert' or 'mimic', not {self.source!r}.")
+        if self.source == "mimic" and not self.demos:
+            raise ValueError(f"{where}: source 'mimic' needs `demos`, a dataset of recorded demonstrations.")
+        if self.demo_count is not None and self.demo_count < 1:
+            raise ValueError(f"{where}: demo_count must be >= 1, got {self.demo_count}.")
 
 
 @dataclass
@@ -72,7 +87,59 @@ class MixRecipe:
 
 def shard_name(entry: MixEntry, start: int) -> str:
     goals = "-each" if entry.goals == "each" else ""
-    return f"{entry.task}-{entry.variant}{goals}-{entry.randomization}-{start:05d}"
+    source = f"-mimic{entry.demo_count or 'all'}" if entry.source == "mimic" else ""
+    return f"{entry.task}-{entry.variant}{goals}{source}-{entry.randomization}-{start:05d}"
+
+
+@functools.lru_cache(maxsize=4)
+def _mimic_sources(task: str, demos: str, demo_count: int | None) -> tuple:
+    """Parsed source demonstrations, once per worker process (every job of an entry dreams from the same)."""
+    from sage_gr00t.data.lerobot_dataset import load_dataset
+    from sage_gr00t.learn.mimic import dataset_recordings, parse_recordings
+
+    total = load_dataset(demos).meta.total_episodes
+    count = total if demo_count is None else demo_count
+    if count > total:
+        raise ValueError(f"Recipe entry {task}: demo_count {count} but {demos} holds {total} episodes.")
+    return tuple(parse_recordings(dataset_recordings(demos, range(count)), task))
+
+
+def dream_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: Path, deadline: float) -> dict:
+    """Attempt one dream per seed start..start+count-1 from the entry's demonstrations; write the kept ones."""
+    import torch
+
+    torch.set_num_threads(1)
+    from sage_gr00t.learn.mimic import MimicConfig, MimicDreamGenerator
+    from sage_gr00t.policy.gr00t.training import DemoData
+
+    target = out / shard_name(entry, start)
+    if (target / "meta.json").is_file():
+        return {"shard": target.name, "skipped": True}
+    sources = _mimic_sources(entry.task, entry.demos, entry.demo_count)
+    config = MimicConfig(task=entry.task, variant=entry.variant, randomization=entry.randomization,
+                         image_size=recipe.image_size)
+    generator = MimicDreamGenerator(sources, config)
+    attempts = []
+    try:
+        for seed in range(start, start + count):
+            if time.time() > deadline:
+                break
+            attempts.append(generator.attempt(config.seed_start + seed))
+        robot = generator.env.embodiment.name
+    finally:
+        generator.close()
+    kept = [a.dream.episode for a in attempts if a.dream is not None]
+    provenance = [a.provenance for a in attempts]
+    if kept:
+        data = DemoData.from_episodes(kept, recipe.cache_size, robot)
+        tmp = out / f".{target.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.save(tmp, extra={"entry": asdict(entry), "seeds": [start, start + count], "kept": len(kept),
+                              "attempted": len(attempts), "source_demos": len(sources),
+                              "source_episodes": [s.id for s in sources], "dreams": provenance})
+        tmp.replace(target)
+    return {"shard": target.name, "kept": len(kept), "attempted": len(attempts),
+            "frames": sum(len(e["images"]) for e in kept)}
 
 
 def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: Path, deadline: float) -> dict:
@@ -123,14 +190,15 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
         data = DemoData.from_episodes(episodes, recipe.cache_size, robot)
         tmp = out / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        data.save(tmp, extra={"entry": asdict(entry), "seeds": [start, start + count], "failed_seeds": failed})
+        data.save(tmp, extra={"entry": asdict(entry), "seeds": [start, start + count], "failed_seeds": failed,
+                              "kept": len(episodes)})
         tmp.replace(target)
     frames = sum(len(e["images"]) for e in episodes)
     return {"shard": target.name, "kept": len(episodes), "failed": failed, "frames": frames}
 
 
 def _worker(args: tuple) -> dict:
-    return collect_job(*args)
+    return (dream_job if args[0].source == "mimic" else collect_job)(*args)
 
 
 def collect_mix(recipe: MixRecipe, out: Path, workers: int, budget_minutes: float | None = None,
@@ -164,3 +232,29 @@ def shard_dirs(roots: list[str | Path]) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"No training shards (folders with meta.json) under {[str(r) for r in roots]}.")
     return found
+
+
+def provenance(shards: list[Path]) -> dict[str, dict]:
+    """Where a training mix's episodes came from, per task: `source_demos` (expert demonstrations trained on
+    directly, plus the recorded demonstrations dreams were made from), `dreams` (kept dreams), `dream_attempts`,
+    and `datasets` (the recorded datasets behind the dreams)."""
+    out: dict[str, dict] = {}
+    demo_sets: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        meta = json.loads((shard / "meta.json").read_text())
+        entry = meta.get("entry", {})
+        task = entry.get("task") or (meta["tasks"][0] if meta.get("tasks") else "unknown")
+        row = out.setdefault(task, {"source_demos": 0, "expert_episodes": 0, "dreams": 0, "dream_attempts": 0,
+                                    "datasets": []})
+        kept = int(meta.get("kept", len(np.unique(np.load(shard / "arrays.npz")["episode"]))))
+        if entry.get("source") == "mimic":
+            row["dreams"] += kept
+            row["dream_attempts"] += int(meta.get("attempted", kept))
+            demo_sets.setdefault(task, {})[entry["demos"]] = max(demo_sets.get(task, {}).get(entry["demos"], 0),
+                                                                 int(meta.get("source_demos", 0)))
+        else:
+            row["expert_episodes"] += kept
+    for task, row in out.items():
+        row["datasets"] = sorted(demo_sets.get(task, {}))
+        row["source_demos"] = row["expert_episodes"] + sum(demo_sets.get(task, {}).values())
+    return out

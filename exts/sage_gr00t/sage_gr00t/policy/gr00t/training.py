@@ -346,10 +346,13 @@ def train(cfg: TrainConfig) -> Path:
     if device.type == "cuda":  # TF32 matmuls: several times the fp32 rate on Ampere and later, same loss curve
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model_cfg: Gr00tConfig = PRESETS[cfg.preset]()
+    sources: dict[str, dict] | None = None  # per task: demonstrations and dreams trained on (provenance.json)
     if cfg.shards:
-        from sage_gr00t.data.shards import shard_dirs
+        from sage_gr00t.data.shards import provenance, shard_dirs
 
-        data = DemoData.concat([DemoData.load(d) for d in tqdm(shard_dirs(cfg.shards), desc="load shards")])
+        shards = shard_dirs(cfg.shards)
+        data = DemoData.concat([DemoData.load(d) for d in tqdm(shards, desc="load shards")])
+        sources = provenance(shards)
     else:
         cache = Path(cfg.cache) if cfg.cache else out / "cache"
         if not (cache / "meta.json").is_file():
@@ -474,6 +477,11 @@ def train(cfg: TrainConfig) -> Path:
         progress.close()
         log.close()
     final = save_checkpoint(out / "final", ema.module, {meta.tag: meta}, dtype=getattr(torch, cfg.final_dtype))
+    if sources is not None:
+        if cfg.init_from and (Path(cfg.init_from) / "provenance.json").is_file():
+            inherited = json.loads((Path(cfg.init_from) / "provenance.json").read_text())
+            sources = {**inherited, **sources}  # the tasks the initial weights learned, unless retrained here
+        (final / "provenance.json").write_text(json.dumps(sources, indent=1))
     plot_loss(loss_csv, out / "loss.png")
     elapsed = time.time() - start
     rate = (step - first_step) / max(elapsed, 1e-9)
