@@ -74,7 +74,13 @@ class MixRecipe:
         entries = [MixEntry(**e) for e in data.get("entries", [])]
         if not entries:
             raise ValueError(f"Recipe {path} lists no entries.")
-        return cls(entries, **{k: v for k, v in data.items() if k != "entries"})
+        recipe = cls(entries, **{k: v for k, v in data.items() if k != "entries"})
+        names = [shard_name(entry, start) for entry, start, _ in recipe.jobs()]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"Recipe {path}: entries overlap (the same task, variant, source, randomization and "
+                             f"seeds): shards {twice[:3]} would be written twice; give them other seed_start.")
+        return recipe
 
     def jobs(self) -> list[tuple[MixEntry, int, int]]:
         """(entry, first seed, seed count) per job, the entries interleaved: a time budget that ends the run
