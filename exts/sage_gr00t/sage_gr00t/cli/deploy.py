@@ -7,6 +7,12 @@ Pre-flight first (link, joint limits and workspace, calibration against the home
 with the robot seen to hold); then episodes under the slow start: 10% speed, one stage up after
 --ramp.clean-episodes clean episodes, one stage down on any intervention. Every episode is recorded as a
 LeRobot dataset in --record-dir. --preflight-only stops after pre-flight.
+
+--controller policy (the default) runs the policy behind the safety filter on each episode's instruction;
+--controller sage runs SAGE itself: its camera perception (which needs depth on the image stream), its
+H-module planner (--planner) on --command (default: each episode's instruction), and its L-module driving
+--policy through SAGE's safety filter. With no trained G1 policy, `--policy expert` is SAGE's executor on the
+stand-in, as elsewhere in the project.
 """
 
 from __future__ import annotations
@@ -16,12 +22,18 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sage_gr00t.cli._parsing import check, error, parse
 from sage_gr00t.robot.backend import RobotLinkConfig
 from sage_gr00t.robot.protocol import PreflightConfig, SpeedRampConfig
 
+if TYPE_CHECKING:
+    from sage_gr00t.bridge import SAGEGr00TBridge
+    from sage_gr00t.robot.backend import UnitreeG1Backend
+
 PROG = "sage-deploy"
+CONTROLLERS = ("policy", "sage")
 
 
 @dataclass
@@ -31,6 +43,10 @@ class DeployConfig:
     task: str = "pick_apple"
     variant: str = "train"
     policy: str = "expert"  # expert (stand-in only: it reads object poses) | checkpoint folder | zmq://HOST:PORT
+    controller: str = "policy"  # policy: the policy -> safety filter; sage: SAGE (perceive -> plan -> act) around it
+    planner: str = "assets/planner"  # SAGE's H-module checkpoint (--controller sage)
+    command: str = ""  # what SAGE is asked to do (--controller sage); empty: each episode's instruction
+    camera_every: int = 4  # SAGE's camera perception every k-th control step (--controller sage)
     device: str = "cpu"
     episodes: int = 10
     seed_start: int = 0
@@ -47,12 +63,27 @@ class DeployConfig:
         check(self.episodes >= 0, f"--episodes must be >= 0, got {self.episodes}.")
         check(self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}.")
         check(16 <= self.image_size <= 1024, f"--image-size must be in 16..1024, got {self.image_size}.")
+        check(self.controller in CONTROLLERS, f"--controller must be one of {', '.join(CONTROLLERS)}, "
+              f"got {self.controller!r}.")
+        check(self.camera_every >= 1, f"--camera-every must be >= 1, got {self.camera_every}.")
+
+
+def _sage(cfg: DeployConfig, backend: UnitreeG1Backend) -> SAGEGr00TBridge:
+    """SAGE's session on the backend: the one session builder, as sage-eval and the panel assemble it."""
+    from sage_gr00t.session import SessionConfig, build_session
+
+    session = build_session(SessionConfig(task=cfg.task, embodiment="unitree_g1", variant=cfg.variant,
+                                          policy=cfg.policy, device=cfg.device, controller="sage",
+                                          planner=cfg.planner, camera_every=cfg.camera_every),
+                            env=backend)
+    assert session.bridge is not None
+    return session.bridge
 
 
 def run(cfg: DeployConfig) -> int:
     from sage_gr00t.act.safety import SafetyFilter, SafetyFilterConfig
     from sage_gr00t.policy.factory import make_policy
-    from sage_gr00t.robot.backend import UnitreeG1Backend
+    from sage_gr00t.robot.backend import NoDepthError, UnitreeG1Backend
     from sage_gr00t.robot.protocol import DeploymentRunner, PreflightError, SpeedRamp, open_recorder
     from sage_gr00t.sim.config import TaskConfig
 
@@ -71,11 +102,20 @@ def run(cfg: DeployConfig) -> int:
             backend.wait_for_link()  # a policy (the expert) reads the robot's state when it is made
         except TimeoutError as exc:
             return error(PROG, str(exc))
-        policy = make_policy(cfg.policy, backend, cfg.device)
-        safety = SafetyFilter(backend.embodiment, backend.action_ranges(),
-                              SafetyFilterConfig(table_height=float(backend.table_height),
-                                                 control_dt=1.0 / task_config.control_hz))
-        runner = DeploymentRunner(backend, policy, safety, SpeedRamp(cfg.ramp))
+        bridge = None
+        if cfg.controller == "sage":
+            try:
+                backend.require_depth()  # before anything moves: SAGE cannot perceive from colour alone
+            except NoDepthError as exc:
+                return error(PROG, str(exc))
+            bridge = _sage(cfg, backend)
+            policy, safety = bridge.policy, bridge.safety
+        else:
+            policy = make_policy(cfg.policy, backend, cfg.device)
+            safety = SafetyFilter(backend.embodiment, backend.action_ranges(),
+                                  SafetyFilterConfig(table_height=float(backend.table_height),
+                                                     control_dt=1.0 / task_config.control_hz))
+        runner = DeploymentRunner(backend, policy, safety, SpeedRamp(cfg.ramp), bridge=bridge, command=cfg.command)
         try:
             report = runner.preflight(cfg.preflight)
         except (PreflightError, TimeoutError) as exc:
@@ -88,9 +128,10 @@ def run(cfg: DeployConfig) -> int:
             runner.writer = writer
         for seed in range(cfg.seed_start, cfg.seed_start + cfg.episodes):
             ep = runner.run_episode(seed, cfg.max_steps)
+            sage = f"; SAGE: {bridge.message}" if bridge is not None else ""
             print(f"seed {seed}: {'success' if ep.success else 'no success'} in {ep.steps} steps at "
                   f"{100 * ep.speed_scale:.0f}% speed, {'clean' if ep.clean else ep.reason}; speed {ep.ramp_change} "
-                  f"-> {100 * runner.ramp.scale:.0f}%")
+                  f"-> {100 * runner.ramp.scale:.0f}%{sage}")
             if cfg.panel_state_file:
                 path = Path(cfg.panel_state_file)
                 path.write_text(json.dumps(runner.panel_state(), indent=1))

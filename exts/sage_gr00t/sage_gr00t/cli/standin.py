@@ -3,8 +3,9 @@
     sage-standin --domain-id 17 --interface lo --task pick_apple
 
 It steps physics at 500 Hz, publishes rt/lowstate at 100 Hz (--state-every 1: 500 Hz) and head-camera frames
-on --image-endpoint, obeys rt/arm_sdk and the Dex3 hand commands, and serves object poses / resets on the world
-endpoints. Stop it with Ctrl-C.
+on --image-endpoint (colour and 16-bit depth with the intrinsics, as SAGE's perception needs; --no-depth: colour
+only, as Unitree's image server streams), obeys rt/arm_sdk and the Dex3 hand commands, and serves object poses /
+resets on the world endpoints. Stop it with Ctrl-C.
 """
 
 from __future__ import annotations

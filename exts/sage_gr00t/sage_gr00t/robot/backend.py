@@ -1,8 +1,14 @@
 """`UnitreeG1Backend`: a G1 over DDS behind the simulators' `TaskEnv` interface.
 
 Observations and actions are the simulators' dicts (`video.ego_view`, `state.<group>`, `action.<group>`), so the
-policy, the safety filter and the bridge run unchanged. `step(action)` hands the arm and hand targets to a 50 Hz
-command loop and returns the observation one control period (20 Hz) later, as the simulator's step does.
+policy, the safety filter and the bridge run unchanged. SAGE's camera perception renders through the same three
+calls as on a simulator (`render_camera`, `render_depth`, `camera_pose_intrinsics`): here they answer from the
+camera frame the newest observation was built from -- its colour, the depth streamed with it, the intrinsics
+the stream sent (else the embodiment's declared camera), and the camera pose by forward kinematics of the
+declared mount at the measured joints. A colour-only stream (Unitree's image server) serves the policy, but
+`render_depth` then refuses with `NoDepthError`: SAGE's perception needs depth.
+`step(action)` hands the arm and hand targets to a 50 Hz command loop and returns the observation one control
+period (20 Hz) later, as the simulator's step does.
 
 The command loop (its own thread, absolute deadlines) each tick:
   1. watchdog: rt/lowstate older than `state_timeout_s`, or no camera frame for `camera_timeout_s`, trips a hold:
@@ -36,7 +42,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from sage_gr00t.modality import EGO_VIEW, LANGUAGE_KEY, action_key, group_of, state_key
+from sage_gr00t.modality import EGO_CAMERA, EGO_VIEW, LANGUAGE_KEY, action_key, group_of, state_key
 from sage_gr00t.robot.dds import (
     ARM_SDK_TOPIC,
     LOWSTATE_TOPIC,
@@ -47,7 +53,7 @@ from sage_gr00t.robot.dds import (
     hand_state_topic,
 )
 from sage_gr00t.robot.g1_map import ARM_SDK_WEIGHT_SLOT, BODY_MOTORS, LOWCMD_SLOTS, G1MotorMap
-from sage_gr00t.robot.images import ImageSubscriber
+from sage_gr00t.robot.images import Frame, ImageSubscriber
 from sage_gr00t.robot.realtime import ThreadPromoter, check_priority, promote_current_thread
 from sage_gr00t.robot.validator import CommandValidator, RejectedCommandError, ValidatorConfig
 from sage_gr00t.robot.world import WorldClient, WorldScene
@@ -60,6 +66,10 @@ from sage_gr00t.tasks.spec import Task
 logger = logging.getLogger(__name__)
 
 HOLD_REASONS = ("state", "camera", "estop")
+
+
+class NoDepthError(RuntimeError):
+    """The image stream carries colour only, and something (SAGE's camera perception) asked for depth."""
 
 
 @dataclass
@@ -183,6 +193,7 @@ class UnitreeG1Backend(DeclaredTaskEnv):
         self._next_step = 0.0
         self._epoch = 0  # control epochs: +1 at every hold -> active transition (see the module docstring)
         self._obs_epoch = 0  # the epoch of the newest observation handed out
+        self._obs_frame: Frame | None = None  # the camera frame of the newest observation (perception reads it)
         self._stop = threading.Event()
         self._rng = np.random.default_rng()
         self._owns_domain = domain is None
@@ -211,6 +222,7 @@ class UnitreeG1Backend(DeclaredTaskEnv):
             self._ranges[action_key(group)] = m.actuator_ctrlrange[[joint_to_act[j] for j in jids]].astype(float)
             self._qpos_adr[group] = np.array([m.jnt_qposadr[j] for j in jids])
         self._ee_site = {s: m.site(self.embodiment.arm(s).ee_site).id for s in SIDES}
+        self._camera_id = m.camera(EGO_CAMERA).id  # the embodiment's declared head camera (load_robot_spec adds it)
         self._kp = np.zeros(LOWCMD_SLOTS)
         self._kd = np.zeros(LOWCMD_SLOTS)
         for key, motors in self.motor_map.arm_motors.items():
@@ -469,26 +481,83 @@ class UnitreeG1Backend(DeclaredTaskEnv):
             return {state_key(group_of(k)): self._body_dq[list(m)].astype(np.float32)
                     for k, m in self.motor_map.arm_motors.items()}
 
-    def ee_pos(self, side: str) -> np.ndarray:
+    def _forward_kinematics(self) -> mujoco.MjData:
+        """The private model posed at the measured joints (the base is fixed, as in the simulator)."""
         state = self._group_state()
         for group, adr in self._qpos_adr.items():
             self._data.qpos[adr] = state[group]
         mujoco.mj_kinematics(self._model, self._data)
-        return self._data.site_xpos[self._ee_site[side]].copy()
+        mujoco.mj_camlight(self._model, self._data)  # camera poses (mj_kinematics leaves them out)
+        return self._data
+
+    def ee_pos(self, side: str) -> np.ndarray:
+        return self._forward_kinematics().site_xpos[self._ee_site[side]].copy()
 
     def render(self) -> np.ndarray:
         frame = self.images.latest
         return frame.image if frame is not None else np.zeros((self.config.image_height, self.config.image_width, 3),
                                                               np.uint8)
 
-    def _image(self) -> np.ndarray:
-        image = self.render()
+    def _image(self, frame: Frame | None) -> np.ndarray:
+        image = frame.image if frame is not None else self.render()
         h, w = self.config.image_height, self.config.image_width
-        if image.shape[:2] != (h, w):
-            import cv2
+        return _resized(image, h, w, "area")
 
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        return image
+    # ------------------------------------------------------------------ the camera, as perception reads it
+    @property
+    def has_depth(self) -> bool:
+        """Whether the newest camera frame came with depth (False also while no frame arrived)."""
+        frame = self.images.latest
+        return frame is not None and frame.depth is not None
+
+    def require_depth(self) -> None:
+        """`NoDepthError` (one clear message) unless the image stream delivers depth with its colour."""
+        if not self.has_depth:
+            raise NoDepthError(self._no_depth_message())
+
+    def _no_depth_message(self) -> str:
+        return (f"The image stream at {self.link.image_endpoint} carries colour only (Unitree's image server sends "
+                "JPEG colour frames): SAGE's camera perception needs depth. Stream the head camera's depth (the "
+                "G1's RealSense D435i) beside the colour as the stand-in does (docs/ROBOT.md, 'Depth on the image "
+                "stream'), or run without SAGE (--controller policy).")
+
+    def _perception_frame(self, camera: str) -> Frame:
+        if camera != EGO_CAMERA:
+            raise ValueError(f"The G1 streams one camera, {EGO_CAMERA!r}; asked for {camera!r}.")
+        frame = self._obs_frame or self.images.latest
+        if frame is None:
+            raise RuntimeError(f"No camera frame from {self.link.image_endpoint} yet.")
+        return frame
+
+    def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
+        """The colour of the newest observation's frame at (height, width): what the policy saw."""
+        return _resized(self._perception_frame(camera).image, height, width, "area")
+
+    def render_depth(self, camera: str, height: int, width: int) -> np.ndarray:
+        """(H, W) float32 metres of the same frame (NaN: no depth); `NoDepthError` on a colour-only stream."""
+        frame = self._perception_frame(camera)
+        if frame.depth is None:
+            raise NoDepthError(self._no_depth_message())
+        # Nearest, not area: averaging an object's edge with the table behind it invents points in mid-air.
+        return _resized(frame.depth, height, width, "nearest")
+
+    def camera_pose_intrinsics(self, camera: str, height: int,
+                               width: int) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+        """(position, world-from-camera rotation, fx, fy, cx, cy) at (height, width), as the simulator's: the pose
+        by forward kinematics of the declared mount, the intrinsics the stream sent (scaled to the size asked),
+        else the declared camera's field of view."""
+        frame = self._perception_frame(camera)
+        d = self._forward_kinematics()
+        pos = d.cam_xpos[self._camera_id].copy()
+        rot = d.cam_xmat[self._camera_id].reshape(3, 3).copy()
+        if frame.intrinsics is None:
+            fy = 0.5 * height / np.tan(np.deg2rad(self._model.cam_fovy[self._camera_id]) / 2)
+            return pos, rot, float(fy), float(fy), (width - 1) / 2.0, (height - 1) / 2.0
+        fx, fy, cx, cy = frame.intrinsics
+        h0, w0 = frame.image.shape[:2]
+        sx, sy = width / w0, height / h0
+        # Pixel centres: u' + 0.5 = (u + 0.5) * s (the convention cx = (W - 1) / 2 follows from it).
+        return pos, rot, fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
 
     def observe(self) -> dict:
         """The current observation without stepping (pre-flight reads the rest pose through it)."""
@@ -498,7 +567,9 @@ class UnitreeG1Backend(DeclaredTaskEnv):
         # The epoch is read before the state: an observation newer than its epoch costs one dropped action,
         # the other way round would let an action from a held pose through.
         epoch = self._epoch
-        obs: dict = {EGO_VIEW: self._image(), **self.state()}
+        frame = self.images.latest  # one frame for the policy's image and for perception's colour and depth
+        self._obs_frame = frame
+        obs: dict = {EGO_VIEW: self._image(frame), **self.state()}
         obs[LANGUAGE_KEY] = self.instruction
         self._obs_epoch = epoch
         return obs
@@ -534,17 +605,22 @@ class UnitreeG1Backend(DeclaredTaskEnv):
         return self._observation(), {"success": self.is_success(), "instruction": self.instruction}
 
     def _wait_state_after(self, t: float, reset_count: int) -> None:
-        """Until rt/lowstate from after the stand-in's reset arrived: received after `t` AND carrying the reset's
-        count (a state sent before the reset may arrive after it was asked for; starting the safety filter from
-        it would make the first commands jump to where the arm was at the end of the last episode)."""
+        """Until rt/lowstate and a camera frame from after the stand-in's reset arrived: received after `t` AND
+        carrying the reset's count (a state sent before the reset may arrive after it was asked for; starting the
+        safety filter from it would make the first commands jump to where the arm was at the end of the last
+        episode; SAGE perceiving the frame of the old scene would plan from where the objects were left)."""
         deadline = time.monotonic() + self.link.connect_timeout_s
         while time.monotonic() < deadline:
+            frame = self.images.latest
+            fresh_frame = frame is not None and (frame.reset >= reset_count if frame.reset is not None
+                                                 else frame.received > t)
             with self._lock:
-                if self._state_time > t and self._state_reset >= reset_count \
+                if self._state_time > t and self._state_reset >= reset_count and fresh_frame \
                         and all(v is not None for v in self._hand_q.values()):
                     return
             time.sleep(0.002)
-        raise TimeoutError(f"No rt/lowstate after the reset within {self.link.connect_timeout_s:.0f} s.")
+        raise TimeoutError(f"No rt/lowstate and camera frame after the reset within "
+                           f"{self.link.connect_timeout_s:.0f} s.")
 
     def set_targets(self, action: dict[str, np.ndarray]) -> None:
         """Check an action dict (as the simulator does) and make it the new control target; no waiting."""
@@ -626,6 +702,15 @@ class UnitreeG1Backend(DeclaredTaskEnv):
                                        "nominal": round(1e3 * self._period, 1)},
                     "round_trip_ms": {"p50": _ms(rtt["p50"]), "p99": _ms(rtt["p99"])},
                     "domain_id": self.link.domain_id, "interface": self.link.interface}
+
+
+def _resized(image: np.ndarray, height: int, width: int, how: str) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    import cv2
+
+    interpolation = cv2.INTER_AREA if how == "area" else cv2.INTER_NEAREST_EXACT
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def _ms(seconds: float) -> float | None:

@@ -129,6 +129,12 @@ class DdsDomain:
             except Exception:  # closing what may already be closed
                 pass
         self._channels.clear()
+        # Delete the participant and the domain now, not when garbage collection gets to them: Cyclone refuses a
+        # second Domain of the same id in a process while the first exists, so a process that closes one backend
+        # and opens the next (sage-deploy run in-process after another controller) would fail. Entity.__del__ is
+        # cyclonedds' own delete and is idempotent (a later collection of the objects does nothing).
+        for entity in (self._participant, self._domain):
+            entity.__del__()
 
 
 def motor_q(msg: Any, count: int) -> np.ndarray:

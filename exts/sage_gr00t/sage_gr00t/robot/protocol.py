@@ -13,6 +13,9 @@ after `clean_episodes` clean episodes in a row; any intervention steps it down o
 hazard intervention of the safety filter (workspace, table, non-finite, malformed), no e-stop, no watchdog trip
 and no rejected command. Every episode is recorded as a LeRobot dataset, finalized after each episode (a crash
 loses at most the episode in flight).
+The controller is either a policy behind a safety filter (`run_controlled_episode`) or SAGE itself
+(`run_sage_episode`: the bridge perceives the streamed camera, plans the command, and its L-module drives the
+policy through the bridge's own safety filter, which is then the one pre-flight exercises and the ramp slows).
 """
 
 from __future__ import annotations
@@ -277,13 +280,62 @@ def run_controlled_episode(env: Any, policy: Policy, safety: SafetyFilter, seed:
     return success, steps, kinds, estop
 
 
+def run_sage_episode(env: Any, bridge: Any, seed: int, max_steps: int, command: str = "",
+                     stop_on_success: bool = True,
+                     on_step: StepHook | None = None) -> tuple[bool, int, dict[str, int], bool]:
+    """SAGE (a `SAGEGr00TBridge`) on any `TaskEnv`: perceive -> plan `command` (empty: the episode's instruction)
+    -> L-module -> policy -> the bridge's safety filter -> env. Returns what `run_controlled_episode` returns.
+
+    The episode ends on success (if `stop_on_success`), when SAGE judges its plan over (as `run_bridge_episode`
+    does: a real robot has no success oracle), at truncation or at `max_steps`. Holds and resumes of the G1
+    backend are handled as `run_controlled_episode` handles them: while the watchdog holds, the bridge is not
+    stepped (its perception would read frozen frames as a failing camera); after a resume its safety filter
+    restarts from the measured pose."""
+    from sage_gr00t.evaluation import seed_policy
+
+    safety: SafetyFilter = bridge.safety
+    obs, info = env.reset(seed=seed)
+    bridge.reset(obs, meta={"seed": seed})
+    seed_policy(bridge.policy, seed)
+    bridge.command(command or env.instruction)
+    before = dict(safety.stats)
+    success, steps, estop, held = bool(info["success"]), 0, False, False
+    action: dict = {}
+    while steps < max_steps:
+        if not held:
+            action = bridge.step(obs)
+            estop = estop or safety.estop_engaged
+            if on_step is not None:
+                on_step(steps, obs, action)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        success = bool(info["success"])
+        held = info.get("holding", "") in ("state", "camera")
+        if info.get("rebased"):
+            safety.reset(state_of(obs))
+        finished = bridge.plan_result is not None and not bridge.active
+        if (terminated and stop_on_success) or truncated or finished:
+            break
+    bridge.end_episode(success)
+    kinds = {k: n - before.get(k, 0) for k, n in safety.stats.items() if n - before.get(k, 0)}
+    return success, steps, kinds, estop
+
+
 class DeploymentRunner:
-    """Runs episodes on the G1 backend under the slow-start ramp, recording each one; `panel_state()` for the UI."""
+    """Runs episodes on the G1 backend under the slow-start ramp, recording each one; `panel_state()` for the UI.
+
+    With `bridge` (a `SAGEGr00TBridge` on the backend), SAGE drives each episode (`run_sage_episode`) on
+    `command` (empty: each episode's instruction); `policy` and `safety` must then be the bridge's own."""
 
     def __init__(self, backend: Any, policy: Policy, safety: SafetyFilter, ramp: SpeedRamp,
-                 writer: Any = None, chunking: ChunkExecutorConfig | None = None) -> None:
+                 writer: Any = None, chunking: ChunkExecutorConfig | None = None, bridge: Any = None,
+                 command: str = "") -> None:
+        if bridge is not None and (bridge.safety is not safety or bridge.policy is not policy):
+            raise ValueError("Under SAGE the runner's policy and safety filter are the bridge's own (bridge.policy, "
+                             "bridge.safety): pre-flight and the slow start act on the filter SAGE commands through.")
         self.backend, self.policy, self.safety, self.ramp, self.writer = backend, policy, safety, ramp, writer
         self.chunking = chunking
+        self.bridge, self.command = bridge, command
         self.preflight_report: PreflightReport | None = None
         self.episodes: list[EpisodeReport] = []
         self._estop_requests = 0
@@ -315,8 +367,12 @@ class DeploymentRunner:
                 on_step(step, obs, action)
 
         try:
-            success, steps, kinds, estop = run_controlled_episode(self.backend, self.policy, self.safety, seed,
-                                                                  max_steps, self.chunking, on_step=record)
+            if self.bridge is not None:
+                success, steps, kinds, estop = run_sage_episode(self.backend, self.bridge, seed, max_steps,
+                                                                self.command, on_step=record)
+            else:
+                success, steps, kinds, estop = run_controlled_episode(self.backend, self.policy, self.safety, seed,
+                                                                      max_steps, self.chunking, on_step=record)
         except BaseException:
             if self.writer is not None:
                 self.writer.discard_episode()

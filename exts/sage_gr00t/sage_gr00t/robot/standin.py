@@ -1,8 +1,10 @@
 """A stand-in G1: the project's MuJoCo G1 task env behind the robot's DDS topics, in real time at 500 Hz.
 
 It subscribes rt/arm_sdk and rt/dex3/{left,right}/cmd and publishes rt/lowstate and rt/dex3/{left,right}/state,
-as the robot does; head-camera frames go out on a ZMQ image stream, and a world link (object poses, success,
-resets by seed) serves tests, demos and benchmarks. What it models of the real arm_sdk:
+as the robot does; head-camera frames go out on a ZMQ image stream -- colour and the depth of the same render with
+the camera's intrinsics, as a RealSense D435i gives them (`depth=False`: colour only, as Unitree's image server
+streams) -- and a world link (object poses, success, resets by seed) serves tests, demos and benchmarks. What it
+models of the real arm_sdk:
   * the blend: each arm joint's servo target is weight * command + (1 - weight) * the pose the locomotion
     controller holds (the embodiment's home), the weight read from motor slot 29;
   * the last command stays in force when commands stop (the robot keeps its last arm_sdk target);
@@ -33,7 +35,7 @@ from sage_gr00t.robot.dds import (
     hand_state_topic,
 )
 from sage_gr00t.robot.g1_map import ARM_SDK_WEIGHT_SLOT, BODY_MOTORS, LOWCMD_SLOTS, G1MotorMap
-from sage_gr00t.robot.images import ImagePublisher
+from sage_gr00t.robot.images import DEPTH_ENCODINGS, ImagePublisher
 from sage_gr00t.robot.realtime import check_priority, promote_current_thread
 from sage_gr00t.robot.world import WorldServer, snapshot
 from sage_gr00t.sim.actions import InvalidActionError
@@ -56,6 +58,8 @@ class StandinConfig:
     world_control_endpoint: str = "tcp://127.0.0.1:5557"
     image_size: int = 224  # square head-camera frames
     camera_hz: float = 10.0
+    depth: bool = True  # depth beside colour on the image stream (--no-depth: colour only, as Unitree's image server)
+    depth_encoding: str = "raw"  # raw: uint16 millimetres; png: a 16-bit PNG of them (smaller, ~1 ms more per frame)
     # rt/lowstate every n physics steps: 1 is the robot's 500 Hz. Each message costs ~1 ms of Python on both
     # ends (the SDK packs its CRC field by field, Cyclone's Python serializer walks 35 motor structs), so 5
     # (100 Hz) takes most of the stand-in's and the backend's CPU off the link and still refreshes state 5x
@@ -71,6 +75,8 @@ class StandinConfig:
     def __post_init__(self) -> None:
         checks = ((16 <= self.image_size <= 1024, f"image_size must be in 16..1024, got {self.image_size}"),
                   (0 < self.camera_hz <= 60, f"camera_hz must be in (0, 60], got {self.camera_hz}"),
+                  (self.depth_encoding in DEPTH_ENCODINGS,
+                   f"depth_encoding must be one of {sorted(DEPTH_ENCODINGS)}, got {self.depth_encoding!r}"),
                   (self.state_every >= 1 and self.hand_state_every >= 1, "state_every / hand_state_every must be >= 1"),
                   (-1 <= self.encoder_offset_motor < BODY_MOTORS,
                    f"encoder_offset_motor must be a body motor 0..{BODY_MOTORS - 1} or -1"))
@@ -105,7 +111,7 @@ class StandinRobot:
         self.dds.reader(ARM_SDK_TOPIC, t.LowCmd_, self._on_arm_cmd)
         for side in SIDES:
             self.dds.reader(hand_cmd_topic(side), t.HandCmd_, lambda m, s=side: self._on_hand_cmd(s, m))
-        self.images = ImagePublisher(c.image_endpoint)
+        self.images = ImagePublisher(c.image_endpoint, c.depth_encoding)
         self.world = WorldServer(c.world_endpoint, c.world_control_endpoint)
         self._state_msg = self.dds.messages.unitree_hg_msg_dds__LowState_()
         self._hand_msgs = {s: self.dds.messages.unitree_hg_msg_dds__HandState_() for s in SIDES}
@@ -193,12 +199,14 @@ class StandinRobot:
             self._hand_writers[side].Write(msg)
 
     def _camera_loop(self) -> None:
-        """Head-camera frames from a private renderer on this thread: a software-GL render takes 5-40 ms, which
-        would stall the 2 ms physics loop (the render releases the GIL, so the loop keeps its pace)."""
+        """Head-camera frames from private renderers on this thread: a software-GL render takes 5-40 ms, which
+        would stall the 2 ms physics loop (the render releases the GIL, so the loop keeps its pace). Colour and
+        depth are rendered from the same copied state, so they show the same instant."""
         c = self.config
         model = None
-        renderer: mujoco.Renderer | None = None
+        renderers: list[mujoco.Renderer] = []
         data: mujoco.MjData | None = None
+        intrinsics: tuple[float, float, float, float] | None = None
         period = 1.0 / c.camera_hz
         next_frame = time.monotonic()
         while not self._stop.is_set():
@@ -209,20 +217,29 @@ class StandinRobot:
             else:
                 next_frame = time.monotonic()
             if model is not self.env.model:  # first frame, or a procedural reset rebuilt the scene
-                if renderer is not None:
-                    renderer.close()
+                for r in renderers:
+                    r.close()
                 model = self.env.model
-                renderer, data = mujoco.Renderer(model, c.image_size, c.image_size), mujoco.MjData(model)
-                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-            assert data is not None and renderer is not None
+                data = mujoco.MjData(model)
+                renderers = [mujoco.Renderer(model, c.image_size, c.image_size) for _ in range(2 if c.depth else 1)]
+                for r in renderers:
+                    r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+                    r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+                if c.depth:
+                    renderers[1].enable_depth_rendering()
+                _, _, *k = self.env.camera_pose_intrinsics(EGO_CAMERA, c.image_size, c.image_size)
+                intrinsics = (k[0], k[1], k[2], k[3])  # the simulator's pinhole model, as a RealSense reports its own
+            assert data is not None
             with self._lock:
                 data.qpos[:] = self.env.data.qpos
+                resets = self.resets
             mujoco.mj_forward(model, data)
-            renderer.update_scene(data, camera=EGO_CAMERA)
-            self.images.publish(renderer.render())
-        if renderer is not None:
-            renderer.close()
+            for r in renderers:
+                r.update_scene(data, camera=EGO_CAMERA)
+            depth = renderers[1].render() if c.depth else None
+            self.images.publish(renderers[0].render(), depth, intrinsics, reset=resets)
+        for r in renderers:
+            r.close()
 
     def _serve_world(self) -> bool:
         request = self.world.poll_request()
@@ -235,7 +252,7 @@ class StandinRobot:
             self.env.reset(seed=request.get("seed"))
             self._arm_cmd = None
             self._hand_cmd.clear()
-        self.resets += 1
+            self.resets += 1  # under the lock: a camera frame's reset count is that of the scene it shows
         self._publish_world()
         self.world.reply({"instruction": self.env.instruction, "reset": self.resets})
         return True
