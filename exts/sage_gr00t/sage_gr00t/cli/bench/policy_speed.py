@@ -108,15 +108,21 @@ def run_preset(cfg) -> int:
     batch, noise = make_batch(model, 1, vl_length, device, dtype)
     big, big_noise = (make_batch(model, cfg.throughput_batch, vl_length, device, dtype, seed=1)
                       if cfg.throughput_batch else (None, None))
-    reference = model.get_action(batch, noise).float()
     rows: list[Row] = []
     notes: list[str] = []
+    try:
+        reference = model.get_action(batch, noise).float()
+    except Exception as exc:  # the other paths still run; their diff column stays empty
+        reference = None
+        notes.append(f"eager reference failed ({_failure(exc)}): no max |diff| column.")
 
     def measure(name: str, fn: Callable[[dict, object], object]) -> None:
         row = Row(name)
         try:
             peak_reset()
-            row.max_diff = float((fn(batch, noise).float() - reference).abs().max())
+            out = fn(batch, noise).float()
+            if reference is not None:
+                row.max_diff = float((out - reference).abs().max())
             times = _time(lambda: fn(batch, noise), cfg.calls, sync)
             row.median_ms, row.p90_ms = statistics.median(times), _p90(times)
             if big is not None:
@@ -124,20 +130,34 @@ def run_preset(cfg) -> int:
                 row.throughput = cfg.throughput_batch * 1e3 / statistics.median(tb)
             row.peak_gib = peak()
         except Exception as exc:  # a path that fails here is reported, the others still run
-            row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:90] if str(exc) else ''}"
+            row.note = f"failed: {_failure(exc)}"
         rows.append(row)
+
+    def optimized(name: str, options: OptimizeOptions) -> None:
+        """One OptimizedGr00t row; its CUDA graphs (private memory pools) and compiled code are dropped after
+        it, so that the next row's peak memory is its own."""
+        try:
+            fast = OptimizedGr00t(model, options)
+        except Exception as exc:
+            rows.append(Row(name, note=f"failed: {_failure(exc)}"))
+            return
+        measure(name, fast.get_action)
+        del fast
+        _release(cuda)
 
     measure("eager (Gr00tModel.get_action)", lambda b, n: model.get_action(b, n))
     graph = "+ CUDA graph" if cuda else "(no CUDA graph on CPU)"
-    static = OptimizedGr00t(model, OptimizeOptions(compile=False, cuda_graph=cuda))
-    measure(f"optimized, static graph {graph}", static.get_action)
+    optimized(f"optimized, static graph {graph}", OptimizeOptions(compile=False, cuda_graph=cuda))
     if cfg.compile:
-        compiled = OptimizedGr00t(model, OptimizeOptions(compile=True, cuda_graph=cuda))
-        measure(f"optimized, torch.compile {graph}", compiled.get_action)
+        optimized(f"optimized, torch.compile {graph}", OptimizeOptions(compile=True, cuda_graph=cuda))
     else:
         notes.append("torch.compile row skipped (--no-compile).")
     if cfg.tensorrt:
-        note = _tensorrt_row(cfg, model, measure, dtype)
+        try:
+            note = _tensorrt_row(cfg, model, measure, dtype)
+        except Exception as exc:  # an export or engine build that fails is the row's note; the table still prints
+            rows.append(Row("TensorRT engines", note=f"failed: {_failure(exc)}"))
+            note = None
         if note:
             notes.append(note)
     table = new_table(
@@ -179,8 +199,10 @@ def _tensorrt_row(cfg, model, measure, dtype) -> str | None:
 
     onnx_dir, engine_dir = Path(cfg.trt_dir) / "onnx", Path(cfg.trt_dir) / "engines"
     device = next(model.parameters()).device
-    export_onnx(model.float().cpu(), onnx_dir)  # the exporter traces an fp32 CPU copy
-    model.to(device=device, dtype=dtype)
+    try:
+        export_onnx(model.float().cpu(), onnx_dir)  # the exporter traces an fp32 CPU copy
+    finally:  # back where the model ran, also when the export fails
+        model.to(device=device, dtype=dtype)
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     build_engines(onnx_dir, engine_dir, TrtBuildConfig(precision=precision, max_batch=max(8, cfg.throughput_batch)))
     runner = TrtGr00tRunner(engine_dir)
@@ -191,6 +213,26 @@ def _tensorrt_row(cfg, model, measure, dtype) -> str | None:
 
     measure(f"TensorRT ({precision} engines)", trt_call)
     return None
+
+
+def _failure(exc: BaseException) -> str:
+    """`Type: first line of the message` (90 characters at most), for a table's note column."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:90] if text else ''}"
+
+
+def _release(cuda: bool) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if cuda:
+        try:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+        except Exception:  # a broken CUDA context fails the later rows; the table must still print
+            pass
 
 
 def _device_name(device) -> str:

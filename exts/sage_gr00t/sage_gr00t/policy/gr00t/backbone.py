@@ -215,9 +215,10 @@ class EagleBackbone(nn.Module):
 
         The same result as `masked_scatter`, written as a gather + where so that no shape depends on the data:
         `torch.compile(fullgraph=True)` and CUDA-graph capture see one static graph. The count check syncs with
-        the device, so it runs only in eager mode (a traced graph trusts the processor, which builds the ids)."""
+        the device, so it runs only in eager mode (a traced graph trusts the processor, which builds the ids), and
+        not while a CUDA graph is captured (a host sync aborts the capture)."""
         selected = input_ids == IMAGE_TOKEN_INDEX
-        if not torch.compiler.is_compiling() and not _tracing():
+        if not torch.compiler.is_compiling() and not _tracing() and not _capturing(input_ids):
             found = int(selected.sum())
             if found != vit.shape[0] * vit.shape[1]:
                 raise ValueError(f"input_ids hold {found} image tokens but the images give "
@@ -232,6 +233,12 @@ class EagleBackbone(nn.Module):
 def _tracing() -> bool:
     """Inside `torch.jit.trace` / the TorchScript ONNX exporter (no data-dependent Python there either)."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _capturing(tensor: torch.Tensor) -> bool:
+    """Whether a CUDA graph is being captured on the current stream (asked only for a CUDA tensor: the query
+    needs a driver)."""
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def build_backbone(cfg: BackboneConfig) -> nn.Module:
