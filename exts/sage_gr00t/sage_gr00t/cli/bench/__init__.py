@@ -2,6 +2,7 @@
 
     sage-bench sim --embodiment sage_humanoid unitree_g1   # simulator steps/s and render ms, one core
     sage-bench policy                                      # policy latency per action chunk, one core
+    sage-bench finetune-memory --sweep                     # N1.5 fine-tuning peak memory per configuration (GPU)
     sage-bench chunking                                    # jerk at chunk boundaries: none / blend / ensemble
     sage-bench safety                                      # safety filter cost per call
     sage-bench bridge                                      # SAGE bridge overhead per control step
@@ -20,13 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sage_gr00t.cli._parsing import parse, parse_subcommands
-from sage_gr00t.cli.bench import bridge, chunking, dds, eval_throughput, faults, policy, safety, sim
+from sage_gr00t.cli.bench import bridge, chunking, dds, eval_throughput, faults, finetune_memory, policy, safety, sim
 
 PROG = "sage-bench"
 # name -> (config class, runner, module docstring for `sage-bench NAME --help`)
 BENCHES: dict[str, tuple[type, Callable[[Any], int], str | None]] = {
     "sim": (sim.SimBenchConfig, sim.run, sim.__doc__),
     "policy": (policy.PolicyBenchConfig, policy.run, policy.__doc__),
+    "finetune-memory": (finetune_memory.FinetuneMemoryBenchConfig, finetune_memory.run, finetune_memory.__doc__),
     "chunking": (chunking.ChunkingBenchConfig, chunking.run, chunking.__doc__),
     "safety": (safety.SafetyBenchConfig, safety.run, safety.__doc__),
     "bridge": (bridge.BridgeBenchConfig, bridge.run, bridge.__doc__),

@@ -12,8 +12,19 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sage_gr00t.policy.gr00t.config import TransformerConfig
+
+
+def run_block(block: nn.Module, checkpointed: bool, *args, **kwargs) -> torch.Tensor:
+    """`block(*args, **kwargs)`, or the same through activation checkpointing when `checkpointed` and autograd
+    records: the block's activations are recomputed in the backward pass instead of being kept (less memory,
+    one more forward per block). Non-reentrant checkpointing restores the RNG state (dropout masks) and autocast
+    for the recomputation, so loss and gradients are the same as without it."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False, **kwargs)
+    return block(*args, **kwargs)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -238,6 +249,8 @@ class DiT(nn.Module):
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.proj_out_1 = nn.Linear(dim, 2 * dim)
         self.proj_out_2 = nn.Linear(dim, cfg.output_dim)
+        # Activation checkpointing per block in training (`Gr00tModel.set_gradient_checkpointing`); off by default.
+        self.gradient_checkpointing = False
 
     def _cross(self, i: int) -> bool:
         return not (self.cfg.interleave_self_attention and i % 2 == 1)
@@ -253,10 +266,11 @@ class DiT(nn.Module):
         x = hidden_states
         for i, block in enumerate(self.transformer_blocks):
             if not self._cross(i):
-                x = block(x, temb=temb)
+                x = run_block(block, self.gradient_checkpointing, x, temb=temb)
             else:
                 kv = encoder_kv[i] if encoder_kv is not None else None
-                x = block(x, encoder_hidden_states, encoder_attention_mask, temb=temb, kv=kv)
+                x = run_block(block, self.gradient_checkpointing, x, encoder_hidden_states, encoder_attention_mask,
+                              temb=temb, kv=kv)
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=1)
         x = self.norm_out(x) * (1 + scale[:, None]) + shift[:, None]
         return self.proj_out_2(x)
@@ -270,8 +284,9 @@ class SelfAttentionTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(cfg.inner_dim, cfg, None, ada_norm=False) for _ in range(cfg.num_layers)]
         )
+        self.gradient_checkpointing = False  # as `DiT.gradient_checkpointing`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.transformer_blocks:
-            x = block(x)
+            x = run_block(block, self.gradient_checkpointing, x)
         return x

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sage_gr00t.policy.gr00t.action_head import DenoiseSchedule, FlowMatchingActionHead
 from sage_gr00t.policy.gr00t.backbone import build_backbone
@@ -42,6 +44,20 @@ class Gr00tModel(nn.Module):
         checkpoint names (e.g. the SigLIP tower under transformers 5); empty when they agree."""
         inner = getattr(self.backbone, "checkpoint_prefixes", lambda: [])()
         return [("backbone." + local, "backbone." + disk) for local, disk in inner]
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Activation checkpointing in training (off by default): the DiT's and the VL self-attention's blocks,
+        and the Eagle towers' layers (SigLIP, Qwen3) through transformers' own per-layer switch. Recomputes each
+        block's activations in the backward pass instead of keeping them; the same loss and gradients.
+
+        The transformers layers are switched directly, not through `gradient_checkpointing_enable()`: that also
+        hooks the input embeddings to require grad, which would make a frozen VLM record its whole graph."""
+        function = partial(checkpoint, use_reentrant=False)
+        for module in self.modules():
+            if hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = enabled
+                if module.__class__.__module__.startswith("transformers."):
+                    module._gradient_checkpointing_func = function  # what transformers' layers call when enabled
 
     def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
