@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: [TRAIN_MIN=7.5] [SE_MIN=3.5] [EP=50] [WORKERS=14] [BENCH=1] bash scripts/device_pipeline_v4.sh <workdir>
+# Usage: [TRAIN_MIN=7.5] [SE_MIN=3.5] [EP=50] [WORKERS=14] [BENCH=1] [NEW_TASKS=stack_blocks] [OLD_NOVEL=0] bash scripts/device_pipeline_v4.sh <workdir>
 # Policy v4 on one GPU machine: N1.5 speed / fine-tune memory benches -> 10 recorded demonstrations per new
 # task -> dreams (learn/mimic.py) + a replay of the v3 mix -> fine-tune gr00t_v3 (compact_v3) beside the
 # sample-efficiency fine-tunes (stack_blocks from 1/3/5/10 demonstrations and 50..all dreams) -> evaluate all.
@@ -30,7 +30,8 @@ bench() {
 [ "${BENCH:-1}" = 1 ] && { bench & }
 
 stage demos
-for t in stack_blocks push_block; do
+NEW_TASKS=${NEW_TASKS:-stack_blocks}  # the tasks taught from demonstrations (their recipe entries must match)
+for t in $NEW_TASKS; do
   sage-collect --task $t --episodes ${DEMOS:-10} --out outputs/demos/$t --storage image --image-size ${DEMO_SIZE:-224} || echo "FAILED demos $t"
 done
 
@@ -45,7 +46,7 @@ stage train
 train() { # out, preset, minutes, threads, shards...
   local out=$1 preset=$2 minutes=$3 threads=$4; shift 4
   OMP_NUM_THREADS=$threads sage-train --shards "$@" --preset $preset --out $out --steps 0 --max-minutes $minutes \
-    --batch-size 256 --lr 3e-4 --warmup-steps 300 --subtask-language-prob 0.5 --final-dtype float16 \
+    --batch-size ${BATCH:-256} --lr 3e-4 --warmup-steps 300 --subtask-language-prob 0.5 --final-dtype float16 \
     --checkpoint-every 3000 --log-every 100 --init-from assets/policies/gr00t_v3 > $out.log 2>&1 \
     && echo "ok train $out" || echo "FAILED train $out"
 }
@@ -67,7 +68,7 @@ run() { # name, policy, args...
     || echo "FAILED $name"
 }
 P=$W/policy/final
-for t in stack_blocks push_block; do
+for t in $NEW_TASKS; do
   run ${t}_none $P --task $t --workers 2 &
   run ${t}_rand $P --task $t --randomization train --workers 2 &
   run ${t}_novel $P --task $t --variant novel --workers 1 &
@@ -78,7 +79,7 @@ for t in pick_apple sort_blocks pour_water; do
   w=1; [ $t = pour_water ] && w=2
   run ${t}_none $P --task $t --workers $((w + 1)) &
   run ${t}_rand $P --task $t --randomization train --workers $((w + 1)) &
-  run ${t}_novel $P --task $t --variant novel --workers $w &
+  [ "${OLD_NOVEL:-0}" = 1 ] && run ${t}_novel $P --task $t --variant novel --workers $w &
   run ${t}_lang $P --task $t --variant language --workers $w &
   run ${t}_mism $P --task $t --variant language --instruction mismatched --workers $w &
   [ $t = sort_blocks ] && wait
