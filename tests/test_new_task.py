@@ -1,7 +1,7 @@
 """A new task defined in this one module runs on both simulators without editing any registry.
 
-`PushBlock` declares everything a task needs (objects, layout, language, success, expert plan) against
-`SceneAccess`; `make_env(PushBlock, backend=...)` builds it on the embedded MuJoCo simulator and, where
+`NudgeBlock` declares everything a task needs (objects, layout, language, success, expert plan) against
+`SceneAccess`; `make_env(NudgeBlock, backend=...)` builds it on the embedded MuJoCo simulator and, where
 Isaac Lab 3.0 is installed, as a kit-less Newton Isaac Lab task (objects spawned from the declared primitives).
 """
 
@@ -22,8 +22,8 @@ HALF = 0.025
 PAD_RADIUS = 0.05
 
 
-class PushBlock(Task):
-    name = "push_block"
+class NudgeBlock(Task):
+    name = "nudge_block"
     example_command = "push the block onto the pad"
 
     def objects(self) -> tuple[ObjectSpec, ...]:
@@ -66,11 +66,11 @@ BACKENDS = ["mujoco", pytest.param("isaaclab", marks=pytest.mark.skipif(
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Isaac Lab 3.0 warns on every action write
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_task_declared_here_runs_on_both_backends(backend: str) -> None:
-    env = make_env(PushBlock, backend=backend, image_height=64, image_width=64)
+    env = make_env(NudgeBlock, backend=backend, image_height=64, image_width=64)
     try:
         obs, info = env.reset(seed=3)
         assert obs[EGO_VIEW].shape == (64, 64, 3)
-        assert env.task_name == "push_block" and env.instruction in PushBlock().instructions()
+        assert env.task_name == "nudge_block" and env.instruction in NudgeBlock().instructions()
         assert not info["success"] and not env.is_success()
         result = run_episode(env, ExpertPolicy(env), seed=3)
         assert result.success, f"expert push failed on {backend}: block at {env.body_pos('orange_block')}, " \

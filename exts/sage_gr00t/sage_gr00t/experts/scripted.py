@@ -189,7 +189,7 @@ class ScriptedExpert:
     def _queue_push(self, obj_name: str, target_name: str, height: float, quat: np.ndarray,
                     seg: Callable[..., Callable[[], Segment]], above: np.ndarray) -> None:
         """Push along the table: the closed hand comes down behind the object (seen from the target) and
-        slides it until its centre reaches the target, then lifts away."""
+        slides it until its centre reaches the target, then lifts away and opens."""
         env = self.env
         radius = env.task.object(obj_name).radius
         standoff = radius + self.config.push_standoff
@@ -215,7 +215,9 @@ class ScriptedExpert:
             seg(lambda: behind() + above, closed=True),
             seg(behind, closed=True, steps=12),
             seg(through, closed=True, steps=push_steps),
-            seg(lambda: self._start_pos + above, closed=False, steps=10),
+            # Lift away closed, open only clear above: fingers opening against the object would fling it.
+            seg(lambda: self._start_pos + above, closed=True, steps=10),
+            seg(lambda: self._start_pos, closed=False, steps=6),
         ]
 
     # ------------------------------------------------------------------ control
