@@ -14,6 +14,9 @@ language. Nothing of the task's expert (plan, grasp or pour specs) is read; only
    (reference: the object nearest the held one when the hand opens, or at the window's end when it never
    opens, e.g. a pour). A segment's object-centric part is the contiguous run of frames around its event
    where the hand stays within `skill_margin` of how close it came to the reference; the rest is transit.
+   A push has no grasp: the hand closes on nothing (or never closes) and then touches an object. Its
+   `push` segment is that object's first to last contact, extended by the same `skill_margin` rule (the
+   distance to where the object is at each frame: it moves); its goal is the object it ends nearest (a pad).
 2. Generate (`MimicDreamGenerator`): reset a private domain-randomized simulator with a fresh seed, so the
    task's own `place` samples new object poses; follow a source episode's sequence of segments, each taken
    from the source whose reference object lay nearest to where it is now (MimicGen's nearest-neighbour
@@ -21,7 +24,10 @@ language. Nothing of the task's expert (plan, grasp or pour specs) is read; only
    reference object's pose change (a yaw reduced by the object's declared rotational symmetry: a sphere has
    none to undo, a cube repeats every 90 degrees); stitch with interpolated transit motion (up, across, down:
    never dragging a held object through a bin wall); execute with IK; keep the dream only if the task's
-   `is_success` accepts it.
+   `is_success` accepts it. A push depends on two objects (where it starts, where it must go), so as in
+   MimicGen its source is the one whose goal lay nearest relative to the object (and the object nearest
+   where it is now), and it is transformed in a task frame: origin at the object, x axis from the object to
+   its goal -- the new push heads at the new goal, whichever way that is from the object.
 3. Augment the kept dream cheaply: image colour jitter, state noise, an instruction paraphrase drawn from the
    task's own instructions. Each dream carries provenance (source episodes, transforms, randomization seed,
    success, a thumbnail); `stats` counts kept / attempted per task.
@@ -50,7 +56,7 @@ from sage_gr00t.tasks.spec import Geom, ObjectSpec, Task, yaw_of
 logger = logging.getLogger(__name__)
 
 SIDES = ("left", "right")
-GRASP, RELEASE = "grasp", "release"
+GRASP, RELEASE, PUSH = "grasp", "release", "push"
 POSE_CHECK_TOLERANCE = 1e-3  # m: a replay whose start poses differ more does not reproduce the recording
 
 
@@ -87,7 +93,7 @@ class SourceSegment:
     """One object-centric piece of a recorded episode, in world coordinates of its source scene."""
 
     episode: str  # source episode id ("<dataset>#<index>" or "store:<id>")
-    kind: str  # GRASP or RELEASE
+    kind: str  # GRASP, RELEASE or PUSH
     side: str
     reference: str  # the object the motion is relative to
     language: str  # the subtask's language (the episode's instruction when unannotated)
@@ -99,7 +105,9 @@ class SourceSegment:
     frames: tuple[int, int]  # [first, last] frame in the source episode
     # A grasp's goal: where the reference of the release that follows it lay (None: no release follows).
     # Sources are chosen by object AND goal: an arm that grasped for a goal on its side cannot reach across.
+    # A push's goal: where the object it ends nearest lay when the push started.
     goal_pos: np.ndarray | None = None
+    goal: str | None = None  # a push's goal object (its pose in a new scene sets the push's task frame)
 
 
 @dataclass
@@ -188,6 +196,14 @@ def least_turn(delta: float, period: float | None, hand_now: np.ndarray, segment
     return min(options, key=lambda d: _angle(hand_now, quat_mul(yaw_quat(d), segment_start)))
 
 
+def push_turn(src_obj: np.ndarray, src_goal: np.ndarray, obj: np.ndarray, goal: np.ndarray) -> float:
+    """The yaw in [-pi, pi) that turns a push's source task frame (x axis: object -> goal) onto the new one."""
+    def heading(a: np.ndarray, b: np.ndarray) -> float:
+        return math.atan2(float(b[1] - a[1]), float(b[0] - a[0]))
+
+    return float((heading(obj, goal) - heading(src_obj, src_goal) + math.pi) % (2 * math.pi) - math.pi)
+
+
 def _skill_run(dist: np.ndarray, key: int, lo: int, hi: int, margin: float) -> tuple[int, int]:
     """[first, last] frames around `key` (within [lo, hi)) where `dist` stays within its value at `key` + margin."""
     limit = dist[key] + margin
@@ -197,6 +213,24 @@ def _skill_run(dist: np.ndarray, key: int, lo: int, hi: int, margin: float) -> t
     while last + 1 < hi and dist[last + 1] <= limit:
         last += 1
     return first, last
+
+
+def _push_run(touching: dict[str, np.ndarray], poses: dict[str, np.ndarray], pos: np.ndarray,
+              movable: Sequence[str], contact: tuple[int, int], bounds: tuple[int, int],
+              margin: float) -> tuple[str, int, int] | None:
+    """(pushed object, first, last frame) of a push: the movable object the robot touches most within
+    `contact`, from its first to its last contact there, extended within `bounds` while the hand stays within
+    `margin` of how close it was at those contacts (to the object where it is at each frame: it moves)."""
+    lo, hi = contact
+    counts = {n: int(touching[n][lo:hi].sum()) for n in movable}
+    if not counts or max(counts.values()) == 0:
+        return None
+    ref = max(counts, key=counts.get)
+    hits = np.flatnonzero(touching[ref][lo:hi]) + lo
+    dist = np.linalg.norm(pos - poses[ref][:, :3], axis=1)
+    first, _ = _skill_run(dist, int(hits[0]), bounds[0], bounds[1], margin)
+    _, last = _skill_run(dist, int(hits[-1]), bounds[0], bounds[1], margin)
+    return ref, first, last
 
 
 def parse_episode(rec: Recording, task: Task, ik: ArmIK, poses: dict[str, np.ndarray],
@@ -238,12 +272,39 @@ def parse_episode(rec: Recording, task: Task, ik: ArmIK, poses: dict[str, np.nda
                                  pos[first:last + 1].copy(), quat[first:last + 1].copy(),
                                  hand[first:last + 1].copy(), (first, last))
 
+        def push(contact: tuple[int, int], bounds: tuple[int, int], pos: np.ndarray = pos) -> SourceSegment | None:
+            run = _push_run(touching, poses, pos, movable, contact, bounds, margin)
+            if run is None:
+                return None
+            ref, first, last = run
+            seg = segment(PUSH, ref, first, last)
+            # The push's goal: what the object ends nearest (a pad, a target area).
+            others = [n for n in names if n != ref]
+            if others:
+                seg.goal = min(others, key=lambda n: float(np.linalg.norm(poses[n][last, :2] - poses[ref][last, :2])))
+                seg.goal_pos = poses[seg.goal][first, :3].copy()
+            return seg
+
+        # A hand that never closes here grasps nothing: it may still push -- unless it starts on an object (it
+        # holds what an earlier window grasped).
+        if not closes and not any(touching[n][start] for n in movable):
+            pushed = push((start, end), (start, end))
+            if pushed is not None:
+                segments.append(pushed)
         for k, tc in enumerate(closes):
             if tc < cursor:
                 continue
             # The grasped object: the movable one the robot touches as the fingers close, else the nearest.
             after = slice(tc, min(tc + 12, length))
             touched = [n for n in movable if touching[n][after].any()]
+            if not touched:
+                # Closed on nothing, then touching an object before closing again: the closed fingers push it.
+                nxt = closes[k + 1] if k + 1 < len(closes) else end
+                pushed = push((tc, nxt), (cursor, nxt))
+                if pushed is not None:
+                    segments.append(pushed)
+                    cursor = pushed.frames[1] + 1
+                    continue
             held = min(touched or movable, key=lambda n: float(np.linalg.norm(poses[n][tc, :3] - pos[tc])))
             to = next((t for t in opens if t > tc), None)
             grasp_hi = to if to is not None else end
@@ -508,16 +569,23 @@ class MimicDreamGenerator:
         return self.sources[int(rng.integers(len(self.sources)))]
 
     def _select(self, kind: str, reference: str, where: np.ndarray, side: str | None, episode: str | None,
-                rng: np.random.Generator, goal: np.ndarray | None = None) -> SourceSegment | None:
+                rng: np.random.Generator, goal: np.ndarray | None = None,
+                goal_name: str | None = None) -> SourceSegment | None:
         pool = self.pools.get((kind, reference), [])
         if side is not None:  # a release continues with the arm that holds the object
             pool = [s for s in pool if s.side == side]
         if episode is not None and any(s.episode == episode for s in pool):
             pool = [s for s in pool if s.episode == episode]
+        if goal_name is not None:  # a push towards the same goal object
+            pool = [s for s in pool if s.goal == goal_name]
         if not pool:
             return None
         def distance(s: SourceSegment) -> float:
             d = float(np.linalg.norm(s.ref_pos[:2] - where[:2]))
+            if kind == PUSH and goal is not None and s.goal_pos is not None:
+                # The goal relative to the object is the push itself (its heading and length); the object's
+                # place keeps the source's arm within reach.
+                return d + float(np.linalg.norm((s.goal_pos - s.ref_pos)[:2] - (goal - where)[:2]))
             if goal is not None and s.goal_pos is not None:
                 d += float(np.linalg.norm(s.goal_pos[:2] - goal[:2]))
             return d
@@ -565,14 +633,21 @@ class MimicDreamGenerator:
             following = template.segments[i + 1] if i + 1 < len(template.segments) else None
             goal = (env.scene.body_pos(following.reference)
                     if slot.kind == GRASP and following is not None and following.kind == RELEASE else None)
-            seg = self._select(slot.kind, slot.reference, where, side, holding[1] if holding else None, rng, goal)
+            if slot.kind == PUSH and slot.goal is not None:
+                goal = env.scene.body_pos(slot.goal)
+            seg = self._select(slot.kind, slot.reference, where, side, holding[1] if holding else None, rng, goal,
+                               slot.goal if slot.kind == PUSH else None)
             if seg is None:
                 ok = False
                 provenance["failure"] = f"no source for {slot.kind} of {slot.reference}"
                 break
             p0, q0 = ik.site_pose(seg.side)
-            new_yaw = yaw_of(env.scene.body_quat(slot.reference))
-            d_yaw = least_turn(new_yaw - seg.ref_yaw, self.periods.get(slot.reference), q0, seg.ee_quat[0])
+            if seg.kind == PUSH and goal is not None and seg.goal_pos is not None:
+                # The push's task frame (object -> goal) turned onto the new one: it heads at the new goal.
+                d_yaw = push_turn(seg.ref_pos, seg.goal_pos, where, goal)
+            else:
+                new_yaw = yaw_of(env.scene.body_quat(slot.reference))
+                d_yaw = least_turn(new_yaw - seg.ref_yaw, self.periods.get(slot.reference), q0, seg.ee_quat[0])
             rot, turn = np.zeros(9), yaw_quat(d_yaw)
             mujoco.mju_quat2Mat(rot, turn)
             rot = rot.reshape(3, 3)
@@ -587,6 +662,8 @@ class MimicDreamGenerator:
                 "kind": seg.kind, "reference": seg.reference, "source": seg.episode, "side": seg.side,
                 "source_frames": list(seg.frames), "delta_pos": [round(float(v), 5) for v in where - seg.ref_pos],
                 "delta_yaw": round(d_yaw, 5), "transit_steps": len(tp), "skill_steps": len(pos)})
+            if seg.kind == PUSH and seg.goal is not None:
+                provenance["segments"][-1]["goal"] = seg.goal
             if not (execute(seg.side, tp, tq, hand_now, seg.language)
                     and execute(seg.side, pos, quat, seg.hand, seg.language)):
                 ok = False
