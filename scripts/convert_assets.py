@@ -58,7 +58,10 @@ def table_spec(table: TableConfig) -> mujoco.MjSpec:
     origin = np.array(table_origin(table))
     for geom in table_geoms(table):
         world.add_geom(**{**geom, "pos": (origin + np.asarray(geom.get("pos", (0, 0, 0)))).tolist()})
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_BOX, size=[1.5, 1.5, 0.02], pos=[0.5, 0, -0.02],
+    # The embedded floor's extent (a plane of half size 3 m at the origin, drawn that far): a smaller slab ends
+    # inside the ego view, which then shows background where MuJoCo shows floor. (Worlds do not collide with
+    # or render each other, so neighbouring envs' floors may overlap.)
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_BOX, size=[3.0, 3.0, 0.02], pos=[0, 0, -0.02],
                    rgba=[0.55, 0.57, 0.6, 1], contype=WORLD_CONTYPE, conaffinity=1)
     return spec
 

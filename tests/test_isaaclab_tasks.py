@@ -171,6 +171,40 @@ def test_pick_apple_observations_match_the_embedded_env(pick_apple):
     assert image.std() > 5, "ego_view from the Newton Warp camera is blank"
 
 
+def test_ego_view_matches_the_embedded_renderer(pick_apple):
+    """The same seed's ego view in both backends: per-object mean colours within a few levels, the background
+    black, the white plate resting on the table and visible (it used to sink into the table top: Newton's
+    MuJoCo solver ran without multi-point convex contacts), the robot's materials as bright as MuJoCo draws them
+    (Newton decoded their sRGB-tagged colours). Regression test of `sim.isaaclab.lighting`."""
+    import mujoco
+
+    env = pick_apple
+    obs, _ = env.reset(seed=1000)
+    embedded = make_env("pick_apple", image_height=IMAGE, image_width=IMAGE)
+    try:
+        ref, _ = embedded.reset(seed=1000)
+        renderer = mujoco.Renderer(embedded.model, IMAGE, IMAGE)
+        renderer.enable_segmentation_rendering()
+        renderer.update_scene(embedded.data, camera="ego_view")
+        seg = renderer.render()
+        renderer.close()
+        geom = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
+        body = np.where(geom >= 0, embedded.model.geom_bodyid[np.maximum(geom, 0)], -1)
+        names = {b: embedded.model.body(b).name for b in np.unique(body) if b >= 0}
+    finally:
+        embedded.close()
+    assert env.body_pos("plate")[2] == pytest.approx(env.table_height, abs=3e-3)
+    image, reference = obs[EGO_VIEW].astype(float), ref[EGO_VIEW].astype(float)
+    np.testing.assert_array_equal(image[geom < 0], 0)  # MuJoCo's black background
+    robot = np.isin(body, [b for b, n in names.items() if n not in ("world", "table", "plate", "apple")])
+    for name, mask in {"table": body == next(b for b, n in names.items() if n == "table"),
+                       "plate": body == next(b for b, n in names.items() if n == "plate"), "robot": robot}.items():
+        assert mask.sum() > 10, name
+        diff = np.abs(image[mask].mean(0) - reference[mask].mean(0)).max()
+        assert diff < 6, (name, image[mask].mean(0), reference[mask].mean(0))
+    assert np.abs(image - reference).mean() < 6
+
+
 def test_pick_apple_rejects_bad_actions(pick_apple):
     env = pick_apple
     env.reset(seed=3)
@@ -348,33 +382,38 @@ def test_objects_without_usd_spawn_from_their_declaration(monkeypatch):
 
 
 def _render_randomization_state(env) -> dict[str, np.ndarray]:
-    """Camera local offset / intrinsics, apple + plate shape colours and light direction, as Newton renders them."""
+    """Camera local offset / intrinsics, apple + plate shape colours, and the scene lights' directions and diffuse
+    (the ego view's `SceneLitEgoView` term lights Newton's albedo with them), as rendered."""
+    from sage_gr00t.sim.isaaclab.mdp import scene_lit_ego_view
+
     camera = env.env.scene["ego_view"]
     pos, _ = camera._view.get_local_poses()
     renderer = camera._renderer
     context = renderer.newton_sensor._SensorTiledCamera__render_context
     model = renderer.backend.model
     assert context.shape_colors.ptr == model.shape_color.ptr  # the renderer draws the model's colour array
+    lights = scene_lit_ego_view(env.env)
     return {"camera_pos": pos.torch.cpu().numpy().copy(),
             "intrinsics": np.array(camera.data.intrinsic_matrices.torch.cpu()).copy(),
             "colors": model.shape_color.numpy().copy(),
-            "light": context.lights_orientation.numpy().copy()}
+            "light": lights.directions.cpu().numpy().copy(), "light_diffuse": lights.diffuse.cpu().numpy().copy()}
 
 
 def test_rendering_randomization_ported_to_isaaclab():
-    """'train' profile: colour, camera position / FOV and light direction jitter as EventManager reset events.
+    """'train' profile: colour and camera position / FOV jitter as EventManager reset events, light direction and
+    intensity jitter of the scene's lights drawn by the ego view's term at each reset.
 
-    Different seeds give different colours, camera offsets, FOVs, light directions and images; the same
-    seed the same ones; all within the YAML ranges. The expert still succeeds under randomization.
+    Different seeds give different colours, camera offsets, FOVs, lights and images; the same seed the same
+    ones; all within the YAML ranges. The expert still succeeds under randomization.
     """
     from sage_gr00t.evaluation import run_episode
-    from sage_gr00t.sim.isaaclab.mdp import NEWTON_DEFAULT_LIGHT_DIRECTION
+    from sage_gr00t.sim.isaaclab.lighting import SceneLighting, srgb_to_linear
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
 
     config = DomainRandomizationConfig.from_yaml(profile="train")
     env = _isaaclab_env("pick_apple", randomization=config)
     terms = env.env.event_manager.active_terms["reset"]
-    assert {"object_colors", "ego_camera", "light_direction"} <= set(terms)
+    assert {"object_colors", "ego_camera"} <= set(terms) and "light_direction" not in terms
     states, images = [], []
     for seed in (1, 2, 1):
         obs, _ = env.reset(seed=seed)
@@ -392,15 +431,21 @@ def test_rendering_randomization_ported_to_isaaclab():
     # Within the YAML ranges.
     offset = a["camera_pos"][0] - np.asarray(EMBODIMENT.ego_camera.pos)
     assert np.all(np.abs(offset) <= config.camera_position_jitter + 1e-5) and np.abs(offset).max() > 0
-    fovy = np.rad2deg(2 * np.arctan(IMAGE / 2 / a["intrinsics"][0, 1, 1]))
+    height = env.env.scene["ego_view"].cfg.height  # the rendered (supersampled) height the intrinsics are for
+    fovy = np.rad2deg(2 * np.arctan(height / 2 / a["intrinsics"][0, 1, 1]))
     assert abs(fovy - EMBODIMENT.ego_camera.fovy) <= config.camera_fovy_jitter + 1e-3
-    changed = np.abs(a["colors"] - nominal_colors).max(axis=1) > 0
-    assert changed.any() and np.abs(a["colors"] - nominal_colors).max() <= config.color_jitter + 1e-5
+    changed = np.abs(a["colors"] - nominal_colors).max(axis=1) > 1e-6
+    # The jitter applies to the MJCF rgba (Newton stores it sRGB-encoded), as the embedded simulator's does.
+    jitter = np.abs(srgb_to_linear(a["colors"]) - srgb_to_linear(nominal_colors)).max()
+    assert changed.any() and jitter <= config.color_jitter + 1e-4
     model = env.env.scene["ego_view"]._renderer.backend.model
     labels = [model.body_label[b] for b in model.shape_body.numpy()[changed]]
     assert {label.split("/")[4] for label in labels} <= {"apple", "plate"}, labels  # task objects only
-    light = a["light"][0] / np.linalg.norm(a["light"][0])
-    assert np.degrees(np.arccos(np.clip(light @ NEWTON_DEFAULT_LIGHT_DIRECTION, -1, 1))) < 30
+    nominal = SceneLighting.of_scene("sage_humanoid")
+    assert np.abs(a["light"][0] - nominal.directions).max() <= config.light_direction_jitter + 1e-5
+    scale = a["light_diffuse"][0] / nominal.diffuse
+    assert np.allclose(scale, scale.flat[0], atol=1e-5)  # one intensity draw for all lights
+    assert config.light_intensity[0] - 1e-5 <= scale.flat[0] <= config.light_intensity[1] + 1e-5
     policy = ExpertPolicy(env)
     results = [run_episode(env, policy, seed) for seed in (1000, 1001)]
     assert all(r.success for r in results), [(r.seed, r.success, r.steps) for r in results]

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.sim.scene import PhysicsConfig, TableConfig
 
+# How the ego view is lit: "scene", the lights `sim.scene.new_scene` declares (every backend); "renderer", the
+# renderer's own default lighting where a backend has one (Isaac Lab's Newton Warp: one unit directional light,
+# hemispheric ambient, sRGB output), a lighting-gap condition for transfer studies. MuJoCo has scene lights only.
+LIGHTINGS = ("scene", "renderer")
+
 
 @dataclass
 class TaskConfig:
@@ -20,6 +25,7 @@ class TaskConfig:
     randomization: DomainRandomizationConfig = field(default_factory=DomainRandomizationConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     table: TableConfig = field(default_factory=TableConfig)
+    lighting: str = "scene"  # see LIGHTINGS
 
     def __post_init__(self) -> None:
         checks = (
@@ -33,6 +39,7 @@ class TaskConfig:
             (isinstance(self.settle_steps, int) and self.settle_steps >= 0,
              f"settle_steps must be >= 0, got {self.settle_steps}"),
             (isinstance(self.variant, str) and bool(self.variant), f"variant must be a name, got {self.variant!r}"),
+            (self.lighting in LIGHTINGS, f"lighting must be one of {LIGHTINGS}, got {self.lighting!r}"),
         )
         for ok, message in checks:
             if not ok:

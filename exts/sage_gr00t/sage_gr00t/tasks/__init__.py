@@ -45,6 +45,9 @@ def make_env(task: str | Task | type[Task], backend: str = "mujoco", config: Tas
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; use one of {BACKENDS}.")
     config = (config or TaskConfig()).with_overrides(**overrides)
+    if backend == "mujoco" and config.lighting != "scene":
+        raise ValueError(f"lighting={config.lighting!r} is an Isaac Lab option (the renderer's own default light); "
+                         "the embedded MuJoCo renderer draws the scene's lights only.")
     resolved = resolve_task(task, config.variant)  # each backend takes the variant from `config`
     if backend == "isaaclab":
         from sage_gr00t.sim.isaaclab.env import IsaacLabTaskEnv

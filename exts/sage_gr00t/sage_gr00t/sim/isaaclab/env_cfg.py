@@ -18,6 +18,7 @@ the `ego_view` RGB camera (Newton Warp renderer).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import MISSING
 from pathlib import Path
@@ -46,6 +47,7 @@ from sage_gr00t.paths import assets_dir
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.isaaclab import mdp as sage_mdp
+from sage_gr00t.sim.isaaclab.lighting import LIGHTINGS
 from sage_gr00t.sim.isaaclab.physics import SageMujocoSolverCfg
 from sage_gr00t.sim.isaaclab.robot import (
     body_prim_path,
@@ -104,8 +106,30 @@ def robot_cfg(embodiment: EmbodimentSpec) -> ArticulationCfg:
     )
 
 
-def ego_camera_cfg(embodiment: EmbodimentSpec, height: int, width: int) -> CameraCfg:
-    """The embedded `ego_view` camera as the MJCF mounts it: same body, offset, orientation and vertical FOV."""
+def ego_supersample(embodiment: EmbodimentSpec) -> int:
+    """Rays per pixel side for the scene-lit ego view: MuJoCo's offscreen buffer multisamples
+    (`visual.quality.offsamples`, 4: a 2 x 2 supersample here), so its object edges are anti-aliased; Newton
+    traces one ray per pixel centre. Unresolved, the edges differed by up to ~100 levels and moved the policy's
+    first chunk (tenths of a radian from a 2-level mean image difference)."""
+    return _supersample(embodiment.name)
+
+
+@functools.cache
+def _supersample(embodiment: str) -> int:
+    samples = int(new_scene(get_embodiment(embodiment), TaskConfig().physics, TableConfig()).visual.quality.offsamples)
+    return max(1, round(np.sqrt(samples)))
+
+
+def ego_camera_cfg(embodiment: EmbodimentSpec, height: int, width: int, lighting: str = "scene") -> CameraCfg:
+    """The embedded `ego_view` camera as the MJCF mounts it: same body, offset, orientation and vertical FOV.
+
+    `lighting`: "scene" renders the albedo and normal buffers the `SceneLitEgoView` term lights with the scene's
+    lights, at `ego_supersample` x the image size (the term averages it down); "renderer" Newton Warp's own
+    shaded RGB (its default light, sRGB output, 93% grey background), one ray per pixel."""
+    if lighting not in LIGHTINGS:
+        raise ValueError(f"lighting must be one of {LIGHTINGS}, got {lighting!r}.")
+    scale = ego_supersample(embodiment) if lighting == "scene" else 1
+    height, width = height * scale, width * scale
     model = robot_model(embodiment.name)
     cam = model.camera(EGO_CAMERA).id
     w, x, y, z = map(float, model.cam_quat[cam])
@@ -114,7 +138,7 @@ def ego_camera_cfg(embodiment: EmbodimentSpec, height: int, width: int) -> Camer
     return CameraCfg(
         prim_path="{ENV_REGEX_NS}/Robot/" + body_prim_path(model, body) + "/" + EGO_CAMERA,
         offset=CameraCfg.OffsetCfg(pos=tuple(map(float, model.cam_pos[cam])), rot=(x, y, z, w), convention="opengl"),
-        data_types=["rgb"],
+        data_types=["albedo", "normals"] if lighting == "scene" else ["rgb"],
         spawn=sim_utils.PinholeCameraCfg(focal_length=float(focal), horizontal_aperture=CAMERA_APERTURE,
                                          clipping_range=CAMERA_CLIPPING),
         width=width,
@@ -201,7 +225,8 @@ def _option_name(value: int, enum: type, prefix: str) -> str:
 
 def solver_cfg(task_name: str, embodiment: EmbodimentSpec, config: TaskConfig) -> SageMujocoSolverCfg:
     """Newton's MuJoCo solver with the options of the scene the embedded simulator compiles (integrator, cone,
-    impratio, solver and its iterations); buffers per backend (`WARP_BUFFERS`, `CPU_BUFFERS`)."""
+    impratio, solver and its iterations, multi-point convex contacts); buffers per backend (`WARP_BUFFERS`,
+    `CPU_BUFFERS`)."""
     opt = new_scene(embodiment, config.physics, config.table).compile().opt
     solver = SageMujocoSolverCfg(
         use_mujoco_cpu=None,  # C MuJoCo for 1 env on the CPU, else mujoco_warp (see physics.py)
@@ -211,6 +236,10 @@ def solver_cfg(task_name: str, embodiment: EmbodimentSpec, config: TaskConfig) -
         solver=_option_name(opt.solver, mujoco.mjtSolver, "mjSOL_"),
         iterations=int(opt.iterations),
         ls_iterations=int(opt.ls_iterations),
+        # Newton disables MuJoCo's multi-point convex contacts by default; the embedded scene keeps them. With
+        # one contact point a flat cylinder (the plate) on a box (the table) found no support: it sank into
+        # the table top (out of the ego view) or fell through it.
+        enable_multiccd=not opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_MULTICCD),
         cpu_njmax=CPU_BUFFERS[0],
         cpu_nconmax=CPU_BUFFERS[1],
     )
@@ -252,10 +281,9 @@ class ObservationsCfg:
     @configclass
     class Gr00tCfg(ObsGroup):
         """GR00T's `state.<group>` (joint positions, terms added by `build_env_cfg`) and `video.ego_view`
-        (uint8 H x W x 3)."""
+        (uint8 H x W x 3; `TabletopEnvCfg.set_lighting` picks its term)."""
 
-        ego_view = ObsTerm(func=mdp.image_rgb, params={"sensor_cfg": SceneEntityCfg(EGO_CAMERA), "data_type": "rgb",
-                                                       "normalize": False})
+        ego_view = ObsTerm(func=sage_mdp.SceneLitEgoView, params={"sensor_cfg": SceneEntityCfg(EGO_CAMERA)})
 
         def __post_init__(self):
             self.enable_corruption = False
@@ -269,6 +297,9 @@ class EventCfg:
     # Newton Warp draws what MuJoCo draws: colliders shown (Isaac Lab's importer hides those of bodies with a
     # visual-only shape: table top, apple, torso, ...), the camera's mount hidden (see `ego_view_shapes`).
     ego_view_shapes = EventTerm(func=sage_mdp.ego_view_shapes, mode="startup")
+    # Every shape in the colour MuJoCo draws its geom in (the USD files' material and displayColor colours
+    # decode differently in Newton).
+    shape_colors = EventTerm(func=sage_mdp.declared_shape_colors, mode="startup")
     reset_scene = EventTerm(func=mdp.reset_scene_to_default, mode="reset")
     # The task's own seeded layout sampler, scaled by `object_pose_scale` (config/domain_randomization.yaml).
     place_objects = EventTerm(func=sage_mdp.PlaceTaskObjects, mode="reset", params={"object_pose_scale": 1.0})
@@ -292,6 +323,7 @@ class TabletopEnvCfg(ManagerBasedRLEnvCfg):
     task: str = MISSING
     variant: str = "train"
     embodiment: str = TaskConfig.embodiment
+    lighting: str = TaskConfig.lighting  # "scene" | "renderer" (see `ego_camera_cfg`)
     scene: TabletopSceneCfg = TabletopSceneCfg(num_envs=1, env_spacing=3.0)
     observations: ObservationsCfg = ObservationsCfg()
     actions: ActionsCfg = ActionsCfg()
@@ -299,8 +331,27 @@ class TabletopEnvCfg(ManagerBasedRLEnvCfg):
     rewards: RewardsCfg = RewardsCfg()
     terminations: TerminationsCfg = TerminationsCfg()
 
+    def image_size(self) -> tuple[int, int]:
+        """The ego view's (height, width) as observed (the camera renders `ego_supersample` x that when lit by the
+        scene's lights)."""
+        camera = self.scene.ego_view
+        scale = ego_supersample(get_embodiment(self.embodiment)) if self.lighting == "scene" else 1
+        return camera.height // scale, camera.width // scale
+
     def set_camera_size(self, height: int, width: int) -> None:
-        self.scene.ego_view = ego_camera_cfg(get_embodiment(self.embodiment), height, width)
+        self.scene.ego_view = ego_camera_cfg(get_embodiment(self.embodiment), height, width, self.lighting)
+
+    def set_lighting(self, lighting: str) -> None:
+        """The ego view lit by the scene's lights ("scene") or by the renderer's own default ("renderer")."""
+        height, width = self.image_size()
+        self.lighting = lighting
+        self.scene.ego_view = ego_camera_cfg(get_embodiment(self.embodiment), height, width, lighting)
+        params = {"sensor_cfg": SceneEntityCfg(EGO_CAMERA)}
+        self.observations.policy.ego_view = (
+            ObsTerm(func=sage_mdp.SceneLitEgoView,
+                    params={**params, "supersample": ego_supersample(get_embodiment(self.embodiment))})
+            if lighting == "scene" else
+            ObsTerm(func=mdp.image_rgb, params={**params, "data_type": "rgb", "normalize": False}))
 
     def apply_randomization(self, config: DomainRandomizationConfig) -> None:
         """Apply a `config/domain_randomization.yaml` profile through the EventManager's terms."""
@@ -341,7 +392,9 @@ def build_env_cfg(task_name: str, variant: str = "train", embodiment: str = Task
 
     scene = cfg.scene
     scene.robot = robot_cfg(emb)
-    scene.ego_view = ego_camera_cfg(emb, config.image_height, config.image_width)
+    cfg.lighting = config.lighting
+    scene.ego_view = ego_camera_cfg(emb, config.image_height, config.image_width, config.lighting)
+    cfg.set_lighting(config.lighting)
     for name, entity in object_cfgs(task).items():
         if hasattr(scene, name):
             raise ValueError(f"Task {task.name}: object name {name!r} is taken by the Isaac Lab scene config.")

@@ -17,6 +17,17 @@ from isaaclab.assets import RigidObjectCfg
 from isaaclab.managers import EventTermCfg, ManagerTermBase, SceneEntityCfg
 
 from sage_gr00t.modality import EGO_CAMERA, JOINT_GROUPS
+from sage_gr00t.sim.isaaclab.lighting import (
+    SceneLighting,
+    camera_rays,
+    declared_colors,
+    decode_albedo,
+    linear_to_srgb,
+    quat_apply_xyzw,
+    shade,
+    srgb_to_linear,
+    to_uint8,
+)
 from sage_gr00t.sim.isaaclab.scene import IsaacLabScene
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 
@@ -157,6 +168,47 @@ def ego_view_shapes(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None
     _rebuild_shape_bvh(camera)
 
 
+def declared_shape_colors(env: ManagerBasedRLEnv, env_ids: torch.Tensor | slice | None,
+                          sensor_name: str = EGO_CAMERA) -> None:
+    """Startup event: every shape the renderer draws gets the colour MuJoCo draws its geom in (`declared_colors`),
+    sRGB-encoded as Newton stores colours, so all shapes decode to the MJCF `rgba` (see `lighting`: the USD
+    files' two colour paths disagree). Shapes are matched by their prim path: the entity under the env root
+    and the geom's name (its last component; for primitives spawned by `spawners`, the body or `visual_<i>`
+    shape). A drawn shape without a declaration is an error."""
+    from sage_gr00t.tasks.registry import get_task
+
+    model = env.scene[sensor_name]._renderer.backend.model
+    declared = declared_colors(get_task(env.cfg.task)(env.cfg.variant), env.cfg.embodiment)
+    roots = set(env.scene.env_prim_paths)
+    flags = model.shape_flags.numpy()
+    drawn = (flags & int(newton_shape_flag("VISIBLE")) != 0) | (flags & int(newton_shape_flag("COLLIDE_SHAPES")) != 0)
+    drawn &= flags & int(newton_shape_flag("SITE")) == 0
+    colors = model.shape_color.numpy()
+    missing = []
+    for i, label in enumerate(model.shape_label):
+        parts = label.split("/")
+        entity = next((parts[k] for k in range(1, len(parts) - 1) if "/".join(parts[:k]) in roots), None)
+        geoms = declared.get(entity, {}) if entity is not None else {}
+        key = parts[-1]  # converted USD: the geom's prim; spawned primitives: <shape>/geometry/mesh
+        if parts[-2:] == ["geometry", "mesh"]:
+            key = "<body>" if parts[-3] == entity else parts[-3]
+        rgb = geoms.get(key)
+        if rgb is None:
+            if drawn[i]:
+                missing.append(label)
+            continue
+        colors[i] = linear_to_srgb(rgb)
+    if missing:
+        raise ValueError(f"Drawn shapes without an MJCF declaration to take their colour from: {missing[:5]}")
+    model.shape_color.assign(wp.array(colors, dtype=wp.vec3f, device=model.shape_color.device))
+
+
+def newton_shape_flag(name: str) -> int:
+    import newton
+
+    return int(getattr(newton.ShapeFlags, name))
+
+
 def _rebuild_shape_bvh(camera) -> None:
     """Rebuild the renderer's shape BVH after a visibility change.
 
@@ -189,7 +241,8 @@ class RandomizeObjectColors(ManagerTermBase):
 
     Newton Warp's renderer reads `Model.shape_color` (RenderContext.shape_colors is that array) every
     frame, so the event writes jittered copies of the nominal colours of every shape of the named
-    objects' bodies, clipped to [0, 1].
+    objects' bodies. Newton stores those colours sRGB-encoded (the USD's diffuse colour is the MJCF `rgba`),
+    so the jitter is applied to the decoded values, the `rgba` MuJoCo jitters, clipped to [0, 1].
     """
 
     def __init__(self, cfg: EventTermCfg, env: ManagerBasedRLEnv):
@@ -223,8 +276,81 @@ class RandomizeObjectColors(ManagerTermBase):
         for index in ids:
             shapes = self._shapes[int(index)]
             jitter = _draw(-color_jitter, color_jitter, (len(shapes), 3))
-            colors[shapes] = np.clip(self._nominal[shapes] + jitter, 0.0, 1.0)
+            rgba = np.clip(srgb_to_linear(self._nominal[shapes]) + jitter, 0.0, 1.0)
+            colors[shapes] = linear_to_srgb(rgba)
         model.shape_color.assign(wp.array(colors, dtype=wp.vec3f, device=model.shape_color.device))
+
+
+class SceneLitEgoView(ManagerTermBase):
+    """Observation term: the ego view lit by the scene's own lights (`lighting.shade` on Newton's albedo and
+    normal buffers), uint8 (num_envs, H, W, 3); see `sim.isaaclab.lighting` for why. The camera renders
+    `supersample` x H by `supersample` x W (`env_cfg.ego_supersample`); the term averages each pixel's samples.
+
+    It also owns the per-environment lights and their randomization, the embedded simulator's
+    `light_direction_jitter` (+- per direction component of each light) and `light_intensity` (one scale of
+    every light's diffuse per episode), drawn at each env reset from torch's RNG (which `env.reset(seed=...)`
+    seeds) and applied in `reset`, which the ObservationManager calls for the environments it resets.
+    """
+
+    def __init__(self, cfg, env: ManagerBasedRLEnv):
+        super().__init__(cfg, env)
+        self.lighting = SceneLighting.of_scene(env.cfg.embodiment)
+        nominal = torch.as_tensor(self.lighting.directions, dtype=torch.float32, device=env.device)
+        self._nominal_directions = nominal
+        self._nominal_diffuse = torch.as_tensor(self.lighting.diffuse, dtype=torch.float32, device=env.device)
+        self.directions = nominal.repeat(env.num_envs, 1, 1)
+        self.diffuse = self._nominal_diffuse.repeat(env.num_envs, 1, 1)
+        self._rays: tuple[torch.Tensor, torch.Tensor] | None = None  # (intrinsics, camera-frame rays)
+
+    def reset(self, env_ids: torch.Tensor | slice | None = None) -> None:
+        params = self.cfg.params
+        jitter = float(params.get("light_direction_jitter", 0.0))
+        low, high = params.get("light_intensity", (1.0, 1.0))
+        if jitter == 0 and low == high == 1.0:
+            return
+        ids = (torch.arange(self.num_envs, device=self.device) if env_ids is None or isinstance(env_ids, slice)
+               else torch.as_tensor(env_ids, device=self.device).long())
+        n = len(ids)
+        lights = self._nominal_directions.shape[0]
+        offset = torch.as_tensor(_draw(-jitter, jitter, (n, lights, 3)), dtype=torch.float32, device=self.device)
+        self.directions[ids] = self._nominal_directions + offset
+        scale = torch.as_tensor(_draw(low, high, (n, 1, 1)), dtype=torch.float32, device=self.device)
+        self.diffuse[ids] = self._nominal_diffuse * scale
+
+    def _camera_rays(self, camera) -> torch.Tensor:
+        intrinsics = torch.as_tensor(_torch(camera.data.intrinsic_matrices), device=self.device)
+        if self._rays is None or not torch.equal(self._rays[0], intrinsics):  # the FOV jitter writes new ones
+            self._rays = (intrinsics.clone(), camera_rays(intrinsics, camera.cfg.height, camera.cfg.width))
+        return self._rays[1]
+
+    def __call__(self, env: ManagerBasedRLEnv, sensor_cfg: SceneEntityCfg | None = None, supersample: int = 1,
+                 light_direction_jitter: float = 0.0,
+                 light_intensity: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+        camera = env.scene.sensors[sensor_cfg.name if sensor_cfg is not None else EGO_CAMERA]
+        output = camera.data.output
+        albedo = decode_albedo(_torch(output["albedo"]))
+        normals = _torch(output["normals"]).to(torch.float32)
+        quat = _torch(camera.data.quat_w_opengl).to(torch.float32)  # (x, y, z, w); OpenGL: -z forward
+        rays = quat_apply_xyzw(quat, self._camera_rays(camera))
+        forward = quat_apply_xyzw(quat, torch.tensor([[0.0, 0.0, -1.0]], device=quat.device).expand(len(quat), 3))
+        colour = shade(albedo, normals, rays, forward, self.lighting, self.directions, self.diffuse)
+        if supersample > 1:  # resolve like a multisampled buffer: the mean of each pixel's samples
+            n, h, w, c = colour.shape
+            colour = colour.reshape(n, h // supersample, supersample, w // supersample, supersample, c).mean((2, 4))
+        return to_uint8(colour)
+
+
+def _torch(value) -> torch.Tensor:
+    """A camera buffer as a torch tensor (Isaac Lab 3 hands out ProxyArrays)."""
+    return value.torch if hasattr(value, "torch") else torch.as_tensor(value)
+
+
+def scene_lit_ego_view(env: ManagerBasedRLEnv) -> SceneLitEgoView | None:
+    """The env's `SceneLitEgoView` term (None when the ego view is the renderer's own lighting)."""
+    for term in env.observation_manager._group_obs_class_term_cfgs.get("policy", []):
+        if isinstance(term.func, SceneLitEgoView):
+            return term.func
+    return None
 
 
 NEWTON_DEFAULT_LIGHT_DIRECTION = np.array([-1.0, 1.0, -1.0]) / np.sqrt(3.0)  # SensorTiledCamera.create_default_light
@@ -260,10 +386,11 @@ def apply_randomization_profile(cfg, config: DomainRandomizationConfig, friction
     """Map a `config/domain_randomization.yaml` profile onto EventManager / observation-noise terms.
 
     Applied: object pose range scale, object mass scale, object friction scale, actuator gain scale
-    (reset events), joint-state noise (observation corruption), and on the rendering side (reset events on
-    the Newton Warp renderer) object colour jitter, camera position / FOV jitter and light direction
-    jitter. Image noise and action latency are applied by `IsaacLabTaskEnv`. `light_intensity` has no
-    counterpart: Newton Warp's lights have no intensity (see `randomize_light_direction`).
+    (reset events), joint-state noise (observation corruption), and on the rendering side object colour
+    jitter and camera position / FOV jitter (reset events on the Newton Warp renderer), light direction
+    jitter and light intensity (the scene's lights: per-env draws of the `SceneLitEgoView` term; with the
+    renderer's own lighting only the direction, see `randomize_light_direction`). Image noise and action
+    latency are applied by `IsaacLabTaskEnv`.
     `frictions`: each rigid object's nominal sliding friction (Isaac Lab's material event draws absolute
     values, the embedded randomizer scales the nominal ones).
     """
@@ -297,7 +424,12 @@ def apply_randomization_profile(cfg, config: DomainRandomizationConfig, friction
         cfg.events.ego_camera = EventTermCfg(func=RandomizeEgoCamera, mode="reset",
                                              params={"position_jitter": config.camera_position_jitter,
                                                      "fovy_jitter": config.camera_fovy_jitter})
-    if config.light_direction_jitter > 0:
+    ego_view = cfg.observations.policy.ego_view
+    if isinstance(ego_view.func, type) and issubclass(ego_view.func, SceneLitEgoView):
+        # The scene's lights: direction jitter and intensity per environment, drawn by the term at each reset.
+        ego_view.params.update(light_direction_jitter=config.light_direction_jitter,
+                               light_intensity=tuple(config.light_intensity))
+    elif config.light_direction_jitter > 0:
         cfg.events.light_direction = EventTermCfg(func=randomize_light_direction, mode="reset",
                                                   params={"direction_jitter": config.light_direction_jitter})
     if config.state_noise_std > 0:
