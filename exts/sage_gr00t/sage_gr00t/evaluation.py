@@ -15,6 +15,7 @@ import numpy as np
 
 from sage_gr00t.act.chunking import ChunkExecutor, ChunkExecutorConfig, mean_squared_jerk
 from sage_gr00t.act.safety import SafetyFilter
+from sage_gr00t.act.sim_to_real import SimToRealAdapter
 from sage_gr00t.modality import ARM_GROUPS, LANGUAGE_KEY, action_key, state_of
 from sage_gr00t.policy.base import Policy
 from sage_gr00t.tasks.protocols import TaskEnv
@@ -155,7 +156,9 @@ def run_episode(
 
     `instruction` replaces the one the episode drew (the mismatched-instruction control: success is still the
     scene's own goal, so a policy that follows the words fails where they name another object). With `safety`,
-    every action passes the safety filter first (as under SAGE) and the result counts its interventions."""
+    every action passes the safety filter first (as under SAGE) and the result counts its interventions. A
+    `SimToRealAdapter` policy conditions every action (smoothing, slow start through its own safety filter,
+    whose interventions are counted)."""
     executor = ChunkExecutor(policy, chunking or ChunkExecutorConfig())
     obs, info = env.reset(seed=seed)
     if instruction is not None:
@@ -165,7 +168,15 @@ def run_episode(
     seed_policy(policy, seed)
     energy = EnergyMeter(env)
     act = executor.act
-    if safety is not None:
+    if isinstance(policy, SimToRealAdapter):  # its own filter (slow start) after its smoothing, on every step
+        if safety is not None and safety is not policy.safety:
+            raise ValueError("A SimToRealAdapter runs its own safety filter; pass no other one.")
+        adapter, safety = policy, policy.safety
+        clamps_before = sum(safety.stats.values())
+
+        def act(obs: dict) -> dict:
+            return adapter.condition(executor.act(obs), obs)
+    elif safety is not None:
         safety.reset(state_of(obs))
         clamps_before = sum(safety.stats.values())
 

@@ -12,7 +12,7 @@ the same thing everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
 from sage_gr00t.act.lmodule import LModuleConfig
@@ -23,6 +23,9 @@ from sage_gr00t.policy.base import Policy
 from sage_gr00t.policy.factory import make_policy, resolve_path
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.tasks import BACKENDS, TaskEnv, make_env
+
+if TYPE_CHECKING:
+    from sage_gr00t.act.sim_to_real import SimToRealAdapterConfig
 
 CONTROLLERS = ("policy", "sage")
 LANGUAGE_MODES = ("command", "subtask")
@@ -61,6 +64,10 @@ class SessionConfig:
     thumbnail_size: int = 64
     sleep_training_steps: int = 0  # consolidation updates per sleep cycle for a learned policy
     metabolic: MetabolicConfig = field(default_factory=MetabolicConfig)
+    # Plain policy: wrap it in a SimToRealAdapter calibrated on this session's env (act/sim_to_real.py: colour
+    # calibration, latency compensation, action smoothing, slow start)
+    adapter: bool = False
+    adapter_options: dict[str, Any] = field(default_factory=dict)  # SimToRealAdapterConfig overrides
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("backend", self.backend, BACKENDS), ("controller", self.controller, CONTROLLERS),
@@ -73,11 +80,21 @@ class SessionConfig:
         if self.execute_steps < 1 or self.camera_every < 1:
             raise ValueError("execute_steps and camera_every must be >= 1.")
         self.chunking  # noqa: B018 -- the chunk options checked now (one clear line), not at the first step
+        if self.adapter and self.controller != "policy":
+            raise ValueError("adapter wraps a plain policy (controller 'policy'); SAGE runs its own safety filter "
+                             "and speed scale.")
+        if self.adapter:
+            self.adapter_config()  # bad adapter options: one clear line now
 
     @property
     def chunking(self) -> ChunkExecutorConfig:
         return ChunkExecutorConfig(mode=self.chunk_mode, execute_steps=self.execute_steps,
                                    delay_steps=self.inference_delay, async_mode=self.async_inference)
+
+    def adapter_config(self) -> SimToRealAdapterConfig:
+        from sage_gr00t.act.sim_to_real import adapter_config
+
+        return adapter_config(self.adapter_options)
 
     def bridge_config(self) -> BridgeConfig:
         return BridgeConfig(lmodule=LModuleConfig(language_mode=self.language_mode, chunking=self.chunking),
@@ -123,6 +140,10 @@ def build_session(config: SessionConfig, *, env: TaskEnv | None = None, policy: 
     session: Session | None = None
     try:
         policy = policy if policy is not None else make_policy(config.policy, env, config.device)
+        if config.adapter:
+            from sage_gr00t.act.sim_to_real import SimToRealAdapter
+
+            policy = SimToRealAdapter.calibrated(policy, env, config.adapter_config())
         session = Session(config, env, policy, owns_env=owns_env)
         if with_bridge is None:
             with_bridge = config.controller == "sage"

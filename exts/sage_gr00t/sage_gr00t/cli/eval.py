@@ -129,6 +129,9 @@ class EvalConfig(SessionConfig):
     safety: bool = False
     """Plain policy: pass its actions through the safety filter SAGE uses, and count the filter's interventions
     (SAGE always runs it)."""
+    adapter_option: list[str] = field(default_factory=list)
+    """With --adapter: SimToRealAdapterConfig overrides KEY=VALUE, e.g. calibration=histogram smoothing=1
+    ramp_steps=0 latency_steps=2 (calibration=none, latency_steps=measured; seeds as 0,1,2)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -164,6 +167,9 @@ class EvalConfig(SessionConfig):
         if self.sweep and (not self.sweep_levels or any(not level >= 0 for level in self.sweep_levels)):
             raise ValueError(f"--sweep-levels must be scales >= 0, got {self.sweep_levels}.")
         self.task_options = {**self.task_options, **parse_task_options(self.task_option)}
+        if self.adapter_option and not self.adapter:
+            raise ValueError("--adapter-option needs --adapter.")
+        self.adapter_options = {**self.adapter_options, **parse_task_options(self.adapter_option)}
         # The session options of every grid point, checked now as SessionConfig checks them (one clear line).
         for embodiment, variant in itertools.product(self.embodiment, self.variant):
             self.session("-", embodiment, variant)
@@ -183,8 +189,9 @@ class EvalConfig(SessionConfig):
     def run_settings(self) -> dict[str, Any]:
         """What decides an episode's outcome besides its cell: a resumed --out must have been run with these."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in _GRID_FIELDS and f.name not in ("task_option", "task_options")} | {
-                    "task_options": self.task_options}
+                if f.name not in _GRID_FIELDS
+                and f.name not in ("task_option", "task_options", "adapter_option", "adapter_options")} | {
+                    "task_options": self.task_options, "adapter_options": self.adapter_options}
 
     def changed_settings(self) -> dict[str, Any]:
         """The run settings that differ from the defaults (a field added later leaves the folder name alone)."""
@@ -282,8 +289,13 @@ class EpisodeRunner:
                 if self.cfg.max_steps:
                     env.config.max_steps = self.cfg.max_steps
                 self._session = build_session(cfg, env=env)
+                # With --adapter its own filter runs (and is counted) on every action: no second one.
                 self._safety = SafetyFilter(env.embodiment, env.action_ranges(), SafetyFilterConfig(
-                    table_height=float(env.table_height))) if self.cfg.safety else None
+                    table_height=float(env.table_height))) if self.cfg.safety and not self.cfg.adapter else None
+                report = getattr(self._session.policy, "calibration_report", None)
+                if report:
+                    write_json_atomic(self.cfg.folder / f"adapter_{cell.task}_{cell.embodiment}_{cell.variant}_"
+                                      f"{cell.randomization}.json", report)
             except BaseException:
                 env.close()
                 raise
