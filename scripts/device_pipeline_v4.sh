@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: [TRAIN_MIN=7.5] [SE_MIN=3.5] [EP=50] [WORKERS=14] [BENCH=1] [NEW_TASKS=stack_blocks] [OLD_NOVEL=0] bash scripts/device_pipeline_v4.sh <workdir>
+# Usage: [TRAIN_MIN=7.5] [SE_MIN=3.5] [EP=50] [WORKERS=14] [BENCH=1] [NEW_TASKS=stack_blocks] [OLD_NOVEL=0] [DEMOS_FROM=dir] bash scripts/device_pipeline_v4.sh <workdir>
 # Policy v4 on one GPU machine: N1.5 speed / fine-tune memory benches -> 10 recorded demonstrations per new
 # task -> dreams (learn/mimic.py) + a replay of the v3 mix -> fine-tune gr00t_v3 (compact_v3) beside the
 # sample-efficiency fine-tunes (stack_blocks from 1/3/5/10 demonstrations and 50..all dreams) -> evaluate all.
@@ -32,7 +32,13 @@ bench() {
 stage demos
 NEW_TASKS=${NEW_TASKS:-stack_blocks}  # the tasks taught from demonstrations (their recipe entries must match)
 for t in $NEW_TASKS; do
-  sage-collect --task $t --episodes ${DEMOS:-10} --out outputs/demos/$t --storage image --image-size ${DEMO_SIZE:-224} || echo "FAILED demos $t"
+  if [ -n "${DEMOS_FROM:-}" ] && [ -f "$DEMOS_FROM/$t/meta/sage_episodes.jsonl" ]; then
+    # Recorded elsewhere (a machine without LeRobot can dream from a dataset, not record one).
+    mkdir -p outputs/demos && cp -r "$DEMOS_FROM/$t" outputs/demos/ && echo "demos $t from $DEMOS_FROM"
+  else
+    sage-collect --task $t --episodes ${DEMOS:-10} --out outputs/demos/$t --storage image \
+      --image-size ${DEMO_SIZE:-224} || echo "FAILED demos $t"
+  fi
 done
 
 stage dreams_se  # stack_blocks alone: its generation rate gives the teach-from-10 wall clock

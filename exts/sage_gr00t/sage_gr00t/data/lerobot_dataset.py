@@ -471,6 +471,25 @@ def read_episode_records(root: str | Path) -> list[dict]:
     return _read_jsonl(Path(root) / EPISODES_FILE)
 
 
+def read_episode_actions(root: str | Path) -> dict[int, np.ndarray]:
+    """Each episode's action rows, (T, D) float32 by episode index, read from the dataset's parquet files with
+    pyarrow alone: no frame is decoded and LeRobot need not be installed (what replaying a recording needs)."""
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(root) / "data").glob("**/*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"No parquet data under {root}/data: not a LeRobot dataset written by sage-collect.")
+    rows: dict[int, list[np.ndarray]] = {}
+    for file in files:
+        table = pq.read_table(file, columns=["episode_index", "frame_index", ACTION_KEY])
+        order = np.lexsort((table["frame_index"].to_numpy(), table["episode_index"].to_numpy()))
+        episodes = table["episode_index"].to_numpy()[order]
+        actions = np.asarray(table[ACTION_KEY].to_pylist(), dtype=np.float32)[order]
+        for index in np.unique(episodes):
+            rows.setdefault(int(index), []).append(actions[episodes == index])
+    return {index: np.concatenate(parts) for index, parts in rows.items()}
+
+
 def load_dataset(root: str | Path, episodes: list[int] | None = None, repo_id: str = DEFAULT_REPO_ID,
                  **kwargs: Any) -> Any:
     """`LeRobotDataset` over a local folder; never touches the network."""

@@ -100,10 +100,10 @@ def shard_name(entry: MixEntry, start: int) -> str:
 @functools.lru_cache(maxsize=4)
 def _mimic_sources(task: str, demos: str, demo_count: int | None) -> tuple:
     """Parsed source demonstrations, once per worker process (every job of an entry dreams from the same)."""
-    from sage_gr00t.data.lerobot_dataset import load_dataset
+    from sage_gr00t.data.lerobot_dataset import read_episode_records
     from sage_gr00t.learn.mimic import dataset_recordings, parse_recordings
 
-    total = load_dataset(demos).meta.total_episodes
+    total = len(read_episode_records(demos))
     count = total if demo_count is None else demo_count
     if count > total:
         raise ValueError(f"Recipe entry {task}: demo_count {count} but {demos} holds {total} episodes.")

@@ -392,24 +392,31 @@ def parse_recordings(recordings: Sequence[Recording], task: str | Task | type[Ta
 
 
 def dataset_recordings(root: str | Path, episodes: Sequence[int] | None = None) -> list[Recording]:
-    """Recordings of a LeRobot dataset written by the project's recorder (needs each episode's seed)."""
-    from sage_gr00t.data.lerobot_dataset import load_dataset, load_episode
+    """Recordings of a LeRobot dataset written by the project's recorder (needs each episode's seed). Only the
+    actions and the recorder's episode records are read (pyarrow, no frames decoded, no LeRobot needed)."""
+    from sage_gr00t.data.lerobot_dataset import read_episode_actions, read_episode_records, read_modality
 
     root = Path(root)
-    indices = list(episodes) if episodes is not None else range(load_dataset(root).meta.total_episodes)
+    actions = read_episode_actions(root)
+    groups = read_modality(root)["action"]
+    records = {int(r["episode_index"]): r for r in read_episode_records(root)}
+    indices = list(episodes) if episodes is not None else sorted(actions)
     out = []
     for i in indices:
-        ep = load_episode(root, i)
-        if ep.seed is None:
+        record = records.get(i, {})
+        if i not in actions:
+            raise IndexError(f"{root} has no episode {i}; it holds {len(actions)}.")
+        if record.get("seed") is None:
             logger.warning("%s episode %d has no seed: its scene cannot be rebuilt; not used.", root, i)
             continue
-        extra = ep.record.get("extra", {})
+        extra = record.get("extra", {})
         subtasks = [(int(s), str(t)) for s, t in extra.get("subtasks", [])] or None
         out.append(Recording(
-            id=f"{root.name}#{i}", seed=int(ep.seed), actions=ep.groups("action"), instruction=ep.task,
-            subtasks=subtasks, object_poses=extra.get("object_poses"), variant=extra.get("variant", "train"),
-            randomization=extra.get("randomization", "none"), embodiment=extra.get("embodiment", "sage_humanoid"),
-            origin={"dataset": str(root), "episode_index": i}))
+            id=f"{root.name}#{i}", seed=int(record["seed"]),
+            actions={f"action.{g}": actions[i][:, r["start"]:r["end"]] for g, r in groups.items()},
+            instruction=str(record.get("task", "")), subtasks=subtasks, object_poses=extra.get("object_poses"),
+            variant=extra.get("variant", "train"), randomization=extra.get("randomization", "none"),
+            embodiment=extra.get("embodiment", "sage_humanoid"), origin={"dataset": str(root), "episode_index": i}))
     return out
 
 
