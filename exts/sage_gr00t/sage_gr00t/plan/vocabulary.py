@@ -54,7 +54,10 @@ class Vocabulary:
         words = {k: list(v) for k, v in self.words.items()}
         for obj in objects:
             role_field = ROLE_FIELDS.get(obj.role)
-            if role_field and obj.kind not in roles[role_field]:
+            # A pickable kind declared as a place target (stack_blocks' base block) stays pickable only: that
+            # role belongs to the one object in its scene (grounding reads it there), not to every block.
+            as_target_only = role_field == "receptacles" and obj.kind in roles["pickable"]
+            if role_field and obj.kind not in roles[role_field] and not as_target_only:
                 roles[role_field].append(obj.kind)
             nouns = words.setdefault(obj.kind, [obj.kind])
             nouns += [w for w in obj.words if w not in nouns]
