@@ -9,6 +9,7 @@
     sage-bench faults --fault-steps 60                     # camera faults with vs without trust
     sage-bench dds --seeds 20                              # G1 expert through DDS vs the direct simulator
     sage-bench eval-throughput --workers 1 2               # sage-eval episodes/min at 1 and 2 worker processes
+    sage-bench trust-convergence --episodes 8              # steps until trust settles after reliability changes
 
 `sage-bench NAME --help` lists a benchmark's flags. The modules import numpy, torch and mujoco only once
 they run, after pinning their CPU core (threads those libraries start inherit the pinning).
@@ -21,7 +22,18 @@ from collections.abc import Callable
 from typing import Any
 
 from sage_gr00t.cli._parsing import parse, parse_subcommands
-from sage_gr00t.cli.bench import bridge, chunking, dds, eval_throughput, faults, finetune_memory, policy, safety, sim
+from sage_gr00t.cli.bench import (
+    bridge,
+    chunking,
+    dds,
+    eval_throughput,
+    faults,
+    finetune_memory,
+    policy,
+    safety,
+    sim,
+    trust_convergence,
+)
 
 PROG = "sage-bench"
 # name -> (config class, runner, module docstring for `sage-bench NAME --help`)
@@ -35,6 +47,8 @@ BENCHES: dict[str, tuple[type, Callable[[Any], int], str | None]] = {
     "faults": (faults.FaultsBenchConfig, faults.run, faults.__doc__),
     "dds": (dds.DdsBenchConfig, dds.run, dds.__doc__),
     "eval-throughput": (eval_throughput.EvalThroughputBenchConfig, eval_throughput.run, eval_throughput.__doc__),
+    "trust-convergence": (trust_convergence.TrustConvergenceConfig, trust_convergence.run,
+                          trust_convergence.__doc__),
 }
 
 
