@@ -79,3 +79,24 @@ def test_a_mimic_entry_without_demonstrations_is_refused() -> None:
         MixEntry("stack_blocks", source="mimic")
     with pytest.raises(ValueError, match="source must be"):
         MixEntry("stack_blocks", source="teleport")
+
+
+@pytest.mark.parametrize("task", ["stack_blocks", "push_block"])
+def test_the_planner_plans_the_new_tasks_with_their_skills(task: str) -> None:
+    """A pad is pushed onto (its declared place_skill), a block stacked on: the plan is the expert's, words too."""
+    from sage_gr00t.plan.planner import HModulePlanner
+    from sage_gr00t.plan.scene import Scene
+
+    planner = HModulePlanner.load(Path(__file__).resolve().parents[1] / "assets" / "planner")
+    env = make_env(task, image_height=32, image_width=32)
+    try:
+        env.reset(seed=0)
+        scene, want = Scene.from_env(env), env.expert_plan()
+        commands = [c for c in env.task.instructions() if "tower" not in c and "along the table" not in c]
+    finally:
+        env.close()
+    assert len(commands) >= 4
+    for command in commands:
+        got = planner.plan(command, scene).subtasks
+        assert [(s.skill, s.object_name, s.target_name, s.language) for s in got] == \
+            [(s.skill, s.object_name, s.target_name, s.language) for s in want], command

@@ -79,7 +79,7 @@ class PushBlock(Task):
                        signature=_block_signature(obj)),
             ObjectSpec(self.pad, (Geom("cylinder", (PAD_RADIUS, PAD_HALF_THICKNESS), rgba(pad),
                                        pos=(0, 0, PAD_HALF_THICKNESS)),),
-                       kind="pad", role="receptacle", color=pad, movable=False, radius=PAD_RADIUS,
+                       kind="pad", role="receptacle", place_skill="push", color=pad, movable=False, radius=PAD_RADIUS,
                        signature=_pad_signature(pad)),
         )
 

@@ -37,7 +37,7 @@ REFUSALS = ("ok", "unknown_object", "impossible", "garbage")
 SPLITS = ("train", "heldout_phrasing", "heldout_combos")
 
 # Plan-language preposition per receptacle (matches the tasks' expert plans: "in the red bin", "on the plate").
-PLACE_PREP = {"bin": "in", "bowl": "in", "plate": "on", "tray": "on"}
+PLACE_PREP = {"bin": "in", "bowl": "in", "plate": "on", "tray": "on", "block": "on", "pad": "on"}
 
 COLOR_WORDS = {
     "red": ["red", "red", "crimson", "scarlet"], "blue": ["blue", "blue", "navy", "azure"],
@@ -153,6 +153,8 @@ def subtask_language(skill: str, obj: SceneObject, tgt: SceneObject) -> str:
     """Policy-facing language in the tasks' expert_plan style."""
     if skill == "pour":
         return f"pour the water from the {obj.description} into the {tgt.description}"
+    if skill == "push":
+        return f"push the {obj.description} onto the {tgt.description}"
     return f"pick up the {obj.description} and place it {PLACE_PREP.get(tgt.kind, 'in')} the {tgt.description}"
 
 

@@ -85,7 +85,7 @@ class FamilyGenerator:
                     continue  # coloured blocks go to their own bin in these families
                 on, tn = self.name(o, self.picks), self.name(t, self.recs)
                 prep = PLACE_PREP.get(t.kind, "in")
-                step = [("pick_place", o.name, t.name)]
+                step = [(t.place_skill, o.name, t.name)]  # a pad is pushed onto (its declared place_skill)
                 out += [("symbolic", r.choice([f"{on} -> {tn}", f"{on} => {tn}", f"{on}: {tn}",
                                                f"the {on} -> the {tn}"]), step),
                         ("indirect", r.choice([f"I'd like the {on} {prep} the {tn}",

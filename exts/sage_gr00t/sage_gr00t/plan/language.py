@@ -120,10 +120,10 @@ OTHER_NOUNS = {"hammer", "spoon", "laptop", "phone", "book", "bottle", "sock", "
                "kettle", "egg", "tomato", "potato", "onion", "grape", "cherry", "melon", "dish", "container"}
 POUR_VERBS = {"pour", "fill", "empty", "tip", "tilt", "decant", "water", "refill", "drain", "dump"}
 PLACE_VERBS = {"put", "place", "move", "set", "drop", "stick", "transfer", "get", "bring", "take", "grab", "lift",
-               "pick", "carry", "belongs", "belong", "goes", "go", "deposit", "load", "position", "shift",
-               "relocate", "plop", "toss", "lay", "rest", "slide", "push", "need", "needs", "want", "like",
-               "should", "return", "store", "stack", "hand", "deliver", "pop", "gets", "receive", "receives",
-               "make", "have", "leave", "keep", "see"}
+               "pick", "carry", "belongs", "belong", "goes", "go", "deposit", "load", "position", "shift", "relocate",
+               "plop", "toss", "lay", "rest", "slide", "push", "nudge", "shove", "pushing", "sliding", "need", "needs",
+               "want", "like", "should", "return", "store", "stack", "hand", "deliver", "pop", "gets", "receive",
+               "receives", "make", "have", "leave", "keep", "see"}
 VERBS: set[str] = set()  # filled below
 SORT_VERBS = {"sort", "organize", "organise", "tidy", "arrange", "group", "classify", "match", "separate",
               "order", "clean", "file"}

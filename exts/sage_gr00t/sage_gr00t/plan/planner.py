@@ -50,6 +50,17 @@ def _role_problem(skill: str, o: SceneObject, t: SceneObject) -> str:
     return ""
 
 
+def _subtasks(steps: list[tuple[str, SceneObject, SceneObject]]) -> list[Subtask]:
+    """Plan steps as subtasks; a placement onto a target that is reached another way (a pad things are slid onto)
+    takes the target's skill."""
+    out = []
+    for skill, o, t in steps:
+        if skill == "pick_place":
+            skill = t.place_skill
+        out.append(Subtask(skill, o.name, t.name, subtask_language(skill, o, t)))
+    return out
+
+
 class HModulePlanner:
     def __init__(self, model: HModule, encoder: FrozenTextEncoder) -> None:
         self.model, self.encoder = model.eval(), encoder
@@ -128,7 +139,7 @@ class HModulePlanner:
         if not steps:
             return PlanResult(refusal="impossible", segments=len(outs),
                               message=f"I understood {command!r} but found nothing to do in this scene.")
-        subtasks = [Subtask(s, o.name, t.name, subtask_language(s, o, t)) for s, o, t in steps]
+        subtasks = _subtasks(steps)
         return PlanResult(subtasks=subtasks, segments=len(outs))
 
     def _from_parse(self, p, command: str, scene: Scene) -> PlanResult:
@@ -147,7 +158,7 @@ class HModulePlanner:
             problem = _role_problem(skill, o, t)
             if problem:
                 return PlanResult(refusal="impossible", message=problem)
-        return PlanResult(subtasks=[Subtask(s, o.name, t.name, subtask_language(s, o, t)) for s, o, t in p.steps])
+        return PlanResult(subtasks=_subtasks(p.steps))
 
     @staticmethod
     def _check(skill: str, obj: SceneObject, tgt: SceneObject) -> str:

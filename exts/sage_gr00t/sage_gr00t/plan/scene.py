@@ -23,11 +23,12 @@ class SceneObject:
     color: str = ""
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     role: str = ""  # what a skill may do with it (tasks.spec.ROLES); "" -> judged by its kind
+    place_skill: str = "pick_place"  # how things are put on it as a target (ObjectSpec.place_skill)
 
     @staticmethod
     def from_spec(spec: ObjectSpec, position: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> SceneObject:
         """The planner's view of a task-declared object (its kind, colour and role come from the task)."""
-        return SceneObject(spec.name, spec.kind, spec.color, position, spec.role)
+        return SceneObject(spec.name, spec.kind, spec.color, position, spec.role, spec.place_skill)
 
     @property
     def description(self) -> str:

@@ -72,6 +72,9 @@ class ObjectSpec:
     radius: float = 0.03  # half-width a finger meets when grasping (Isaac Lab's contact proxy)
     signature: VisualSignature | None = None  # None: the camera does not look for it
     words: tuple[str, ...] = ()  # extra nouns users may call it by (the planner's vocabulary)
+    # The skill that puts things on this object when it is a target: a flat pad is slid onto ("push"), a bin or a
+    # plate is placed into / onto ("pick_place"). The planner asks the target, so "put the block on the pad" pushes.
+    place_skill: str = "pick_place"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -80,6 +83,9 @@ class ObjectSpec:
             raise ValueError(f"Object {self.name}: unknown role {self.role!r}; use one of {ROLES}.")
         if not self.geoms:
             raise ValueError(f"Object {self.name} has no geoms.")
+        if self.place_skill not in ("pick_place", "push"):
+            raise ValueError(f"Object {self.name}: place_skill must be 'pick_place' or 'push', "
+                             f"not {self.place_skill!r}.")
 
     @property
     def description(self) -> str:
