@@ -275,14 +275,20 @@ def test_fusion_drops_low_trust_and_follows_most_trusted() -> None:
 def test_component_trust_updates_and_clips() -> None:
     engine = TrustEngine()
     assert engine.components["gr00t_visual"] == 0.8 and engine.components["sage_execution"] == 0.6
-    assert engine.record_outcome("sage_planning", True) == pytest.approx(0.75)
-    assert engine.record_outcome("sage_planning", False) == pytest.approx(0.72)
+    start = engine.components["sage_planning"]
+    up = engine.record_outcome("sage_planning", True)
+    assert up == pytest.approx(start + 0.1 * (1 - start))
+    assert engine.record_outcome("sage_planning", False) == pytest.approx(0.9 * up)
     for _ in range(40):
         engine.record_outcome("sage_execution", False)
-    assert engine.components["sage_execution"] == pytest.approx(0.1)
+    assert engine.components["sage_execution"] == pytest.approx(0.1)  # the floor
+    for _ in range(200):  # one success in two: trust settles near the success rate, not at a bound
+        engine.record_outcome("sage_planning", True)
+        engine.record_outcome("sage_planning", False)
+    assert 0.4 < engine.components["sage_planning"] < 0.6
     for _ in range(40):
         engine.record_outcome("gr00t_language", True)
-    assert engine.components["gr00t_language"] == pytest.approx(1.0)
+    assert engine.components["gr00t_language"] == pytest.approx(1.0, abs=0.01)
     with pytest.raises(ValueError, match="Unknown component"):
         engine.record_outcome("nope", True)
 

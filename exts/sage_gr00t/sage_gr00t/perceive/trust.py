@@ -12,7 +12,9 @@ RESEARCH.md section 4), each component an exponential moving average of per-step
 - accuracy: agreement with positions confirmed later (`confirm`, e.g. where a grasp closed);
 - quality: the sensor's self-reported confidence of its valid estimates (0 for invalid ones:
   a detector's confidence means nothing when its data is stale or impossible).
-Component trust (gr00t_visual, ...) moves +0.05 on success and -0.03 on failure within [0.1, 1].
+Component trust (gr00t_visual, ...) is an exponential average of its outcomes (1 success, 0 failure) at rate
+`outcome_rate`, within [0.1, 1]: it settles at the component's success rate, so a component that fails one
+subtask in two ends near 0.5 (fixed +0.05 / -0.03 steps rose at any success rate above 37.5%).
 
 The EMA rate is defined per `control_dt` of time: a sensor that reports less often (a 5 Hz camera
 at 20 Hz control) takes correspondingly larger steps, so its trust reacts in the same time.
@@ -60,8 +62,7 @@ class TrustConfig:
     gap_reset: float = 0.5  # s: an object not reported this long may reappear anywhere
     confirm_max_age: float = 1.0  # s: estimates older than this are not judged by a confirmation
     component_initial: dict[str, float] = field(default_factory=lambda: dict(COMPONENTS_INITIAL))
-    success_delta: float = 0.05
-    failure_delta: float = -0.03
+    outcome_rate: float = 0.1  # weight of each new outcome: about 10 outcomes to follow a change
     component_bounds: tuple[float, float] = (0.1, 1.0)
 
 
@@ -287,8 +288,9 @@ class TrustEngine:
         c = self.config
         if component not in self.components:
             raise ValueError(f"Unknown component {component!r}; have {sorted(self.components)}.")
-        delta = c.success_delta if success else c.failure_delta
-        self.components[component] = float(np.clip(self.components[component] + delta, *c.component_bounds))
+        trust = self.components[component]
+        trust += c.outcome_rate * (float(success) - trust)
+        self.components[component] = float(np.clip(trust, *c.component_bounds))
         self.events.append({"t": timestamp, "kind": "outcome", "component": component, "success": success,
                             "trust": self.components[component]})
         return self.components[component]
