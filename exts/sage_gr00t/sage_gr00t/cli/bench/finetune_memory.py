@@ -26,7 +26,6 @@ bf16-pure with and without checkpointing, LoRA (rank --lora-rank, else 32) with 
 
 from __future__ import annotations
 
-import gc
 import json
 import statistics
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sage_gr00t.cli._parsing import check, error, parse
+from sage_gr00t.cli.bench._common import release_memory
 
 if TYPE_CHECKING:  # torch and the model are imported when a benchmark runs, not when the CLI parses flags
     import torch
@@ -237,7 +237,7 @@ def measure_row(cfg: FinetuneMemoryBenchConfig, spec: RowSpec, config: Gr00tConf
 
     row = Row(spec.label, spec.tune, spec.dtype, spec.gradient_checkpointing, spec.lora_rank)
     cuda = cfg.device == "cuda"
-    _release(cuda)
+    release_memory(cuda, reset_peak=True)
     try:
         _train_and_measure(cfg, spec, config, row)
     except torch.OutOfMemoryError as exc:
@@ -250,7 +250,8 @@ def measure_row(cfg: FinetuneMemoryBenchConfig, spec: RowSpec, config: Gr00tConf
             row.peak_reserved_gib = torch.cuda.max_memory_reserved() / GIB
         except Exception:
             pass
-    _release(cuda)  # the failed row's tensors went with its frames when the exception was handled
+    # The failed row's tensors went with its frames when the exception was handled.
+    release_memory(cuda, reset_peak=True)
     return row
 
 
@@ -292,20 +293,6 @@ def _train_and_measure(cfg: FinetuneMemoryBenchConfig, spec: RowSpec, config: Gr
         row.note = "peak memory not measured on CPU"
     if row.loss is not None and row.loss != row.loss:
         row.note = (row.note + "; " if row.note else "") + "loss is NaN (random weights)"
-
-
-def _release(cuda: bool) -> None:
-    """Drop the previous row's tensors so that each row starts from an empty allocator."""
-    gc.collect()
-    if cuda:
-        import torch
-
-        try:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        except Exception:  # a broken CUDA context fails the rows after it; the table must still print
-            pass
 
 
 def _first_line(exc: BaseException, limit: int) -> str:

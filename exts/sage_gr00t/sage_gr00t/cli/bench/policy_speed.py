@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sage_gr00t.cli._parsing import error
+from sage_gr00t.cli.bench._common import release_memory
 
 PROG = "sage-bench policy"
 
@@ -143,7 +144,7 @@ def run_preset(cfg) -> int:
             return
         measure(name, fast.get_action)
         del fast
-        _release(cuda)
+        release_memory(cuda)
 
     measure("eager (Gr00tModel.get_action)", lambda b, n: model.get_action(b, n))
     graph = "+ CUDA graph" if cuda else "(no CUDA graph on CPU)"
@@ -219,20 +220,6 @@ def _failure(exc: BaseException) -> str:
     """`Type: first line of the message` (90 characters at most), for a table's note column."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:90] if text else ''}"
-
-
-def _release(cuda: bool) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if cuda:
-        try:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-        except Exception:  # a broken CUDA context fails the later rows; the table must still print
-            pass
 
 
 def _device_name(device) -> str:
