@@ -116,7 +116,6 @@ def dream_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: P
 
     torch.set_num_threads(1)
     from sage_gr00t.learn.mimic import MimicConfig, MimicDreamGenerator
-    from sage_gr00t.policy.gr00t.training import DemoData
 
     target = out / shard_name(entry, start)
     if (target / "meta.json").is_file():
@@ -137,15 +136,22 @@ def dream_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: P
     kept = [a.dream.episode for a in attempts if a.dream is not None]
     provenance = [a.provenance for a in attempts]
     if kept:
-        data = DemoData.from_episodes(kept, recipe.cache_size, robot)
-        tmp = out / f".{target.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        data.save(tmp, extra={"entry": asdict(entry), "seeds": [start, start + count], "kept": len(kept),
-                              "attempted": len(attempts), "source_demos": len(sources),
-                              "source_episodes": [s.id for s in sources], "dreams": provenance})
-        tmp.replace(target)
+        write_shard(target, kept, recipe.cache_size, robot,
+                    {"entry": asdict(entry), "seeds": [start, start + count], "kept": len(kept),
+                     "attempted": len(attempts), "source_demos": len(sources),
+                     "source_episodes": [s.id for s in sources], "dreams": provenance})
     return {"shard": target.name, "kept": len(kept), "attempted": len(attempts),
             "frames": sum(len(e["images"]) for e in kept)}
+
+
+def write_shard(target: Path, episodes: list[dict], cache_size: int, robot: str, extra: dict) -> None:
+    """Write `episodes` as the training-cache shard `target`, whole or not at all (a temporary folder renamed)."""
+    from sage_gr00t.policy.gr00t.training import DemoData
+
+    tmp = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    DemoData.from_episodes(episodes, cache_size, robot).save(tmp, extra=extra)
+    tmp.replace(target)
 
 
 def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: Path, deadline: float) -> dict:
@@ -155,7 +161,6 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
     torch.set_num_threads(1)
     from sage_gr00t.data.collect import run_expert_episode
     from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
-    from sage_gr00t.policy.gr00t.training import DemoData
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
     from sage_gr00t.tasks import make_env
 
@@ -193,12 +198,9 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
     finally:
         env.close()
     if episodes:
-        data = DemoData.from_episodes(episodes, recipe.cache_size, robot)
-        tmp = out / f".{target.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        data.save(tmp, extra={"entry": asdict(entry), "seeds": [start, start + count], "failed_seeds": failed,
-                              "kept": len(episodes)})
-        tmp.replace(target)
+        write_shard(target, episodes, recipe.cache_size, robot,
+                    {"entry": asdict(entry), "seeds": [start, start + count], "failed_seeds": failed,
+                     "kept": len(episodes)})
     frames = sum(len(e["images"]) for e in episodes)
     return {"shard": target.name, "kept": len(episodes), "failed": failed, "frames": frames}
 
