@@ -24,6 +24,7 @@ from sage_gr00t.learn.mimic import (
     reduce_yaw,
     yaw_period,
 )
+from sage_gr00t.modality import action_key
 from sage_gr00t.skills import Subtask
 from sage_gr00t.tasks import Geom, GraspSpec, ObjectSpec, SceneAccess, make_env, open_box
 from sage_gr00t_tasks.pick_apple import PickApple
@@ -64,6 +65,18 @@ def record_demos(root: Path, task: str, n: int) -> None:
         env.close()
 
 
+def assert_dream_succeeds_on_replay(env, dream) -> None:
+    """Reset `env` (a fresh simulator) to the dream's seed and step its recorded actions open loop: the task's
+    success predicate, false at the start, must accept the end."""
+    env.reset(seed=dream.seed)
+    assert not env.is_success()
+    actions = {k: v for k, v in dream.episode.items() if k.startswith("action.")}
+    assert set(actions) == {action_key(g) for g in ("left_arm", "right_arm", "left_hand", "right_hand")}
+    for t in range(dream.steps):
+        env.step({k: v[t] for k, v in actions.items()})
+    assert env.is_success(), f"dream seed {dream.seed} does not succeed when replayed"
+
+
 def test_yaw_symmetry_comes_from_the_declared_geometry() -> None:
     rgba = (1.0, 0.0, 0.0, 1.0)
     assert yaw_period(ObjectSpec("ball", (Geom("sphere", (0.03,), rgba),), kind="ball", role="pickable")) is None
@@ -84,7 +97,6 @@ def test_yaw_symmetry_comes_from_the_declared_geometry() -> None:
 
 def test_dreams_from_a_dataset_for_a_task_without_expert_succeed_when_replayed(tmp_path: Path) -> None:
     from sage_gr00t.memory.store import ExperienceStore
-    from sage_gr00t.modality import action_key
     from sage_gr00t.panel.sleep import stored_dream_gallery
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
 
@@ -126,13 +138,7 @@ def test_dreams_from_a_dataset_for_a_task_without_expert_succeed_when_replayed(t
             assert dream.episode["images"].shape == (dream.steps, IMAGE, IMAGE, 3)
             assert dream.thumbnail.shape == (64, 64, 3)
             # Replayed open loop in a simulator that never saw the generator: the dream really succeeds.
-            fresh.reset(seed=dream.seed)
-            assert not fresh.is_success()
-            actions = {k: v for k, v in dream.episode.items() if k.startswith("action.")}
-            assert set(actions) == {action_key(g) for g in ("left_arm", "right_arm", "left_hand", "right_hand")}
-            for t in range(dream.steps):
-                fresh.step({k: v[t] for k, v in actions.items()})
-            assert fresh.is_success(), f"dream seed {dream.seed} does not succeed when replayed"
+            assert_dream_succeeds_on_replay(fresh, dream)
     finally:
         fresh.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_mimic import assert_dream_succeeds_on_replay
 
 from sage_gr00t.data.collect import run_expert_episode
 from sage_gr00t.experts.scripted import ScriptedExpert
@@ -25,7 +26,7 @@ from sage_gr00t.learn.mimic import (
     push_turn,
     replay,
 )
-from sage_gr00t.modality import EGO_VIEW, action_key
+from sage_gr00t.modality import EGO_VIEW
 from sage_gr00t.perceive.camera import CameraConfig, CameraObjectEstimator, capture_frame
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.tasks import get_task, make_env
@@ -152,12 +153,6 @@ def test_push_dreams_from_a_dataset_succeed_when_replayed(tmp_path: Path) -> Non
             (segment,) = dream.provenance["segments"]
             assert segment["kind"] == PUSH and segment["goal"] == "green_pad"
             assert segment["source"] in {s.id for s in sources}
-            fresh.reset(seed=dream.seed)
-            assert not fresh.is_success()
-            actions = {k: v for k, v in dream.episode.items() if k.startswith("action.")}
-            assert set(actions) == {action_key(g) for g in ("left_arm", "right_arm", "left_hand", "right_hand")}
-            for t in range(dream.steps):
-                fresh.step({k: v[t] for k, v in actions.items()})
-            assert fresh.is_success(), f"dream seed {dream.seed} does not succeed when replayed"
+            assert_dream_succeeds_on_replay(fresh, dream)
     finally:
         fresh.close()
