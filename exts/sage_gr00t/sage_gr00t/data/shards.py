@@ -161,6 +161,7 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
     torch.set_num_threads(1)
     from sage_gr00t.data.collect import run_expert_episode
     from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
+    from sage_gr00t.policy.gr00t.grounding import grounding_label, names_one_goal
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
     from sage_gr00t.tasks import make_env
 
@@ -183,7 +184,18 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
                 break
             env.task.pin_goal(goal)
             steps: list[tuple[dict, dict]] = []
-            outcome = run_expert_episode(env, expert, seed, lambda obs, act, steps=steps: steps.append((obs, act)))
+            labels: list[np.ndarray] = []
+            subtasks: list = []
+
+            def record(obs: dict, act: dict, steps: list = steps, labels: list = labels,
+                       subtasks: list = subtasks) -> None:
+                steps.append((obs, act))
+                # Where the current subtask's object and target are: the grounding loss's label (see
+                # policy/gr00t/grounding.py).
+                labels.append(grounding_label(env, expert.current))
+                subtasks.append(expert.current)
+
+            outcome = run_expert_episode(env, expert, seed, record)
             if not outcome.success:
                 failed.append(seed if goal is None else [seed, goal])
                 continue
@@ -193,6 +205,8 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
                 **{action_key(g): np.stack([a[action_key(g)] for _, a in steps]) for g in JOINT_GROUPS},
                 "task": env.instruction,
                 "subtask": [o.get(SUBTASK_KEY, env.instruction) for o, _ in steps],
+                "grounding": np.stack(labels),
+                "grounding_task": names_one_goal(subtasks),
             })
         robot = env.embodiment.name
     finally:

@@ -87,6 +87,25 @@ class MimicConfig:
             raise ValueError("skill_margin and transit_speed must be > 0.")
 
 
+def _object_target_pairs(segments: Sequence[Any]) -> list[tuple[str, str | None]]:
+    """(object, target) each slot's motion serves: a grasp's object and the release after it, a release's held
+    object and its reference, a push's object and its goal."""
+    pairs: list[tuple[str, str | None]] = []
+    held: str | None = None
+    for i, slot in enumerate(segments):
+        following = segments[i + 1] if i + 1 < len(segments) else None
+        if slot.kind == GRASP:
+            held = slot.reference
+            pairs.append((slot.reference, following.reference if following is not None and following.kind == RELEASE
+                          else None))
+        elif slot.kind == RELEASE:
+            pairs.append((held or slot.reference, slot.reference))
+            held = None
+        else:
+            pairs.append((slot.reference, slot.goal))
+    return pairs
+
+
 # ---------------------------------------------------------------------------------------- sources
 @dataclass
 class SourceSegment:
@@ -617,7 +636,16 @@ class MimicDreamGenerator:
         holding: tuple[str, str] | None = None  # (side, episode) of the grasp in hand
         held_turn = 0.0  # the yaw the grasp in hand was turned by (its release keeps the wrist so turned)
 
-        def execute(side: str, pos: np.ndarray, quat: np.ndarray, hand: np.ndarray, language: str) -> bool:
+        pairs = _object_target_pairs(template.segments)  # per slot: what its words name (grounding labels)
+        rec["grounding"] = []
+
+        def label(pair: tuple[str, str | None]) -> np.ndarray:
+            names = env.object_names()
+            return np.concatenate([np.asarray(env.scene.body_pos(n), np.float32) if n in names
+                                   else np.full(3, np.nan, np.float32) for n in pair])
+
+        def execute(side: str, pos: np.ndarray, quat: np.ndarray, hand: np.ndarray, language: str,
+                    pair: tuple[str, str | None]) -> bool:
             nonlocal obs, truncated
             arm_key, hand_key = action_key(f"{side}_arm"), action_key(f"{side}_hand")
             ranges = env.action_ranges()
@@ -626,6 +654,7 @@ class MimicDreamGenerator:
                 action[hand_key] = np.asarray(h, np.float32)
                 rec["images"].append(obs[EGO_VIEW])
                 rec["subtask"].append(language)
+                rec["grounding"].append(label(pair))
                 for k, v in (*((k, v) for k, v in obs.items() if k.startswith(STATE_PREFIX)), *action.items()):
                     rec.setdefault(k, []).append(np.array(v, copy=True))
                 obs, _, _, truncated, _ = env.step({k: v.copy() for k, v in action.items()})
@@ -671,8 +700,8 @@ class MimicDreamGenerator:
                 "delta_yaw": round(d_yaw, 5), "transit_steps": len(tp), "skill_steps": len(pos)})
             if seg.kind == PUSH and seg.goal is not None:
                 provenance["segments"][-1]["goal"] = seg.goal
-            if not (execute(seg.side, tp, tq, hand_now, seg.language)
-                    and execute(seg.side, pos, quat, seg.hand, seg.language)):
+            if not (execute(seg.side, tp, tq, hand_now, seg.language, pairs[i])
+                    and execute(seg.side, pos, quat, seg.hand, seg.language, pairs[i])):
                 ok = False
                 provenance["failure"] = "truncated"
                 break
@@ -683,6 +712,7 @@ class MimicDreamGenerator:
             for _ in range(c.tail_steps):
                 rec["images"].append(obs[EGO_VIEW])
                 rec["subtask"].append(rec["subtask"][-1] if rec["subtask"] else env.instruction)
+                rec["grounding"].append(label(pairs[-1]) if pairs else np.full(6, np.nan, np.float32))
                 for k, v in (*((k, v) for k, v in obs.items() if k.startswith(STATE_PREFIX)), *last.items()):
                     rec.setdefault(k, []).append(np.array(v, copy=True))
                 obs, _, _, truncated, _ = env.step({k: v.copy() for k, v in last.items()})
@@ -690,6 +720,7 @@ class MimicDreamGenerator:
                     break
         success = bool(ok and env.is_success())
         steps = len(rec["images"])
+        provenance["pairs"] = sorted({f"{o}->{t}" for o, t in pairs})
         provenance.update(success=success, steps=steps,
                           source_episodes=list(dict.fromkeys(s["source"] for s in provenance["segments"])))
         if not success:
@@ -704,6 +735,7 @@ class MimicDreamGenerator:
         """The training episode of a kept dream: colour-jittered frames, noisy states, a paraphrase."""
         c = self.config
         episode: dict[str, Any] = {k: (v if k == "subtask" else np.stack(v)) for k, v in rec.items()}
+        episode["grounding_task"] = len(set(provenance.get("pairs", []))) == 1
         gain = rng.uniform(1 - c.color_jitter, 1 + c.color_jitter, 3)
         episode["images"] = np.clip(episode["images"].astype(np.float32) * gain, 0, 255).astype(np.uint8)
         for k in [k for k in episode if k.startswith(STATE_PREFIX)]:

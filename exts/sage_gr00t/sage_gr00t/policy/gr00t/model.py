@@ -65,6 +65,10 @@ class Gr00tModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss."""
         features, mask = self.encode(batch)
+        return self.action_loss(features, mask, batch)
+
+    def action_loss(self, features: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The flow-matching loss from already encoded VL features (auxiliary losses read the same features)."""
         return self.action_head(features, mask, batch["state"], batch["action"], batch["action_mask"],
                                 batch["embodiment_id"])
 

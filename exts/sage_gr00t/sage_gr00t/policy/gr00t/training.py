@@ -23,6 +23,7 @@ from tqdm import tqdm
 from sage_gr00t.modality import action_key, state_key
 from sage_gr00t.policy.gr00t.checkpoint import save_checkpoint
 from sage_gr00t.policy.gr00t.config import PRESETS, Gr00tConfig
+from sage_gr00t.policy.gr00t.grounding import GROUNDING_DIMS, GroundingHead, grounding_loss
 from sage_gr00t.policy.gr00t.model import Gr00tModel, count_parameters
 from sage_gr00t.policy.gr00t.processor import (
     EMBODIMENT_IDS,
@@ -65,6 +66,11 @@ class TrainConfig:
     # "bf16": mixed precision (weights, optimizer and EMA stay fp32); a small model on a GPU is bound by kernel
     # count and memory traffic, which bf16 autocast cuts.
     amp: str = "none"
+    # Auxiliary language grounding (policy/gr00t/grounding.py): regress the named object's and target's positions
+    # from the VL tokens, weighted this much against the flow-matching loss (0: off). Needs labelled shards.
+    grounding_weight: float = 0.0
+    # Train without any instruction this often (classifier-free language guidance at inference, 0: never).
+    language_dropout: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -152,6 +158,10 @@ class DemoData:
     modality: dict
     robot_type: str
     subtask: np.ndarray | None = None  # (N,) index into `tasks` of the frame's subtask language, -1: none
+    # Grounding labels (policy/gr00t/grounding.py): (N, 6) positions of the subtask's object and target (NaN:
+    # unknown), and (N,) whether the whole-task instruction names that same pair.
+    grounding: np.ndarray | None = None
+    grounding_task: np.ndarray | None = None
 
     @classmethod
     def load(cls, cache: Path) -> DemoData:
@@ -163,19 +173,31 @@ class DemoData:
             raise ValueError(f"Cache {cache} is inconsistent: {len(images)} frames vs {len(arrays['state'])} states.")
         return cls(torch.from_numpy(images), arrays["state"].astype(np.float32), arrays["action"].astype(np.float32),
                    arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"],
-                   arrays.get("subtask"))
+                   arrays.get("subtask"), arrays.get("grounding"), arrays.get("grounding_task"))
 
     def save(self, folder: Path, extra: dict | None = None) -> Path:
         """Write this data as a training-cache folder with raw frames (`frames.npy`)."""
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "frames.npy", self.images.numpy())
         subtask = self.subtask if self.subtask is not None else np.full(len(self.task), -1)
+        labels = {} if self.grounding is None else {"grounding": self.grounding.astype(np.float32),
+                                                   "grounding_task": self._grounding_task()}
         np.savez(folder / "arrays.npz", state=self.state, action=self.action, episode=self.episode, task=self.task,
-                 subtask=subtask)
+                 subtask=subtask, **labels)
         (folder / "meta.json").write_text(json.dumps(
             {"tasks": self.tasks, "modality": self.modality, "robot_type": self.robot_type,
              "image_size": int(self.images.shape[1]), **(extra or {})}, indent=1))
         return folder
+
+    def _grounding(self) -> np.ndarray:
+        if self.grounding is None:
+            return np.full((len(self.task), GROUNDING_DIMS), np.nan, dtype=np.float32)
+        return self.grounding.astype(np.float32)
+
+    def _grounding_task(self) -> np.ndarray:
+        if self.grounding_task is None:
+            return np.zeros(len(self.task), dtype=bool)
+        return self.grounding_task.astype(bool)
 
     @classmethod
     def concat(cls, parts: list[DemoData]) -> DemoData:
@@ -199,12 +221,15 @@ class DemoData:
             action=np.concatenate([p.action for p in parts]), episode=np.concatenate(episodes),
             task=np.concatenate([r[0] for r in remap]), tasks=tasks, modality=first.modality,
             robot_type=first.robot_type, subtask=np.concatenate([r[1] for r in remap]),
+            grounding=np.concatenate([p._grounding() for p in parts]),
+            grounding_task=np.concatenate([p._grounding_task() for p in parts]),
         )
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
         """In-memory episodes {images (T,H,W,3) uint8, state.<g> (T,d), action.<g> (T,d), task str,
-        optional subtask: T per-frame subtask strings}."""
+        optional subtask: T per-frame subtask strings, optional grounding: (T, 6) labels with grounding_task:
+        bool}."""
         def layout(prefix: str) -> dict:
             spec, start = {}, 0
             for g in GROUPS:
@@ -225,7 +250,7 @@ class DemoData:
             episode=np.concatenate([np.full(len(e["images"]), i) for i, e in enumerate(episodes)]),
             task=np.concatenate([np.full(len(e["images"]), tasks.index(e["task"])) for e in episodes]),
             tasks=tasks, modality={"state": layout("state"), "action": layout("action")}, robot_type=robot_type,
-            subtask=subtask,
+            subtask=subtask, **_episode_grounding(episodes),
         )
 
     def groups(self, kind: str) -> dict[str, int]:
@@ -243,14 +268,25 @@ class DemoData:
         )
 
 
+def _episode_grounding(episodes: list[dict]) -> dict:
+    """DemoData's grounding fields from episodes of which some (or none) carry labels."""
+    if not any("grounding" in e for e in episodes):
+        return {}
+    labels = [np.asarray(e["grounding"], np.float32) if "grounding" in e
+              else np.full((len(e["images"]), GROUNDING_DIMS), np.nan, np.float32) for e in episodes]
+    task = [np.full(len(e["images"]), bool(e.get("grounding_task", False))) for e in episodes]
+    return {"grounding": np.concatenate(labels), "grounding_task": np.concatenate(task)}
+
+
 # ---------------------------------------------------------------------------------------- batches
 class BatchSampler:
     """Random frames -> model batches with 16-step action chunks (padded by repeating the last action)."""
 
     def __init__(self, data: DemoData, model: Gr00tModel, meta: EmbodimentMetadata, device: torch.device,
-                 shift_pixels: int, subtask_language_prob: float = 0.0) -> None:
+                 shift_pixels: int, subtask_language_prob: float = 0.0, language_dropout: float = 0.0) -> None:
         self.data, self.device, self.shift = data, device, shift_pixels
         self.subtask_prob = subtask_language_prob
+        self.language_dropout = language_dropout
         processor = Gr00tProcessor(model.config, {meta.tag: meta})
         horizon = model.config.action_head.action_horizon
         n = len(data.state)
@@ -265,8 +301,19 @@ class BatchSampler:
         self.state = torch.from_numpy(state).to(device)
         self.action = torch.from_numpy(action).to(device)
         self.mask = torch.from_numpy(mask).to(device)
-        ids, attn = model.backbone.tokenizer(data.tasks)
+        ids, attn = model.backbone.tokenizer([*data.tasks, ""])  # the last row: no instruction (dropout)
         self.task_ids, self.task_attn = ids.to(device), attn.to(device)
+        self.no_text = len(data.tasks)
+        labels = data._grounding()
+        known = np.isfinite(labels)
+        # Per-dimension normalization over the labelled frames, so that every coordinate weighs alike.
+        filled = np.where(known, labels, 0.0)
+        count = np.maximum(known.sum(0), 1)
+        mean = filled.sum(0) / count
+        std = np.sqrt((np.where(known, labels - mean, 0.0) ** 2).sum(0) / count).clip(min=0.02)
+        self.grounding_stats = {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+        self.grounding = torch.from_numpy(((labels - mean) / std).astype(np.float32)).to(device)
+        self.grounding_task = torch.from_numpy(data._grounding_task()).to(device)
         self.task = torch.from_numpy(data.task).to(device)
         subtask = data.subtask if data.subtask is not None else np.full(len(data.task), -1)
         self.subtask = torch.from_numpy(subtask.astype(np.int64)).to(device)
@@ -289,11 +336,23 @@ class BatchSampler:
             batch_index = torch.arange(batch_size, device=self.device)[:, None, None]
             images = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)
         task = self.task[idx]
+        shows_subtask = torch.zeros(batch_size, dtype=torch.bool, device=self.device)
         if self.subtask_prob > 0:
             subtask = self.subtask[idx]
             pick = torch.rand(batch_size, generator=generator).to(self.device) < self.subtask_prob
-            task = torch.where(pick & (subtask >= 0), subtask, task)
+            shows_subtask = pick & (subtask >= 0)
+            task = torch.where(shows_subtask, subtask, task)
+        shown = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        if self.language_dropout > 0:  # classifier-free guidance needs the unconditional model too
+            shown = torch.rand(batch_size, generator=generator).to(self.device) >= self.language_dropout
+            task = torch.where(shown, task, torch.full_like(task, self.no_text))
+        labels = self.grounding[idx]
+        # A label is graded only where the text shown names it: the subtask's words always do, the whole-task
+        # instruction only in one-goal episodes.
+        named = shown & (shows_subtask | self.grounding_task[idx])
         return {
+            "grounding": labels,
+            "grounding_valid": torch.isfinite(labels) & named[:, None],
             "pixel_values": images,
             "input_ids": self.task_ids[task],
             "attention_mask": self.task_attn[task],
@@ -387,7 +446,16 @@ def train(cfg: TrainConfig) -> Path:
     ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(cfg.ema_decay))
     if cfg.amp not in ("none", "bf16"):
         raise ValueError(f"--amp {cfg.amp!r}: use 'none' or 'bf16'.")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    if cfg.grounding_weight < 0 or not 0 <= cfg.language_dropout < 1:
+        raise ValueError("--grounding-weight must be >= 0 and --language-dropout in [0, 1).")
+    grounder = None
+    if cfg.grounding_weight > 0:
+        if data.grounding is None or not np.isfinite(data.grounding).any():
+            raise ValueError("--grounding-weight needs grounding labels: collect the shards again with this "
+                             "version of sage-collect-mix (the shards hold no `grounding` array).")
+        grounder = GroundingHead(model.backbone.output_dim).to(device)
+    trained = [*model.parameters(), *(grounder.parameters() if grounder is not None else [])]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")  # one kernel per step instead of one per tensor
 
     def lr_lambda(step: int) -> float:
@@ -407,17 +475,20 @@ def train(cfg: TrainConfig) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"].cpu())
+        if grounder is not None and "grounder" in state:
+            grounder.load_state_dict(state["grounder"])
         torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
         print(f"resumed from step {step}")
-    sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob)
+    sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob,
+                           cfg.language_dropout)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     loss_csv = out / "loss.csv"
     new_file = not loss_csv.is_file() or step == 0
     log = loss_csv.open("w" if new_file else "a", newline="")
     writer = csv.writer(log)
     if new_file:
-        writer.writerow(["step", "loss", "lr", "seconds"])
+        writer.writerow(["step", "loss", "lr", "seconds", "grounding"])
     print(f"training {count_parameters(model) / 1e6:.2f}M parameters on {device}, {len(data.state)} frames, "
           f"{len(np.unique(data.episode))} episodes, tasks {data.tasks[:3]}...")
 
@@ -425,12 +496,14 @@ def train(cfg: TrainConfig) -> Path:
         save_checkpoint(out / f"checkpoint-{step_}", ema.module, {meta.tag: meta})
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "step": step_}, str(state_file) + ".tmp")
+                    "torch_rng": torch.get_rng_state(), "step": step_,
+                    **({"grounder": grounder.state_dict()} if grounder is not None else {})},
+                   str(state_file) + ".tmp")
         Path(str(state_file) + ".tmp").replace(state_file)
         plot_loss(loss_csv, out / "loss.png")
 
     model.train()
-    start, running, first_step = time.time(), [], step
+    start, running, running_aux, first_step = time.time(), [], [], step
     fit_to_budget = cfg.steps <= 0 and cfg.max_minutes is not None
     rate_start = start
     if fit_to_budget:
@@ -444,10 +517,18 @@ def train(cfg: TrainConfig) -> Path:
                 break
             batch = sampler(cfg.batch_size, generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-                loss = model(batch)
+                if grounder is None:
+                    loss = model(batch)
+                else:
+                    features, mask = model.encode(batch)
+                    loss = model.action_loss(features, mask, batch)
+                    aux = grounding_loss(grounder(features, mask).float(), batch["grounding"],
+                                         batch["grounding_valid"])
+                    running_aux.append(aux.detach())
+                    loss = loss + cfg.grounding_weight * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimizer.step()
             scheduler.step()
             ema.update_parameters(model)
@@ -455,10 +536,11 @@ def train(cfg: TrainConfig) -> Path:
             running.append(loss.item())
             if step % cfg.log_every == 0:
                 elapsed = round(time.time() - start, 1)
-                writer.writerow([step, float(np.mean(running)), scheduler.get_last_lr()[0], elapsed])
+                aux_mean = float(torch.stack(running_aux).mean()) if running_aux else ""
+                writer.writerow([step, float(np.mean(running)), scheduler.get_last_lr()[0], elapsed, aux_mean])
                 log.flush()
                 progress.set_postfix(loss=f"{np.mean(running):.4f}")
-                running = []
+                running, running_aux = [], []
             progress.update(1)
             if step == 100:
                 rate_start = time.time()
