@@ -116,3 +116,27 @@ def test_grounding_without_labels_is_refused(labelled_shards, tmp_path):
                       device="cpu", grounding_weight=1.0)
     with pytest.raises(ValueError, match="grounding labels"):
         train(cfg)
+
+
+def test_language_guidance_changes_the_chunk_only_when_asked():
+    """Classifier-free guidance: guidance 1 is the plain chunk exactly; another value moves it along
+    (text - no text), and a bad value in a policy spec is one clear error."""
+    from sage_gr00t.policy.factory import PolicySpecError, make_policy
+    from sage_gr00t.tasks import make_env
+
+    folder = "assets/policies/gr00t_v3"
+    env = make_env("pick_apple", image_height=128, image_width=128)
+    try:
+        obs, _ = env.reset(seed=0)
+        noise = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+        plain = make_policy(folder, env).get_action(obs, noise)
+        same = make_policy(f"{folder}?guidance=1", env).get_action(obs, noise)
+        pushed = make_policy(f"{folder}?guidance=3", env).get_action(obs, noise)
+        for key in plain:
+            np.testing.assert_array_equal(same[key], plain[key])
+        assert any(not np.allclose(pushed[k], plain[k], atol=1e-4) for k in plain)
+        for bad in ("?guidance=-1", "?guidance=abc", "?guidance=inf", "?scale=2"):
+            with pytest.raises(PolicySpecError, match="guidance"):
+                make_policy(f"{folder}{bad}", env)
+    finally:
+        env.close()

@@ -2,6 +2,8 @@
 
     expert                         the scripted expert (privileged: reads simulator state)
     <folder>                       a native checkpoint (config.json + model.safetensors + experiment_cfg/)
+    <folder>?guidance=G            the same with classifier-free language guidance G (checkpoints trained with
+                                   --language-dropout; G = 1 is no guidance)
     zmq://host:port[?token=T][&protocol=P]  a GR00T inference server (ours: `sage-serve`, or upstream's service);
                                    P: n1.5 (default), n1.6 / n1.7 (upstream's N1.6 layout), auto (ask the server)
     upstream:<checkpoint>          upstream Isaac-GR00T's own `Gr00tPolicy` in-process (needs the `gr00t` package)
@@ -41,6 +43,7 @@ class PolicySpec:
     port: int = 0
     token: str | None = None
     protocol: str = "n1.5"  # zmq only: "n1.5" | "n1.6" | "auto"
+    guidance: float = 1.0  # checkpoint only: classifier-free language guidance
 
     @staticmethod
     def parse(spec: str) -> PolicySpec:
@@ -71,11 +74,24 @@ class PolicySpec:
             if not path:
                 raise PolicySpecError("Policy 'upstream:' needs a checkpoint path: upstream:/path/to/GR00T-N1.5-3B.")
             return PolicySpec("upstream", path)
+        guidance = 1.0
+        if "?" in spec:
+            spec, _, query = spec.partition("?")
+            options = parse_qs(query)
+            if set(options) != {"guidance"}:
+                raise PolicySpecError(f"Policy {spec!r}: the only checkpoint option is ?guidance=G, got ?{query}.")
+            try:
+                guidance = float(options["guidance"][0])
+            except ValueError:
+                guidance = float("nan")
+            if not guidance >= 0 or guidance == float("inf"):
+                raise PolicySpecError(f"Policy {spec!r}: guidance must be a number >= 0 (e.g. ?guidance=2), "
+                                      f"got {options['guidance'][0]!r}.")
         path = resolve_path(spec)
         if not path.is_dir():
             raise PolicySpecError(f"Policy {spec!r} is not {SPEC_FORMS} ({path} is not a folder). The shipped "
                                   "checkpoint is assets/policies/gr00t_compact.")
-        return PolicySpec("checkpoint", str(path))
+        return PolicySpec("checkpoint", str(path), guidance=guidance)
 
 
 def make_policy(spec: str, env: TaskEnv | None = None, device: str = "cpu", embodiment: str | None = None,
@@ -100,4 +116,4 @@ def make_policy(spec: str, env: TaskEnv | None = None, device: str = "cpu", embo
         return UpstreamGr00tPolicy(parsed.target, device=device)
     from sage_gr00t.policy.gr00t import load_policy
 
-    return load_policy(parsed.target, embodiment=embodiment, device=device)
+    return load_policy(parsed.target, embodiment=embodiment, device=device, language_guidance=parsed.guidance)

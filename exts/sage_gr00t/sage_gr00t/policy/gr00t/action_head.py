@@ -103,9 +103,18 @@ class FlowMatchingActionHead(nn.Module):
 
     @torch.inference_mode()
     def get_action(self, vl_features: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
-                   embodiment_id: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Denoise an action chunk (B, horizon, action_dim) with `num_inference_timesteps` Euler steps."""
+                   embodiment_id: torch.Tensor, noise: torch.Tensor | None = None, guidance: float = 1.0,
+                   unconditional: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Denoise an action chunk (B, horizon, action_dim) with `num_inference_timesteps` Euler steps.
+
+        `guidance` != 1 with `unconditional` (the VL features and mask of the same images without an
+        instruction): classifier-free guidance, v = v_none + guidance * (v_text - v_none), which pushes the chunk
+        toward what the words change (Ho & Salimans 2022; needs a model trained with language dropout)."""
         vl = self.process_backbone_output(vl_features)
+        guided = unconditional is not None and guidance != 1.0
+        if guided:
+            vl_none, mask_none = self.process_backbone_output(unconditional[0]), unconditional[1]
+            kv_none = self.model.encoder_key_values(vl_none)
         state_features = self.state_encoder(state, embodiment_id)
         batch = vl.shape[0]
         shape = (batch, self.cfg.action_horizon, self.cfg.action_dim)
@@ -118,6 +127,9 @@ class FlowMatchingActionHead(nn.Module):
             bucket = int(i / steps * self.cfg.num_timestep_buckets)
             t_bucket = torch.full((batch,), bucket, device=vl.device, dtype=torch.long)
             velocity = self._velocity(vl, vl_mask, state_features, actions, t_bucket, embodiment_id, encoder_kv)
+            if guided:
+                free = self._velocity(vl_none, mask_none, state_features, actions, t_bucket, embodiment_id, kv_none)
+                velocity = free + guidance * (velocity - free)
             actions = actions + velocity / steps
         return actions
 

@@ -73,10 +73,19 @@ class Gr00tModel(nn.Module):
                                 batch["embodiment_id"])
 
     @torch.inference_mode()
-    def get_action(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized action chunk (B, horizon, action_dim)."""
+    def get_action(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None,
+                   guidance: float = 1.0) -> torch.Tensor:
+        """Normalized action chunk (B, horizon, action_dim). `guidance` != 1 needs `unconditional_input_ids` /
+        `unconditional_attention_mask` in the batch (no instruction): classifier-free language guidance."""
         features, mask = self.encode(batch)
-        return self.action_head.get_action(features, mask, batch["state"], batch["embodiment_id"], noise)
+        unconditional = None
+        if guidance != 1.0:
+            if "unconditional_input_ids" not in batch:
+                raise ValueError("Language guidance needs the batch's unconditional_input_ids / _attention_mask.")
+            unconditional = self.backbone(batch["pixel_values"], batch["unconditional_input_ids"],
+                                          batch["unconditional_attention_mask"])
+        return self.action_head.get_action(features, mask, batch["state"], batch["embodiment_id"], noise,
+                                           guidance, unconditional)
 
 
 CHUNK_INPUTS = ("pixel_values", "input_ids", "attention_mask", "state", "embodiment_id")

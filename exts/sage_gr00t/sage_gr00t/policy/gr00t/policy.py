@@ -17,7 +17,12 @@ class Gr00tNativePolicy:
     """`get_action(obs) -> {action.<group>: (16, d)}`, validated input, unnormalized output."""
 
     def __init__(self, model: Gr00tModel, embodiments: dict[str, EmbodimentMetadata], embodiment: str | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
+                 device: str | torch.device = "cpu", seed: int | None = None, language_guidance: float = 1.0) -> None:
+        """`language_guidance` != 1: classifier-free guidance on the instruction (twice the action head's work;
+        for checkpoints trained with `--language-dropout`)."""
+        if not np.isfinite(language_guidance) or language_guidance < 0:
+            raise ValueError(f"language_guidance must be a finite number >= 0, got {language_guidance}.")
+        self.language_guidance = float(language_guidance)
         if not embodiments:
             raise ValueError("The checkpoint carries no embodiment metadata (experiment_cfg/metadata.json).")
         self.model = model.to(device).eval()
@@ -49,7 +54,10 @@ class Gr00tNativePolicy:
         batch = self.processor.observation_batch(observation, self.meta, self.model)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         noise = self.sample_noise() if noise is None else noise
-        actions = self.model.get_action(batch, noise.to(self.device))
+        if self.language_guidance != 1.0:
+            ids, mask = self.processor.tokenize([""], self.model)
+            batch.update(unconditional_input_ids=ids.to(self.device), unconditional_attention_mask=mask.to(self.device))
+        actions = self.model.get_action(batch, noise.to(self.device), self.language_guidance)
         return self.processor.action_dict(actions, self.meta)
 
     def get_action_guided(self, observation: dict, prefix: dict[str, np.ndarray], weights: np.ndarray,
@@ -106,11 +114,11 @@ def guidance_target(processor: Gr00tProcessor, meta: EmbodimentMetadata, prefix:
 
 
 def load_policy(path: str | Path, embodiment: str | None = None, device: str = "cpu",
-                seed: int | None = 0) -> Gr00tNativePolicy:
+                seed: int | None = 0, language_guidance: float = 1.0) -> Gr00tNativePolicy:
     """Load a checkpoint folder (ours or upstream N1.5 layout) as a ready-to-use policy."""
     model, embodiments, _ = load_checkpoint(path, device=device)
     if not embodiments:
         raise CheckpointError(f"Checkpoint {path} has no embodiment metadata: {Path(path) / METADATA_FILE} is "
                               "missing or empty (it holds the normalization stats). Re-export the checkpoint "
                               "with sage-train, or copy experiment_cfg/ from the original.")
-    return Gr00tNativePolicy(model, embodiments, embodiment, device, seed)
+    return Gr00tNativePolicy(model, embodiments, embodiment, device, seed, language_guidance)
