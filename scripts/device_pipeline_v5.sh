@@ -21,9 +21,11 @@ export MUJOCO_GL=egl OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 T0=$(date +%s)
 stage() { echo "== $1 $(date +%T)"; echo "$1" > $W/stage; echo "$1 $(( $(date +%s) - T0 ))" >> $W/times; }
 
-stage throughput  # sage-eval's fan-out on an otherwise idle machine (issue 15: 16 workers)
-timeout 150 sage-bench eval-throughput --workers 1 16 --episodes 32 --policy expert \
-  > $W/bench/eval_throughput_16.txt 2>&1 || echo "FAILED throughput"
+if [ "${THROUGHPUT:-1}" = 1 ]; then
+  stage throughput  # sage-eval's fan-out on an otherwise idle machine (issue 15: 16 workers)
+  timeout 150 sage-bench eval-throughput --workers 1 16 --episodes 96 --policy expert \
+    > $W/bench/eval_throughput_16.txt 2>&1 || echo "FAILED throughput"
+fi
 
 stage demos
 for t in stack_blocks; do
