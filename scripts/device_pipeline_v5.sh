@@ -5,6 +5,8 @@
 # (config/policy_v5.yaml: counterfactual language scenes, the v3 mix, stack_blocks dreams from 10 recorded
 # demonstrations) -> ONE fine-tune of gr00t_v3 (compact_v3) with the grounding loss, alone on the GPU ->
 # evaluate (language scenes vs mismatched instructions, plain scenes, stack_blocks).
+# The device machine is given back 30 s after a call returns, killing this run: wait for it inside back-to-back
+# calls (`sleep 540; cat $W/times`) and copy $W/out/* to $OUT in the same call that sees "done".
 # Progress in $W/log, per-stage wall clock in $W/times. Run detached (setsid): everything is read from a
 # private copy of the repo, so the working tree may be re-copied while it runs.
 set -u
@@ -59,5 +61,8 @@ wait
 stage eval_plain
 for t in pick_apple sort_blocks pour_water; do run ${t}_none --task $t --workers 5 & done
 wait
+stage package  # what comes back: <= 8 files of <= 16 MiB ($W/out/*: copy it to $OUT in the call that waits)
+mkdir -p $W/out && tar -cf - -C $W/policy final | split -b 12M - $W/out/ckpt.part.
+tar -czf $W/out/results.tgz -C $W eval times log train.log policy/loss.csv --exclude='*.mp4' 2>/dev/null
 stage done
 echo "end $(date +%T)"
