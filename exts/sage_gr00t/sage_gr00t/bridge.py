@@ -27,6 +27,7 @@ from sage_gr00t.act.plan_executor import PlanExecutor, PlanStep
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
 from sage_gr00t.learn.dreams import Dream, DreamGenerator
 from sage_gr00t.learn.sleep import SleepTrainer
+from sage_gr00t.learn.wake import WakeLearner
 from sage_gr00t.memory import (
     Experience,
     ExperienceStore,
@@ -109,6 +110,7 @@ class SAGEGr00TBridge:
         metabolic: MetabolicController | None = None,
         dreamer: DreamGenerator | None = None,
         sleep_trainer: SleepTrainer | None = None,
+        wake: WakeLearner | None = None,
     ) -> None:
         self.config = config or BridgeConfig()
         self.env, self.planner, self.store = env, planner, store
@@ -116,6 +118,7 @@ class SAGEGr00TBridge:
         self.buffer = buffer or SalienceBuffer()
         self.metabolic = metabolic or MetabolicController()
         self.dreamer, self.sleep_trainer = dreamer, sleep_trainer
+        self.wake = wake  # wake learning from successful subtasks (learn/wake.py); None: off
         self.dreams: deque[Dream] = deque(maxlen=16)  # the most recent dreams (the panel shows them)
         self.policy = policy
         safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
@@ -171,6 +174,8 @@ class SAGEGr00TBridge:
         self._prev_action: np.ndarray | None = None
         if self.store is not None:
             self.episode_id = self.store.begin_episode(meta=meta, task=self.task)
+        if self.wake is not None:
+            self.wake.begin_episode()
 
     def command(self, text: str) -> None:
         """Take a user command; it is planned from the perceived scene at the next step."""
@@ -307,7 +312,9 @@ class SAGEGr00TBridge:
             self.trust.record_outcome("gr00t_language", obj == subtask.object_name, self._timestamp())
 
     def learn(self, obs: dict, command: SafeCommand, outcome: str, subtask: Subtask | None = None) -> Experience:
-        """SNARC-score this step; salient ones go to the SalienceBuffer, all to the open store episode."""
+        """SNARC-score this step; salient ones go to the SalienceBuffer, all to the open store episode. With
+        wake learning the step joins its subtask's segment, and a subtask closed successfully under enough
+        trust is learnt from at once (`WakeLearner.observe`)."""
         state = np.concatenate([np.ravel(v) for _, v in sorted(state_of(obs).items())])
         action = np.concatenate([np.ravel(command.action[k]) for k in sorted(command.action)])
         followed = sum(f.followed is not None for f in self.pipeline.fused.values())
@@ -328,10 +335,14 @@ class SAGEGr00TBridge:
             failure=outcome == FAILED, success=outcome == DONE, safety_violation=command.hazard,
             unconsolidated=self.buffer.n_unconsolidated,
         ))
+        if self.wake is not None:
+            self.wake.observe(obs, command, subtask, outcome, self.trust.components, self.text)
         return exp
 
     def end_episode(self, success: bool | None, meta: dict | None = None) -> None:
-        """Persist the episode's experiences (when a store was given)."""
+        """Persist the episode's experiences (when a store was given); wake learning's guard judges the outcome."""
+        if self.wake is not None:
+            self.wake.end_episode(success)
         if self.store is not None and self.episode_id is not None:
             self.store.end_episode(self.episode_id, success, n_steps=self.steps,
                                    meta={"command": self.text, "message": self.message, **(meta or {})})

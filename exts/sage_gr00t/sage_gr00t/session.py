@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
 from sage_gr00t.act.lmodule import LModuleConfig
 from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
+from sage_gr00t.learn.wake import WakeLearner, WakeLearningConfig
 from sage_gr00t.memory import ExperienceStore, MetabolicController
 from sage_gr00t.memory.metabolic import MetabolicConfig
 from sage_gr00t.policy.base import Policy
@@ -64,6 +65,9 @@ class SessionConfig:
     thumbnail_size: int = 64
     sleep_training_steps: int = 0  # consolidation updates per sleep cycle for a learned policy
     metabolic: MetabolicConfig = field(default_factory=MetabolicConfig)
+    # Wake learning (controller sage, a learned policy): small trust-gated updates from successful subtasks while
+    # running, reverted when recent success drops (learn/wake.py). Off by default; `--wake.enabled` turns it on.
+    wake: WakeLearningConfig = field(default_factory=WakeLearningConfig)
     # Plain policy: wrap it in a SimToRealAdapter calibrated on this session's env (act/sim_to_real.py: colour
     # calibration, latency compensation, action smoothing, slow start)
     adapter: bool = False
@@ -113,6 +117,7 @@ class Session:
     store: ExperienceStore | None = None
     dreamer: Any = None
     sleep_trainer: Any = None
+    wake: WakeLearner | None = None
     owns_env: bool = True
 
     def close(self) -> None:
@@ -174,9 +179,14 @@ def build_session(config: SessionConfig, *, env: TaskEnv | None = None, policy: 
             from sage_gr00t.learn import SleepTrainer, SleepTrainingConfig
 
             session.sleep_trainer = SleepTrainer(policy, SleepTrainingConfig(steps=config.sleep_training_steps))
+        if config.wake.enabled:
+            if not hasattr(policy, "model"):
+                raise ValueError(f"wake learning trains the policy's weights; policy {config.policy!r} has none "
+                                 "(use a checkpoint folder).")
+            session.wake = WakeLearner(policy, config.wake)
         session.bridge = bridge_cls(policy, env, planner, config.bridge_config(), store=session.store,
                                     metabolic=MetabolicController(config.metabolic), dreamer=session.dreamer,
-                                    sleep_trainer=session.sleep_trainer)
+                                    sleep_trainer=session.sleep_trainer, wake=session.wake)
         return session
     except BaseException:
         if session is not None:
