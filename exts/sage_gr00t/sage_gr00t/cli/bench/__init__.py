@@ -10,6 +10,7 @@
     sage-bench dds --seeds 20                              # G1 expert through DDS vs the direct simulator
     sage-bench eval-throughput --workers 1 2               # sage-eval episodes/min at 1 and 2 worker processes
     sage-bench trust-convergence --episodes 8              # steps until trust settles after reliability changes
+    sage-bench wake-learning --episodes 16                 # SAGE's success with wake learning on vs off
 
 `sage-bench NAME --help` lists a benchmark's flags. The modules import numpy, torch and mujoco only once
 they run, after pinning their CPU core (threads those libraries start inherit the pinning).
@@ -33,6 +34,7 @@ from sage_gr00t.cli.bench import (
     safety,
     sim,
     trust_convergence,
+    wake_learning,
 )
 
 PROG = "sage-bench"
@@ -49,6 +51,7 @@ BENCHES: dict[str, tuple[type, Callable[[Any], int], str | None]] = {
     "eval-throughput": (eval_throughput.EvalThroughputBenchConfig, eval_throughput.run, eval_throughput.__doc__),
     "trust-convergence": (trust_convergence.TrustConvergenceConfig, trust_convergence.run,
                           trust_convergence.__doc__),
+    "wake-learning": (wake_learning.WakeLearningBenchConfig, wake_learning.run, wake_learning.__doc__),
 }
 
 
