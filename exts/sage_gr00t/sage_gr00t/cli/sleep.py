@@ -18,7 +18,7 @@ command, or `--command`, and runs the policy subtask by subtask) or by the bare 
 in N spawned processes, each with its own simulator and a CPU copy of the weights (read from a checkpoint
 folder under `<out>/work/`); the results are those of `--workers 1` for the same seeds, and everything is
 written to the store by this process. Fine-tuning runs on `--device` (cuda: the GPU). `--budget-minutes`
-starts no cycle that would not end in time; `--progress FILE` gets one line per phase.
+gives each cycle's fine-tuning its share of the time left; `--progress FILE` gets one line per phase.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sage_gr00t.learn.mimic import MimicConfig
 from sage_gr00t.learn.sleep import CONTROLLERS, SleepCycleConfig
 
 PROG = "sage-sleep"
+MIN_TRAIN_SECONDS = 15.0
 
 
 @dataclass
@@ -55,7 +56,10 @@ class SleepCommandConfig:
     num_threads: int | None = None  # torch CPU threads of this process (None: torch's default)
     workers: int = 1  # processes for wake episodes, dream attempts and evaluation (1: in this process)
     ray: str | None = None  # auto | HOST:PORT | ray://HOST:PORT: Ray actors instead (paths must exist on every node)
-    budget_minutes: float | None = None  # start no cycle expected to end past this (None: no limit)
+    # Wall-clock budget of the whole run (None: none): each cycle's fine-tuning gets at most its share of what
+    # is left (the other phases timed on the cycle before); a cycle is skipped only when not even
+    # MIN_TRAIN_SECONDS of training would fit.
+    budget_minutes: float | None = None
     progress: str | None = None  # append one line per phase here (elapsed seconds, cycle, phase)
     mimic: MimicConfig = field(default_factory=MimicConfig)  # the dream generator (its task is --task)
     sleep: SleepCycleConfig = field(default_factory=SleepCycleConfig)  # one cycle's selection, training, eval
@@ -111,17 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     wake_spec = EpisodeSpec(cfg.task, mimic.embodiment, mimic.variant, cfg.sleep.eval_image_size, cfg.wake_max_steps,
                             controller=cfg.wake_controller, planner=cfg.planner, command=cfg.command)
     wake_seed = cfg.wake_seed_start
-    last_cycle_s = 0.0
+    other_s: float | None = None  # the last cycle's seconds outside fine-tuning
     try:
         with ray_session(cfg.ray) if cfg.ray else contextlib.nullcontext():
             for cycle in range(cfg.cycles):
                 cycle_now[0] = cycle + 1
                 started = time.monotonic()
-                if cfg.budget_minutes is not None and cycle and \
-                        started - t0 + last_cycle_s > 60 * cfg.budget_minutes:
-                    note(f"stop: another cycle (~{last_cycle_s:.0f} s) would end past the "
-                         f"{cfg.budget_minutes:g} min budget")
-                    break
+                if cfg.budget_minutes is not None:
+                    share = (60 * cfg.budget_minutes - (started - t0)) / (cfg.cycles - cycle)
+                    train_s = share - other_s if other_s is not None else cfg.sleep.max_train_seconds
+                    if train_s is not None and train_s < MIN_TRAIN_SECONDS:
+                        note(f"stop: no time left for another cycle in the {cfg.budget_minutes:g} min budget")
+                        break
+                    if train_s is not None and cfg.sleep.max_train_seconds is not None:
+                        train_s = min(train_s, cfg.sleep.max_train_seconds)
+                    runner.config = replace(cfg.sleep, max_train_seconds=train_s)
                 wake_ok = []
                 if cfg.wake_episodes:
                     assert store is not None
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     generator.close()
                 last_cycle_s = time.monotonic() - started
+                other_s = last_cycle_s - float(report.get("train_seconds") or 0.0)
                 before = (report.get("before") or {}).get("success_rate")
                 after = (report.get("after") or {}).get("success_rate")
                 dreams = report.get("dreams") or {}
