@@ -206,7 +206,7 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
                 "task": env.instruction,
                 "subtask": [o.get(SUBTASK_KEY, env.instruction) for o, _ in steps],
                 "grounding": np.stack(labels),
-                "grounding_task": names_one_goal(subtasks),
+                "grounding_task": names_one_goal((s.object_name, s.target_name) for s in subtasks if s is not None),
             })
         robot = env.embodiment.name
     finally:

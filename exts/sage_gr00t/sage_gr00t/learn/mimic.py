@@ -50,6 +50,7 @@ import numpy as np
 from sage_gr00t.experts.ik import ArmIK, quat_mul, yaw_quat
 from sage_gr00t.learn.dreams import Dream, _thumbnail
 from sage_gr00t.modality import EGO_VIEW, STATE_PREFIX, action_key, state_key
+from sage_gr00t.policy.gr00t.grounding import named_positions, names_one_goal
 from sage_gr00t.tasks.protocols import TaskEnv
 from sage_gr00t.tasks.spec import Geom, ObjectSpec, Task, yaw_of
 
@@ -639,11 +640,6 @@ class MimicDreamGenerator:
         pairs = _object_target_pairs(template.segments)  # per slot: what its words name (grounding labels)
         rec["grounding"] = []
 
-        def label(pair: tuple[str, str | None]) -> np.ndarray:
-            names = env.object_names()
-            return np.concatenate([np.asarray(env.scene.body_pos(n), np.float32) if n in names
-                                   else np.full(3, np.nan, np.float32) for n in pair])
-
         def execute(side: str, pos: np.ndarray, quat: np.ndarray, hand: np.ndarray, language: str,
                     pair: tuple[str, str | None]) -> bool:
             nonlocal obs, truncated
@@ -654,7 +650,7 @@ class MimicDreamGenerator:
                 action[hand_key] = np.asarray(h, np.float32)
                 rec["images"].append(obs[EGO_VIEW])
                 rec["subtask"].append(language)
-                rec["grounding"].append(label(pair))
+                rec["grounding"].append(named_positions(env, *pair))
                 for k, v in (*((k, v) for k, v in obs.items() if k.startswith(STATE_PREFIX)), *action.items()):
                     rec.setdefault(k, []).append(np.array(v, copy=True))
                 obs, _, _, truncated, _ = env.step({k: v.copy() for k, v in action.items()})
@@ -712,7 +708,7 @@ class MimicDreamGenerator:
             for _ in range(c.tail_steps):
                 rec["images"].append(obs[EGO_VIEW])
                 rec["subtask"].append(rec["subtask"][-1] if rec["subtask"] else env.instruction)
-                rec["grounding"].append(label(pairs[-1]) if pairs else np.full(6, np.nan, np.float32))
+                rec["grounding"].append(named_positions(env, *(pairs[-1] if pairs else (None, None))))
                 for k, v in (*((k, v) for k, v in obs.items() if k.startswith(STATE_PREFIX)), *last.items()):
                     rec.setdefault(k, []).append(np.array(v, copy=True))
                 obs, _, _, truncated, _ = env.step({k: v.copy() for k, v in last.items()})
@@ -735,7 +731,7 @@ class MimicDreamGenerator:
         """The training episode of a kept dream: colour-jittered frames, noisy states, a paraphrase."""
         c = self.config
         episode: dict[str, Any] = {k: (v if k == "subtask" else np.stack(v)) for k, v in rec.items()}
-        episode["grounding_task"] = len(set(provenance.get("pairs", []))) == 1
+        episode["grounding_task"] = names_one_goal(provenance.get("pairs", []))
         gain = rng.uniform(1 - c.color_jitter, 1 + c.color_jitter, 3)
         episode["images"] = np.clip(episode["images"].astype(np.float32) * gain, 0, 255).astype(np.uint8)
         for k in [k for k in episode if k.startswith(STATE_PREFIX)]:

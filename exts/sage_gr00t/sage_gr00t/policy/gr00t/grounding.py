@@ -23,20 +23,23 @@ from torch import nn
 GROUNDING_DIMS = 6  # object xyz, target xyz (world frame, metres)
 
 
+def named_positions(env, object_name: str | None, target_name: str | None) -> np.ndarray:
+    """The current positions of the named object and target (NaN for a name the scene does not hold)."""
+    names = env.object_names()
+    return np.concatenate([np.asarray(env.scene.body_pos(name), dtype=np.float32) if name in names
+                           else np.full(3, np.nan, dtype=np.float32) for name in (object_name, target_name)])
+
+
 def grounding_label(env, subtask) -> np.ndarray:
-    """The current positions of `subtask`'s object and target (NaN where there is no subtask)."""
+    """The label of a frame whose subtask is `subtask` (all NaN where there is none)."""
     if subtask is None:
         return np.full(GROUNDING_DIMS, np.nan, dtype=np.float32)
-    names = env.object_names()
-    parts = [np.asarray(env.scene.body_pos(name), dtype=np.float32) if name in names
-             else np.full(3, np.nan, dtype=np.float32) for name in (subtask.object_name, subtask.target_name)]
-    return np.concatenate(parts)
+    return named_positions(env, subtask.object_name, subtask.target_name)
 
 
-def names_one_goal(subtasks: list) -> bool:
-    """Whether an episode's subtasks all move one object to one target (its instruction then names both)."""
-    pairs = {(s.object_name, s.target_name) for s in subtasks if s is not None}
-    return len(pairs) == 1
+def names_one_goal(pairs) -> bool:
+    """Whether an episode's (object, target) pairs are all one: its whole-task instruction then names both."""
+    return len(set(pairs)) == 1
 
 
 class GroundingHead(nn.Module):
