@@ -1,6 +1,6 @@
 #!/bin/bash
 # Usage: [DEMOS_FROM=dir] [WORKERS=12] [CYCLES=3] [BUDGET_MIN=12] [DEVICE=cuda] [DREAMS=120] [STEPS=2000]
-#        [TRAIN_S=90] [LR=1e-4] [BATCH=64] [EVAL=50] [WAKE=12] [WAKE_CONTROLLER=sage] [POLICY=assets/policies/gr00t_v3]
+#        [TRAIN_S=90] [THREADS=4] [LR=1e-4] [BATCH=64] [EVAL=50] [WAKE=12] [WAKE_CONTROLLER=sage] [POLICY=assets/policies/gr00t_v3]
 #        bash scripts/device_sleep_curve.sh OUTDIR [DEMOS]
 # "Improvement through sleep" on one GPU machine (16 cores, no network): a weak policy (gr00t_v3 has never seen
 # push_block) lives through wake episodes commanded through SAGE, its successes and failures go to memory, it
@@ -36,7 +36,7 @@ T0=$(date +%s)
 # end past the budget (fine-tuning is shortened first).
 "$SAGE_SLEEP" --task push_block --policy "${POLICY:-assets/policies/gr00t_v3}" --datasets "$DEMOS" \
   --memory "$WORK/memory.db" --cycles "${CYCLES:-3}" --wake-episodes "${WAKE:-12}" --wake-max-steps "${EVAL_STEPS:-250}" \
-  --wake-controller "${WAKE_CONTROLLER:-sage}" --device "${DEVICE:-cuda}" --num-threads 4 \
+  --wake-controller "${WAKE_CONTROLLER:-sage}" --device "${DEVICE:-cuda}" --num-threads "${THREADS:-4}" \
   --workers "${WORKERS:-12}" --budget-minutes "${BUDGET_MIN:-12}" --progress "$OUT/times" \
   --sleep.out "$OUT/sleep" --sleep.dreams "${DREAMS:-120}" --sleep.max-dream-attempts $(( ${DREAMS:-120} * 5 / 2 )) \
   --sleep.replay-episodes 8 --sleep.steps "${STEPS:-2000}" --sleep.max-train-seconds "${TRAIN_S:-90}" \
