@@ -5,7 +5,7 @@
 # $W/log. Run detached (setsid) on a GPU machine whose working tree may be re-copied while it runs: everything is
 # read from a private copy of the repo.
 #   assets/policies/gr00t_v2: <workdir> 5.5 9 50 config/policy_v2.yaml
-#   assets/policies/gr00t_v3: INIT_FROM=assets/policies/gr00t_v2 AMP=bf16 LR=3e-4 <workdir> 5 9 50 config/policy_v3.yaml
+#   assets/policies/gr00t_v3 (removed from the tree; `git checkout 937bdc5 -- assets/policies/gr00t_v3`): INIT_FROM=assets/policies/gr00t_v2 AMP=bf16 LR=3e-4 <workdir> 5 9 50 config/policy_v3.yaml
 set -u
 W=$1; CMIN=$2; TMIN=$3; EP=$4; RECIPE=$5
 mkdir -p $W/eval

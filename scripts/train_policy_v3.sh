@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/policies/gr00t_v3 on a machine with a CUDA GPU and many cores: collect config/policy_v3.yaml
+# Reproduce assets/policies/gr00t_v3 (removed from the tree after 937bdc5; `git checkout 937bdc5 -- assets/policies/gr00t_v3`) on a machine with a CUDA GPU and many cores: collect config/policy_v3.yaml
 # (scripted expert, parallel), then fine-tune gr00t_v2 on it for 9 minutes.
 #   bash scripts/train_policy_v3.sh [out folder] [training minutes]
 # gr00t_v2 is read from INIT_FROM, else restored from commit 5626748 (where it was last in the tree), else it

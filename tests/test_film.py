@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from sage_gr00t.paths import REPO_ROOT
-from sage_gr00t.policy.gr00t.checkpoint import check_state_dict, load_checkpoint
+from sage_gr00t.policy.gr00t.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from sage_gr00t.policy.gr00t.config import PRESETS
 from sage_gr00t.policy.gr00t.model import Gr00tModel
 
-V3 = REPO_ROOT / "assets" / "policies" / "gr00t_v3"  # a compact_v2 checkpoint
 
-
-def _film_model_from_v2() -> tuple[Gr00tModel, Gr00tModel]:
-    base, _, _ = load_checkpoint(V3)
+def _film_model_from_v2(tmp_path) -> tuple[Gr00tModel, Gr00tModel]:
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "v2", Gr00tModel(PRESETS["compact_v2"]()), {}, dtype=torch.float16)  # as shipped
+    base, _, _ = load_checkpoint(tmp_path / "v2")
     film = Gr00tModel(PRESETS["compact_v3"]())
     state = {k: v.float() for k, v in base.state_dict().items()}
     report = check_state_dict(film, state)
@@ -31,8 +30,8 @@ def _inputs(model: Gr00tModel, texts: list[str]) -> tuple[torch.Tensor, torch.Te
     return pixels, ids, mask
 
 
-def test_v2_weights_in_the_film_preset_give_the_same_features() -> None:
-    base, film = _film_model_from_v2()
+def test_v2_weights_in_the_film_preset_give_the_same_features(tmp_path) -> None:
+    base, film = _film_model_from_v2(tmp_path)
     pixels, ids, mask = _inputs(base, ["put the lime on the plate", "put the orange on the plate"])
     with torch.no_grad():
         expected, _ = base.backbone(pixels, ids, mask)
@@ -40,8 +39,8 @@ def test_v2_weights_in_the_film_preset_give_the_same_features() -> None:
     torch.testing.assert_close(got, expected)
 
 
-def test_training_reaches_film_and_then_the_words_change_the_image_features() -> None:
-    _, film = _film_model_from_v2()
+def test_training_reaches_film_and_then_the_words_change_the_image_features(tmp_path) -> None:
+    _, film = _film_model_from_v2(tmp_path)
     film.train()
     texts = ["put the lime on the plate", "put the orange on the plate"]
     pixels, ids, mask = _inputs(film, texts)
