@@ -3,7 +3,8 @@
 #        [TRAIN_S=90] [THREADS=4] [LR=1e-4] [BATCH=64] [EVAL=50] [WAKE=12] [WAKE_CONTROLLER=sage] [POLICY=assets/policies/gr00t_v6]
 #        bash scripts/device_sleep_curve.sh OUTDIR [DEMOS]
 # "Improvement through sleep" on one GPU machine (16 cores, no network): a weak policy (gr00t_v6 has never seen
-# push_block; the measured curve in the README started from gr00t_v3, see its section) lives through wake episodes commanded through SAGE, its successes and failures go to memory, it
+# push_block; the README's measured curve started from gr00t_v3) lives through wake episodes commanded through
+# SAGE, its successes and failures go to memory, it
 # sleeps (mimic dreams from 3 recorded demonstrations and, after the first cycle, its own stored successes ->
 # fine-tune a copy on the GPU -> 50 held-out seeds before / after -> keep or roll back), CYCLES times.
 # DEMOS: a LeRobot dataset recorded on a machine with LeRobot (dreams read it with pyarrow alone):

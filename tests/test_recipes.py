@@ -9,10 +9,10 @@ import pytest
 
 from sage_gr00t.cli.eval import TRAINING_SEEDS
 from sage_gr00t.data.shards import MixRecipe
+from sage_gr00t.paths import REPO_ROOT
 from sage_gr00t.sim.randomization import DomainRandomizationConfig
 from sage_gr00t.tasks import get_task
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO_ROOT / "config").glob("policy_v*.yaml"))
 
 
