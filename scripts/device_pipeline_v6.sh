@@ -1,6 +1,8 @@
 #!/bin/bash
-# Usage: [INIT=assets/policies/gr00t_v6] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50] [WORKERS=16] [GROUNDING=0.1] [SLEEP_CURVE=1] DEMOS_FROM=dir \
+# Usage: [INIT=assets/policies/gr00t_v6] [RECIPE=config/policy_v6.yaml] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50]
+#        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [SLEEP_CURVE=1] [EVAL=1] DEMOS_FROM=dir \
 #        bash scripts/device_pipeline_v6.sh <workdir>
+# Policy v7: RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512 (fine-tunes the shipped gr00t_v6).
 # Policy v6 on one GPU machine (16 cores): grounding-labelled shards (config/policy_v6.yaml) -> ONE fine-tune of
 # INIT (compact_v3) with the grounding loss, while scripts/device_sleep_curve.sh runs its 3 push_block sleep
 # cycles beside it (8 CPU workers, its own short GPU fine-tunes) -> evaluate 50 held-out seeds per row: language
@@ -47,7 +49,7 @@ OMP_NUM_THREADS=4 sage-train --shards $W/shards --preset compact_v3 --out $W/pol
   --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --checkpoint-every 4000 --log-every 100 \
   --init-from ${INIT:-assets/policies/gr00t_v6} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
 
-stage eval
+[ "${EVAL:-1}" = 1 ] && stage eval
 run() { # name, args...
   local name=$1; shift
   sage-eval --policy $W/policy/final --episodes $EP --out $W/eval/$name "$@" > $W/eval/$name.txt 2>&1 \
@@ -56,6 +58,7 @@ run() { # name, args...
 PIDS=()
 bg() { run "$@" & PIDS+=($!); }
 waitrows() { wait "${PIDS[@]}"; PIDS=(); }  # the rows only: the sleep curve may still be running
+if [ "${EVAL:-1}" = 1 ]; then
 bg stack_blocks_none --task stack_blocks --workers 2
 for t in pick_apple sort_blocks pour_water; do
   bg ${t}_lang --task $t --variant language --workers 2
@@ -68,6 +71,7 @@ for t in pick_apple pour_water; do bg ${t}_none --task $t --workers 2; done
 for t in pick_apple sort_blocks pour_water; do bg ${t}_train --task $t --randomization train --workers 2; done
 for t in pick_apple sort_blocks pour_water; do bg ${t}_novel --task $t --variant novel --workers 2; done
 waitrows
+fi
 stage package  # what comes back: <= 8 files of <= 16 MiB ($W/out/*: copy it to $OUT in the call that waits)
 [ -n "${SLEEP_PID:-}" ] && wait $SLEEP_PID  # the sleep curve, if it is still running
 mkdir -p $W/out && tar -cf - -C $W/policy final | split -b 12M - $W/out/ckpt.part.
