@@ -1,15 +1,16 @@
 #!/bin/bash
-# Usage: [INIT=assets/policies/gr00t_v6] [RECIPE=config/policy_v6.yaml] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50]
+# Usage: [INIT=assets/policies/gr00t_v7] [RECIPE=config/policy_v6.yaml] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50]
 #        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [SLEEP_CURVE=1] [EVAL=1] DEMOS_FROM=dir \
 #        bash scripts/device_pipeline_v6.sh <workdir>
-# Policy v7: RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512 (fine-tunes the shipped gr00t_v6).
+# Policy v7 (the shipped gr00t_v7): INIT=assets/policies/gr00t_v6 RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512
+# TRAIN_MIN=10 COLLECT_MIN=4.5, after `git checkout 9a59acc -- assets/policies/gr00t_v6` (docs/policy_v7_run.txt).
 # Policy v6 on one GPU machine (16 cores): grounding-labelled shards (config/policy_v6.yaml) -> ONE fine-tune of
 # INIT (compact_v3) with the grounding loss, while scripts/device_sleep_curve.sh runs its 3 push_block sleep
 # cycles beside it (8 CPU workers, its own short GPU fine-tunes) -> evaluate 50 held-out seeds per row: language
 # scenes vs mismatched instructions, plain scenes, the `train` randomization profile, `novel` objects,
 # stack_blocks.
-# gr00t_v6 itself is INIT=assets/policies/gr00t_v3, a checkpoint removed from the tree to keep device calls under
-# 64 MiB: `git checkout 937bdc5 -- assets/policies/gr00t_v3` first.
+# gr00t_v6 itself is INIT=assets/policies/gr00t_v3 (`git checkout 937bdc5 -- assets/policies/gr00t_v3`). Older
+# checkpoints leave the tree so that a device call carries under 64 MiB.
 # DEMOS_FROM holds one LeRobot dataset per task: stack_blocks (10 demonstrations, the mix's dreams) and push_block
 # (3 demonstrations, the sleep curve's dreams).
 # The device machine is given back 30 s after a call returns, killing this run: wait for it inside back-to-back
@@ -47,7 +48,7 @@ fi
 OMP_NUM_THREADS=4 sage-train --shards $W/shards --preset compact_v3 --out $W/policy --steps 0 --max-minutes $TMIN \
   --batch-size ${BATCH:-256} --lr 3e-4 --warmup-steps 300 --subtask-language-prob 0.5 --final-dtype float16 \
   --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --checkpoint-every 4000 --log-every 100 \
-  --init-from ${INIT:-assets/policies/gr00t_v6} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
+  --init-from ${INIT:-assets/policies/gr00t_v7} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
 
 [ "${EVAL:-1}" = 1 ] && stage eval
 run() { # name, args...
