@@ -450,3 +450,42 @@ def test_rendering_randomization_ported_to_isaaclab():
     results = [run_episode(env, policy, seed) for seed in (1000, 1001)]
     assert all(r.success for r in results), [(r.seed, r.success, r.steps) for r in results]
     _close_open_envs()
+
+
+def test_depth_and_calibration_let_sage_perceive_in_isaaclab():
+    """SAGE's camera perception on Isaac Lab's frames: planar depth (NaN where nothing is hit), the camera's pose
+    and intrinsics in the embedded simulator's convention, so the colour + depth estimator finds each object where
+    it is. Compared with the embedded env on the same seed; a size other than the camera's is one clear error."""
+    from sage_gr00t.perceive.camera import CameraConfig, CameraObjectEstimator, capture_frame
+
+    size = 96  # the estimator's smallest objects (the apple) need more than the 48 px of the other tests
+    _close_open_envs()
+    env = make_env("pick_apple", backend="isaaclab", image_height=size, image_width=size)
+    _OPEN.append(env)
+    embedded = make_env("pick_apple", image_height=size, image_width=size)
+    try:
+        obs, _ = env.reset(seed=1000)
+        embedded.reset(seed=1000)
+        depth, reference = env.render_depth("ego_view", size, size), embedded.render_depth("ego_view", size, size)
+        assert depth.shape == (size, size) and depth.dtype == np.float32
+        hit = np.isfinite(depth)
+        assert 0.5 < hit.mean() < 1.0  # the table and robot, not the sky behind them
+        assert np.all(reference[~hit] > 3.0), "Isaac Lab missed surfaces that MuJoCo renders"
+        assert np.median(np.abs(depth[hit] - reference[hit])) < 0.005
+        pos, rot, *k = env.camera_pose_intrinsics("ego_view", size, size)
+        ref_pos, ref_rot, *ref_k = embedded.camera_pose_intrinsics("ego_view", size, size)
+        np.testing.assert_allclose(pos, ref_pos, atol=1e-3)
+        np.testing.assert_allclose(rot, ref_rot, atol=1e-4)
+        np.testing.assert_allclose(k, ref_k, rtol=1e-5)
+        config = CameraConfig(height=size, width=size, table_height=float(env.table_height))
+        frame = capture_frame(env, config, env.sim_time, obs[EGO_VIEW])
+        estimates = CameraObjectEstimator(env.task.signatures(), config).estimate(frame).estimates
+        assert set(estimates) >= {"apple", "plate"}
+        for name, estimate in estimates.items():
+            true = env.body_pos(name)
+            assert np.linalg.norm(estimate.position - true) < 0.025, f"{name}: {estimate.position.round(3)} vs {true}"
+        with pytest.raises(ValueError, match="renders one camera"):
+            env.render_depth("ego_view", size * 2, size * 2)
+    finally:
+        embedded.close()
+        _close_open_envs()

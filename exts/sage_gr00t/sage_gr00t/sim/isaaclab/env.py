@@ -25,7 +25,7 @@ from sage_gr00t.sim.actions import check_action
 from sage_gr00t.sim.config import TaskConfig
 from sage_gr00t.sim.embodiment import EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.isaaclab.env_cfg import TabletopEnvCfg, build_env_cfg
-from sage_gr00t.sim.isaaclab.mdp import bind_task_scene
+from sage_gr00t.sim.isaaclab.mdp import bind_task_scene, camera_tensor
 from sage_gr00t.sim.isaaclab.robot import ctrl_ranges, robot_model
 from sage_gr00t.sim.isaaclab.scene import IsaacLabScene
 from sage_gr00t.sim.task_env import DeclaredTaskEnv
@@ -138,6 +138,56 @@ class IsaacLabTaskEnv(DeclaredTaskEnv):
             self.env.close()
             self.env = None
         self._launch.close()
+
+    # ------------------------------------------------------------------ the camera, for SAGE's perception
+    def _ego_camera(self, camera: str, height: int, width: int):
+        """The ego camera sensor, after checking that (camera, H, W) is what it renders: one camera, one size."""
+        h, w = self.config.image_height, self.config.image_width
+        if camera != EGO_CAMERA or (height, width) != (h, w):
+            raise ValueError(f"Task {self.task_name} (Isaac Lab) renders one camera, {EGO_CAMERA!r} at {h}x{w}; "
+                             f"asked for {camera!r} at {height}x{width}. Set the perception camera's size to the "
+                             f"task's image size (TaskConfig image_height / image_width).")
+        if self._last_image is None:
+            raise RuntimeError("The Isaac Lab camera has no frame before reset().")
+        return self.env.scene[EGO_CAMERA]
+
+    def _supersample(self, sensor) -> int:
+        return int(sensor.cfg.height) // self.config.image_height
+
+    def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
+        """The ego-camera image of the newest observation (what the policy saw)."""
+        self._ego_camera(camera, height, width)
+        return self._last_image.copy()
+
+    def render_depth(self, camera: str, height: int, width: int) -> np.ndarray:
+        """(H, W) float32 metres along the camera axis (NaN: nothing hit), rendered with the newest observation's
+        image. A supersampled camera keeps one sample per output pixel: averaging an object's edge with the table
+        behind it would invent points in mid-air."""
+        sensor = self._ego_camera(camera, height, width)
+        depth = camera_tensor(sensor.data.output["distance_to_image_plane"])[0, ..., 0].to(torch.float32).cpu().numpy()
+        s = self._supersample(sensor)
+        depth = np.ascontiguousarray(depth[s // 2::s, s // 2::s][:height, :width])
+        depth[~(depth > 0)] = np.nan  # Newton writes 0 where a ray hits nothing (MuJoCo: the far plane)
+        return depth
+
+    def camera_pose_intrinsics(self, camera: str, height: int,
+                               width: int) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+        """(position in this env's frame, world-from-camera rotation, fx, fy, cx, cy) at H x W, in the embedded
+        simulator's convention: the OpenGL camera frame (looking along -z, +y up), pixel centres at integers."""
+        sensor = self._ego_camera(camera, height, width)
+        data = sensor.data
+        pos = camera_tensor(data.pos_w)[0].cpu().numpy().astype(np.float64) - self.scene.env_origin()
+        x, y, z, w = camera_tensor(data.quat_w_opengl)[0].cpu().numpy().astype(np.float64)
+        rot = np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ])
+        k = camera_tensor(data.intrinsic_matrices)[0].cpu().numpy().astype(np.float64)
+        s = self._supersample(sensor)
+        # Isaac Lab's K puts the principal point at W / 2 (pixel corners at integers) for the supersampled image;
+        # here pixel centres are at integers in the image as observed (MuJoCo's (W - 1) / 2).
+        return pos, rot, k[0, 0] / s, k[1, 1] / s, k[0, 2] / s - 0.5, k[1, 2] / s - 0.5
 
     # ------------------------------------------------------------------ actions
     def validate_action(self, action: dict[str, np.ndarray]) -> torch.Tensor:

@@ -138,7 +138,8 @@ def ego_camera_cfg(embodiment: EmbodimentSpec, height: int, width: int, lighting
     return CameraCfg(
         prim_path="{ENV_REGEX_NS}/Robot/" + body_prim_path(model, body) + "/" + EGO_CAMERA,
         offset=CameraCfg.OffsetCfg(pos=tuple(map(float, model.cam_pos[cam])), rot=(x, y, z, w), convention="opengl"),
-        data_types=["albedo", "normals"] if lighting == "scene" else ["rgb"],
+        # Planar depth too: SAGE's camera perception back-projects it (`IsaacLabTaskEnv.render_depth`).
+        data_types=(["albedo", "normals"] if lighting == "scene" else ["rgb"]) + ["distance_to_image_plane"],
         spawn=sim_utils.PinholeCameraCfg(focal_length=float(focal), horizontal_aperture=CAMERA_APERTURE,
                                          clipping_range=CAMERA_CLIPPING),
         width=width,

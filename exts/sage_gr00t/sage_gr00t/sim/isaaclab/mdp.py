@@ -318,7 +318,7 @@ class SceneLitEgoView(ManagerTermBase):
         self.diffuse[ids] = self._nominal_diffuse * scale
 
     def _camera_rays(self, camera) -> torch.Tensor:
-        intrinsics = torch.as_tensor(_torch(camera.data.intrinsic_matrices), device=self.device)
+        intrinsics = torch.as_tensor(camera_tensor(camera.data.intrinsic_matrices), device=self.device)
         if self._rays is None or not torch.equal(self._rays[0], intrinsics):  # the FOV jitter writes new ones
             self._rays = (intrinsics.clone(), camera_rays(intrinsics, camera.cfg.height, camera.cfg.width))
         return self._rays[1]
@@ -328,9 +328,9 @@ class SceneLitEgoView(ManagerTermBase):
                  light_intensity: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
         camera = env.scene.sensors[sensor_cfg.name if sensor_cfg is not None else EGO_CAMERA]
         output = camera.data.output
-        albedo = decode_albedo(_torch(output["albedo"]))
-        normals = _torch(output["normals"]).to(torch.float32)
-        quat = _torch(camera.data.quat_w_opengl).to(torch.float32)  # (x, y, z, w); OpenGL: -z forward
+        albedo = decode_albedo(camera_tensor(output["albedo"]))
+        normals = camera_tensor(output["normals"]).to(torch.float32)
+        quat = camera_tensor(camera.data.quat_w_opengl).to(torch.float32)  # (x, y, z, w); OpenGL: -z forward
         rays = quat_apply_xyzw(quat, self._camera_rays(camera))
         forward = quat_apply_xyzw(quat, torch.tensor([[0.0, 0.0, -1.0]], device=quat.device).expand(len(quat), 3))
         colour = shade(albedo, normals, rays, forward, self.lighting, self.directions, self.diffuse)
@@ -340,7 +340,7 @@ class SceneLitEgoView(ManagerTermBase):
         return to_uint8(colour)
 
 
-def _torch(value) -> torch.Tensor:
+def camera_tensor(value) -> torch.Tensor:
     """A camera buffer as a torch tensor (Isaac Lab 3 hands out ProxyArrays)."""
     return value.torch if hasattr(value, "torch") else torch.as_tensor(value)
 

@@ -94,7 +94,7 @@ class IsaacLabScene:
             self._snapshot[key] = fetch().cpu().numpy()
         return self._snapshot[key][self.env_index]
 
-    def _origin(self) -> np.ndarray:
+    def env_origin(self) -> np.ndarray:
         return self._read("env_origins", lambda: self.env.scene.env_origins).astype(np.float64)
 
     def _entity(self, name: str) -> str:
@@ -115,7 +115,7 @@ class IsaacLabScene:
         return self.config.table.height
 
     def body_pos(self, name: str) -> np.ndarray:
-        return self._root_pose(self._entity(name))[:3] - self._origin()
+        return self._root_pose(self._entity(name))[:3] - self.env_origin()
 
     def body_quat(self, name: str) -> np.ndarray:
         """(w, x, y, z), MuJoCo's order (Isaac Lab 3 stores x, y, z, w)."""
@@ -129,8 +129,8 @@ class IsaacLabScene:
             raise RuntimeError(f"Cannot move {name!r} while reading all envs' state (a read-only snapshot).")
         asset = self.env.scene[self._entity(name)]
         device = self.env.device
-        pose = torch.tensor([[*(np.asarray(pos, float) + self._origin()), 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]],
-                            dtype=torch.float32, device=device)
+        xyz = np.asarray(pos, float) + self.env_origin()
+        pose = torch.tensor([[*xyz, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]], dtype=torch.float32, device=device)
         ids = torch.tensor([self.env_index], dtype=torch.long, device=device)
         asset.write_root_pose_to_sim_index(root_pose=pose, env_ids=ids)
         asset.write_root_velocity_to_sim_index(root_velocity=torch.zeros((1, 6), device=device), env_ids=ids)
