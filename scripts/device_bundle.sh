@@ -48,7 +48,9 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 cat > .whl/dev_setup.sh <<'SH'
 # source .whl/dev_setup.sh on the device machine: the carried wheels (into /tmp/site) and the EGL loaders.
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
+# Once per machine: a second install into the same --target fails, and a call may source this again.
+[ -x /tmp/site/bin/sage-eval ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  --target /tmp/site .whl/*.whl || return 1
 export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 f=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json; [ -f $f ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$f
 SH
