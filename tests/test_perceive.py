@@ -39,6 +39,22 @@ def _camera(env, size: int) -> CameraObjectEstimator:
     return CameraObjectEstimator(env.task.signatures(), cfg)
 
 
+def test_camera_finds_the_novel_pick_objects_by_their_own_colours() -> None:
+    """pick_apple's `novel` scene (a yellow-green pear on a blue tray) declares those colours, so SAGE can see the
+    objects it is asked about (it used to look for a red apple and a white plate and held still)."""
+    env = make_env("pick_apple", variant="novel", image_height=224, image_width=224)
+    try:
+        for seed in (1000, 1001):
+            obs, _ = env.reset(seed=seed)
+            cam = _camera(env, 224)
+            est = cam.detect(capture_frame(env, cam.config, env.data.time, obs[EGO_VIEW]))
+            for name in ("apple", "plate"):  # body names stay; the kinds are pear and tray
+                assert name in est, f"seed {seed}: {name} not detected"
+                assert np.linalg.norm(est[name].position - env.body_pos(name)) < 0.02
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize("task", ["sort_blocks", "pick_apple"])
 def test_camera_estimator_accuracy_on_rendered_scenes(task: str) -> None:
     env = make_env(task, image_height=224, image_width=224)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sage_gr00t.perceive.camera import RED, WHITE, VisualSignature
+from sage_gr00t.perceive.camera import BLUE, RED, WHITE, YELLOW, VisualSignature
 from sage_gr00t.skills import Subtask
 from sage_gr00t.tasks import (
     LANGUAGE_VARIANT,
@@ -68,23 +68,26 @@ class PickApple(Task):
             )
             return (*fruits, self._plate())
         if self.novel:
-            # Unseen shape and colour: a yellow-green pear-like ellipsoid on a square blue tray.
+            # Unseen shape and colour: a yellow-green pear-like ellipsoid on a square blue tray. SAGE's camera looks
+            # for their own colours (hue 0.18: yellow; 0.63: blue), the pear's reference point scaled to its height.
             fruit = Geom("ellipsoid", (0.033, 0.033, 0.038), (0.75, 0.8, 0.2, 1), friction=FRUIT_FRICTION)
             stem_z = 0.044
             plate = (Geom("box", (0.085, 0.085, 0.006), (0.2, 0.35, 0.8, 1), pos=(0, 0, 0.006)),)
+            fruit_color, plate_color, fruit_ref = YELLOW, BLUE, 0.031
         else:
             fruit = Geom("sphere", (FRUIT_RADIUS,), FRUITS["apple"][1], friction=FRUIT_FRICTION)
             stem_z = FRUIT_RADIUS + 0.006
             plate = self._plate().geoms
+            fruit_color, plate_color, fruit_ref = RED, WHITE, 0.027
         fruit_name, plate_name = self._names()
         return (
             ObjectSpec("apple", (fruit, _stem(stem_z)), kind=fruit_name, role="pickable", mass=0.12, radius=0.033,
                        # 3.3 cm sphere: top 3.3 cm above the origin; the brown stem fails the red threshold.
-                       signature=VisualSignature(RED, z_range=(0.01, 0.30), radius=0.05, ref_to_origin=0.027,
-                                                 layer_band=0.012, expected_pixels=45.0)),
+                       signature=VisualSignature(fruit_color, z_range=(0.01, 0.30), radius=0.05,
+                                                 ref_to_origin=fruit_ref, layer_band=0.012, expected_pixels=45.0)),
             ObjectSpec("plate", plate, kind=plate_name, role="receptacle", movable=False, radius=PLATE_RADIUS,
                        # Plate top 1.2 cm above the table; white robot links are far above this band.
-                       signature=VisualSignature(WHITE, z_range=(0.004, 0.02), radius=0.11, ref_to_origin=0.012,
+                       signature=VisualSignature(plate_color, z_range=(0.004, 0.02), radius=0.11, ref_to_origin=0.012,
                                                  layer_band=0.01, expected_pixels=500.0)),
         )
 
