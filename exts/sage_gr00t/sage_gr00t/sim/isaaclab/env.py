@@ -27,7 +27,7 @@ from sage_gr00t.sim.embodiment import EmbodimentSpec, get_embodiment
 from sage_gr00t.sim.isaaclab.env_cfg import TabletopEnvCfg, build_env_cfg
 from sage_gr00t.sim.isaaclab.mdp import bind_task_scene, camera_tensor
 from sage_gr00t.sim.isaaclab.robot import ctrl_ranges, robot_model
-from sage_gr00t.sim.isaaclab.scene import IsaacLabScene
+from sage_gr00t.sim.isaaclab.scene import IsaacLabScene, quat_xyzw_to_mat
 from sage_gr00t.sim.task_env import DeclaredTaskEnv
 from sage_gr00t.tasks.registry import TASKS
 from sage_gr00t.tasks.spec import Task
@@ -177,12 +177,7 @@ class IsaacLabTaskEnv(DeclaredTaskEnv):
         sensor = self._ego_camera(camera, height, width)
         data = sensor.data
         pos = camera_tensor(data.pos_w)[0].cpu().numpy().astype(np.float64) - self.scene.env_origin()
-        x, y, z, w = camera_tensor(data.quat_w_opengl)[0].cpu().numpy().astype(np.float64)
-        rot = np.array([
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ])
+        rot = quat_xyzw_to_mat(camera_tensor(data.quat_w_opengl)[0].cpu().numpy())
         k = camera_tensor(data.intrinsic_matrices)[0].cpu().numpy().astype(np.float64)
         s = self._supersample(sensor)
         # Isaac Lab's K puts the principal point at W / 2 (pixel corners at integers) for the supersampled image;

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 TOUCH_MARGIN = 0.006
 
 
-def _quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
+def quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
     """Rotation matrix of an Isaac Lab quaternion (x, y, z, w), through MuJoCo's (w, x, y, z) routine."""
     rot = np.zeros(9)
     mujoco.mju_quat2Mat(rot, np.array([q[3], q[0], q[1], q[2]], dtype=np.float64))
@@ -142,7 +142,7 @@ class IsaacLabScene:
         poses = self._read("robot.body_link_pose_w", lambda: self.env.scene["robot"].data.body_link_pose_w.torch)
         for collider in self._colliders:
             pose = poses[self._hand_body_ids[collider.body]].astype(np.float64)
-            body_rot = _quat_xyzw_to_mat(pose[3:])
+            body_rot = quat_xyzw_to_mat(pose[3:])
             local = (body_rot @ collider.rot).T @ (centre - (pose[:3] + body_rot @ collider.pos))
             if np.linalg.norm(local - np.clip(local, -collider.half, collider.half)) < reach:
                 return True
