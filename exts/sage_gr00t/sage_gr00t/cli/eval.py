@@ -88,7 +88,7 @@ class EvalConfig(SessionConfig):
     variant: list[str] = field(default_factory=lambda: ["train"])  # type: ignore[assignment]
     """Task variants (train, novel, language, procedural: those the tasks declare); every task runs each."""
     randomization: list[str] = field(default_factory=lambda: ["none"])  # type: ignore[assignment]
-    """Domain-randomization profiles of config/domain_randomization.yaml (none, train, strong)."""
+    """Domain-randomization profiles of config/domain_randomization.yaml (none, train, train_wide_lighting, strong)."""
     policy: str = "expert"
     """expert | a checkpoint folder | zmq://HOST:PORT (a GR00T server) | upstream:CHECKPOINT."""
     episodes: int = 50

@@ -35,7 +35,7 @@ class DomainRandomizationConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, profile: str = "train") -> DomainRandomizationConfig:
-        """Load a profile (`none`, `train`, `strong`) from the YAML file in config/."""
+        """Load a profile (`none`, `train`, `train_wide_lighting`, `strong`) from the YAML file in config/."""
         path = Path(path) if path else config_dir() / "domain_randomization.yaml"
         data = yaml.safe_load(path.read_text())
         if profile not in data:
