@@ -50,7 +50,6 @@ OMP_NUM_THREADS=4 sage-train --shards $W/shards --preset compact_v3 --out $W/pol
   --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --checkpoint-every 4000 --log-every 100 \
   --init-from ${INIT:-assets/policies/gr00t_v7} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
 
-[ "${EVAL:-1}" = 1 ] && stage eval
 run() { # name, args...
   local name=$1; shift
   sage-eval --policy $W/policy/final --episodes $EP --out $W/eval/$name "$@" > $W/eval/$name.txt 2>&1 \
@@ -60,6 +59,7 @@ PIDS=()
 bg() { run "$@" & PIDS+=($!); }
 waitrows() { wait "${PIDS[@]}"; PIDS=(); }  # the rows only: the sleep curve may still be running
 if [ "${EVAL:-1}" = 1 ]; then
+stage eval
 bg stack_blocks_none --task stack_blocks --workers 2
 for t in pick_apple sort_blocks pour_water; do
   bg ${t}_lang --task $t --variant language --workers 2
