@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -20,20 +19,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from sage_gr00t.bench.stats import wilson_interval
+from sage_gr00t.cli.eval import summarize_grid
 
 
-def tally(runs: list[tuple[str, Path]]) -> dict[tuple[str, str, str, float], list[int]]:
-    """(policy label, task, factor, level) -> [successes, episodes]."""
-    cells: dict[tuple[str, str, str, float], list[int]] = defaultdict(lambda: [0, 0])
+def tally(runs: list[tuple[str, Path]]) -> dict[tuple[str, str, str, float], dict]:
+    """(policy label, task, factor, level) -> sage-eval's own sweep summary of that cell (successes, episodes,
+    success_rate, success_ci95), from every folder of the label pooled."""
+    records: dict[str, list[dict]] = {}
     for label, folder in runs:
-        for episode in json.loads((folder / "results.json").read_text()):
-            if episode.get("factor") is None:
-                continue
-            cell = cells[(label, episode["task"], episode["factor"], float(episode["level"]))]
-            cell[0] += bool(episode["success"])
-            cell[1] += 1
-    return cells
+        records.setdefault(label, []).extend(json.loads((folder / "results.json").read_text()))
+    return {(label, task, factor, float(cell["level"])): cell
+            for label, group in records.items()
+            for factor, per_task in summarize_grid(group)["sweep"].items()
+            for task, curve in per_task.items() for cell in curve}
 
 
 def main() -> None:
@@ -60,8 +58,8 @@ def main() -> None:
             for x, (factor, level) in enumerate(groups):
                 if (label, task, factor, level) not in cells:
                     continue
-                k, n = cells[(label, task, factor, level)]
-                low, high = wilson_interval(k, n)
+                cell = cells[(label, task, factor, level)]
+                k, n, (low, high) = cell["successes"], cell["episodes"], cell["success_ci95"]
                 xs.append(x + (i - (len(labels) - 1) / 2) * width)
                 ys.append(k / n)
                 lo.append(k / n - low)
