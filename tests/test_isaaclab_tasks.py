@@ -45,7 +45,7 @@ def _close_open_envs() -> None:
 
 def _isaaclab_env(task, **overrides):
     _close_open_envs()
-    env = make_env(task, backend="isaaclab", image_height=IMAGE, image_width=IMAGE, **overrides)
+    env = make_env(task, backend="isaaclab", **{"image_height": IMAGE, "image_width": IMAGE, **overrides})
     _OPEN.append(env)
     return env
 
@@ -459,9 +459,7 @@ def test_depth_and_calibration_let_sage_perceive_in_isaaclab():
     from sage_gr00t.perceive.camera import CameraConfig, CameraObjectEstimator, capture_frame
 
     size = 96  # the estimator's smallest objects (the apple) need more than the 48 px of the other tests
-    _close_open_envs()
-    env = make_env("pick_apple", backend="isaaclab", image_height=size, image_width=size)
-    _OPEN.append(env)
+    env = _isaaclab_env("pick_apple", image_height=size, image_width=size)
     embedded = make_env("pick_apple", image_height=size, image_width=size)
     try:
         obs, _ = env.reset(seed=1000)
