@@ -1,8 +1,10 @@
 #!/bin/bash
 # Usage: [INIT=assets/policies/gr00t_v7] [RECIPE=config/policy_v6.yaml] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50]
-#        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [SLEEP_CURVE=1] [EVAL=1] DEMOS_FROM=dir \
+#        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [PARAPHRASE=0] [SLEEP_CURVE=1] [EVAL=1] DEMOS_FROM=dir \
 #        bash scripts/device_pipeline_v6.sh <workdir>
-# Policy v7 (the shipped gr00t_v7): INIT=assets/policies/gr00t_v6 RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512
+# Policy v8: INIT=assets/policies/gr00t_v7 RECIPE=config/policy_v8.yaml PARAPHRASE=0.5 SLEEP_CURVE=0 BATCH=512
+# TRAIN_MIN=9.5 COLLECT_MIN=4.5 (adds rows: held-out phrasings, `strong` randomization).
+# Policy v7: INIT=assets/policies/gr00t_v6 RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512
 # TRAIN_MIN=10 COLLECT_MIN=4.5, after `git checkout 9a59acc -- assets/policies/gr00t_v6` (docs/policy_v7_run.txt).
 # Policy v6 on one GPU machine (16 cores): grounding-labelled shards (config/policy_v6.yaml) -> ONE fine-tune of
 # INIT (compact_v3) with the grounding loss, while scripts/device_sleep_curve.sh runs its 3 push_block sleep
@@ -47,7 +49,8 @@ if [ "${SLEEP_CURVE:-1}" = 1 ]; then  # issue 13's curve, beside the training (C
 fi
 OMP_NUM_THREADS=4 sage-train --shards $W/shards --preset compact_v3 --out $W/policy --steps 0 --max-minutes $TMIN \
   --batch-size ${BATCH:-256} --lr 3e-4 --warmup-steps 300 --subtask-language-prob 0.5 --final-dtype float16 \
-  --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --checkpoint-every 4000 --log-every 100 \
+  --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --paraphrase-prob ${PARAPHRASE:-0} \
+  --checkpoint-every 4000 --log-every 100 \
   --init-from ${INIT:-assets/policies/gr00t_v7} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
 
 run() { # name, args...
@@ -72,6 +75,12 @@ for t in pick_apple pour_water; do bg ${t}_none --task $t --workers 2; done
 for t in pick_apple sort_blocks pour_water; do bg ${t}_train --task $t --randomization train --workers 2; done
 for t in pick_apple sort_blocks pour_water; do bg ${t}_novel --task $t --variant novel --workers 2; done
 waitrows
+if [ "${PARAPHRASE:-0}" != 0 ]; then  # words no training used; the strong randomization profile
+stage eval_words
+for t in pick_apple sort_blocks pour_water stack_blocks; do bg ${t}_para --task $t --instruction paraphrase --workers 2; done
+for t in pick_apple sort_blocks pour_water; do bg ${t}_strong --task $t --randomization strong --workers 2; done
+waitrows
+fi
 fi
 stage package  # what comes back: <= 8 files of <= 16 MiB ($W/out/*: copy it to $OUT in the call that waits)
 [ -n "${SLEEP_PID:-}" ] && wait $SLEEP_PID  # the sleep curve, if it is still running

@@ -219,6 +219,17 @@ def borrowed_instruction(env: TaskEnv, seeds: list[int], seed: int) -> str:
     return env.instruction
 
 
+def heldout_paraphrase(env: TaskEnv, seed: int) -> str:
+    """The episode's own goal in words no training saw (the planner's held-out phrasing templates, which neither
+    the policy's paraphrase augmentation nor the planner's training uses); its drawn instruction where those
+    words could not single out its objects."""
+    from sage_gr00t.plan.commands import instruction_paraphrases
+
+    env.reset(seed=seed)
+    words = instruction_paraphrases(env, 1, seed, split="heldout_phrasing")
+    return words[0] if words else env.instruction
+
+
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:
     steps = sum(r.steps for r in results)
     wall = sum(r.wall_s for r in results)

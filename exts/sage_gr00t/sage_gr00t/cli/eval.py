@@ -41,7 +41,13 @@ from sage_gr00t.bench.stats import episode_metrics
 from sage_gr00t.bench.tables import new_table
 from sage_gr00t.bench.video import EpisodeVideo, NoVideoWriterError, overlay_caption
 from sage_gr00t.cli._parsing import parse
-from sage_gr00t.evaluation import EpisodeResult, borrowed_instruction, run_bridge_episode, run_episode
+from sage_gr00t.evaluation import (
+    EpisodeResult,
+    borrowed_instruction,
+    heldout_paraphrase,
+    run_bridge_episode,
+    run_episode,
+)
 from sage_gr00t.parallel import FanOut, WorkerError, fan_out, ray_session
 from sage_gr00t.policy.factory import PolicySpec, PolicySpecError
 from sage_gr00t.policy.gr00t.checkpoint import CheckpointError
@@ -110,7 +116,8 @@ class EvalConfig(SessionConfig):
     """TaskConfig overrides KEY=VALUE, e.g. image_height=128 max_steps=300 settle_steps=50."""
     instruction: str = "task"
     """task: each episode's own instruction; mismatched: the instruction another episode drew (the control run of
-    the language-following scenes: a policy that listens then fails where the words name another object)."""
+    the language-following scenes: a policy that listens then fails where the words name another object);
+    paraphrase: the episode's own goal in held-out words (templates no training used)."""
     workers: int = 1
     """Worker processes (one torch thread each); 1 runs in this process. With --ray: actors (1: one per CPU)."""
     ray: str | None = None
@@ -143,8 +150,10 @@ class EvalConfig(SessionConfig):
                              "the flag out for the task's example command.")
         if self.stop not in ("success", "controller"):
             raise ValueError(f"--stop must be 'success' or 'controller', got {self.stop!r}.")
-        if self.instruction not in ("task", "mismatched"):
-            raise ValueError(f"--instruction must be 'task' or 'mismatched', got {self.instruction!r}.")
+        if self.instruction not in ("task", "mismatched", "paraphrase"):
+            raise ValueError(f"--instruction must be 'task', 'mismatched' or 'paraphrase', got {self.instruction!r}.")
+        if self.instruction == "paraphrase" and self.controller == "sage":
+            raise ValueError("--instruction paraphrase is for the plain policy controller (SAGE takes --command).")
         if self.instruction == "mismatched" and (self.controller == "sage" or self.episodes < 2):
             raise ValueError("--instruction mismatched needs the plain policy controller and --episodes >= 2.")
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -310,7 +319,8 @@ class EpisodeRunner:
             result = run_bridge_episode(env, bridge, cell.seed, self.command(env), on_frame=hook,
                                         stop_on_success=cfg.stop == "success")
         else:
-            borrowed = borrowed_instruction(env, cfg.seeds(), cell.seed) if cfg.instruction == "mismatched" else None
+            borrowed = (borrowed_instruction(env, cfg.seeds(), cell.seed) if cfg.instruction == "mismatched" else
+                        heldout_paraphrase(env, cell.seed) if cfg.instruction == "paraphrase" else None)
             result = run_episode(env, session.policy, cell.seed, on_frame=hook, chunking=cfg.chunking,
                                  stop_on_success=cfg.stop == "success", instruction=borrowed, safety=self._safety)
         return dataclasses.replace(result, randomization=cell.randomization, factor=cell.factor, level=cell.level)

@@ -64,11 +64,14 @@ class MixRecipe:
     image_size: int = 224  # rendered ego_view size (the shards store it resized to the backbone's size)
     cache_size: int = 128  # stored frame size (the compact backbone's input)
     seeds_per_job: int = 8
+    # Each episode also stores its instruction in this many other words (plan/commands.py's training templates;
+    # `sage-train --paraphrase-prob` shows them). 0: none.
+    paraphrases: int = 0
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MixRecipe:
         data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - {"entries", "image_size", "cache_size", "seeds_per_job"}
+        unknown = set(data) - {"entries", "image_size", "cache_size", "seeds_per_job", "paraphrases"}
         if unknown:
             raise ValueError(f"Recipe {path}: unknown keys {sorted(unknown)}.")
         entries = [MixEntry(**e) for e in data.get("entries", [])]
@@ -122,7 +125,7 @@ def dream_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out: P
         return {"shard": target.name, "skipped": True}
     sources = _mimic_sources(entry.task, entry.demos, entry.demo_count)
     config = MimicConfig(task=entry.task, variant=entry.variant, randomization=entry.randomization,
-                         image_size=recipe.image_size)
+                         image_size=recipe.image_size, task_paraphrases=recipe.paraphrases)
     generator = MimicDreamGenerator(sources, config)
     attempts = []
     try:
@@ -161,6 +164,7 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
     torch.set_num_threads(1)
     from sage_gr00t.data.collect import run_expert_episode
     from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
+    from sage_gr00t.plan.commands import instruction_paraphrases
     from sage_gr00t.policy.gr00t.grounding import grounding_label, names_one_goal
     from sage_gr00t.sim.randomization import DomainRandomizationConfig
     from sage_gr00t.tasks import make_env
@@ -207,6 +211,8 @@ def collect_job(entry: MixEntry, start: int, count: int, recipe: MixRecipe, out:
                 "subtask": [o.get(SUBTASK_KEY, env.instruction) for o, _ in steps],
                 "grounding": np.stack(labels),
                 "grounding_task": names_one_goal((s.object_name, s.target_name) for s in subtasks if s is not None),
+                "task_paraphrases": instruction_paraphrases(env, recipe.paraphrases, seed * 1000 + (goal or 0))
+                if recipe.paraphrases else [],
             })
         robot = env.embodiment.name
     finally:

@@ -79,6 +79,7 @@ class MimicConfig:
     color_jitter: float = 0.08  # +- relative gain per RGB channel of a dream's frames
     state_noise_std: float = 0.002  # rad added to a dream's recorded joint states
     paraphrase: bool = True  # the dream's instruction: a phrasing of the task's own instructions
+    task_paraphrases: int = 0  # other words for it stored with the dream (plan/commands.py's training templates)
     thumbnail_size: int = 64
 
     def __post_init__(self) -> None:
@@ -740,6 +741,10 @@ class MimicDreamGenerator:
         phrasings = env.task.instructions()
         task = phrasings[int(rng.integers(len(phrasings)))] if c.paraphrase else env.instruction
         episode["task"] = task
+        if c.task_paraphrases:
+            from sage_gr00t.plan.commands import instruction_paraphrases
+
+            episode["task_paraphrases"] = instruction_paraphrases(env, c.task_paraphrases, int(rng.integers(2**31)))
         provenance["augment"] = {"color_gain": [round(float(g), 4) for g in gain],
                                  "state_noise_std": c.state_noise_std, "instruction": task}
         return episode

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sage_gr00t.plan.scene import COLORS, Scene, SceneObject
 from sage_gr00t.plan.vocabulary import (
@@ -30,6 +31,9 @@ from sage_gr00t.plan.vocabulary import (
     task_vocabulary,
 )
 from sage_gr00t.skills import Subtask
+
+if TYPE_CHECKING:
+    from sage_gr00t.tasks.protocols import TaskEnv
 
 MAX_STEPS = 4
 MAX_OBJECTS = 10
@@ -244,10 +248,10 @@ class CommandGenerator:
     def mention(self, o: SceneObject | tuple[str, str]) -> str:
         color, kind = (o.color, o.kind) if isinstance(o, SceneObject) else o
         word = self.rng.choice(self.vocab.kind_words(kind))
-        return f"{self.rng.choice(COLOR_WORDS[color])} {word}" if color else word
+        return f"{self.rng.choice(COLOR_WORDS.get(color, [color]))} {word}" if color else word
 
     def prep(self, tgt_kind: str) -> str:
-        return self.rng.choice(PLACE_PREPS_ON if tgt_kind in ("plate", "tray") else PLACE_PREPS_IN)
+        return self.rng.choice(PLACE_PREPS_ON if PLACE_PREP.get(tgt_kind) == "on" else PLACE_PREPS_IN)
 
     def _fill(self, template: str, slots: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
         """Format a template and return the char span of each inserted mention (for unknown_object)."""
@@ -458,6 +462,38 @@ class CommandGenerator:
                 text = text.capitalize() + r.choice(["", "?", "!", "."])
         return Example(text, scene, "garbage", [], kind="garbage")
 
+    # ------------------------------------------------------------------ paraphrases of a known plan
+    def paraphrases(self, scene: Scene, steps: list[tuple[str, str, str]], n: int) -> list[str]:
+        """Up to `n` distinct commands of this split whose plan in `scene` is exactly `steps`, in order.
+
+        The policy's language augmentation (training split) and its held-out phrasing test (heldout_phrasing
+        split): an episode's instruction said in other words. Empty when the words could not single out an
+        object of the plan (two of one colour and kind: only position tells them apart, which these templates
+        do not say)."""
+        named = [scene.get(name) for _, o, t in steps for name in (o, t)]
+        if any(sum((p.color, p.kind) == (o.color, o.kind) for p in scene.objects) > 1 for o in named):
+            return []
+        chosen = [(skill, scene.get(o), scene.get(t)) for skill, o, t in steps]
+        # A bare "sort the blocks" means this plan only where the canonical sort is this plan.
+        sortable = len(steps) > 1 and sort_plan(scene) == list(steps)
+        kind = chosen[0][1].kind
+        out: list[str] = []
+        for _ in range(4 * n):
+            if len(out) == n:
+                break
+            r = self.rng
+            if sortable and r.random() < 0.5:
+                plural = "cubes" if kind == "block" and r.random() < 0.3 else f"{kind}s"
+                text = r.choice(self.polite) + r.choice(self.sort_t).format(k=plural, k1=plural[:-1])
+            else:
+                text = self.realize(chosen)
+            if self.augment and r.random() < 0.3:
+                text = self.noisy(text)
+            text = text.strip(" ")
+            if text not in out:
+                out.append(text)
+        return out
+
     # ------------------------------------------------------------------ noise
     def typo(self, word: str) -> str:
         """One keyboard-style slip in a word of 4+ letters: a dropped, doubled or swapped letter."""
@@ -522,3 +558,12 @@ class CommandGenerator:
 
     def dataset(self, n: int) -> list[Example]:
         return [self.sample() for _ in range(n)]
+
+
+def instruction_paraphrases(env: TaskEnv, n: int, seed: int, split: str = "train") -> list[str]:
+    """`env`'s episode instruction in up to `n` other words of `split`'s templates: commands whose plan in the
+    episode's scene is the task's expert plan (training-split ones with noise augmentation)."""
+    steps = [(s.skill, s.object_name, s.target_name) for s in env.task.expert_plan()]
+    generator = CommandGenerator(split, seed=seed, augment=split == "train")
+    words = generator.paraphrases(Scene.from_env(env), steps, n + 1)
+    return [w for w in words if w != env.instruction][:n]

@@ -71,6 +71,10 @@ class TrainConfig:
     grounding_weight: float = 0.0
     # Train without any instruction this often (classifier-free language guidance at inference, 0: never).
     language_dropout: float = 0.0
+    # Where the whole-task instruction is shown, show one of the episode's paraphrases instead this often (other
+    # words, same plan: plan/commands.py's training templates, stored by the collector), so that the policy acts
+    # on what the words mean, not on the six phrasings a task declares.
+    paraphrase_prob: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -162,6 +166,8 @@ class DemoData:
     # unknown), and (N,) whether the whole-task instruction names that same pair.
     grounding: np.ndarray | None = None
     grounding_task: np.ndarray | None = None
+    # (N, K) indices into `tasks` of the frame's episode instruction said in other words (-1: none).
+    paraphrase: np.ndarray | None = None
 
     @classmethod
     def load(cls, cache: Path) -> DemoData:
@@ -173,7 +179,8 @@ class DemoData:
             raise ValueError(f"Cache {cache} is inconsistent: {len(images)} frames vs {len(arrays['state'])} states.")
         return cls(torch.from_numpy(images), arrays["state"].astype(np.float32), arrays["action"].astype(np.float32),
                    arrays["episode"], arrays["task"], meta["tasks"], meta["modality"], meta["robot_type"],
-                   arrays.get("subtask"), arrays.get("grounding"), arrays.get("grounding_task"))
+                   arrays.get("subtask"), arrays.get("grounding"), arrays.get("grounding_task"),
+                   arrays.get("paraphrase"))
 
     def save(self, folder: Path, extra: dict | None = None) -> Path:
         """Write this data as a training-cache folder with raw frames (`frames.npy`)."""
@@ -182,8 +189,9 @@ class DemoData:
         subtask = self.subtask if self.subtask is not None else np.full(len(self.task), -1)
         labels = {} if self.grounding is None else {"grounding": self.grounding.astype(np.float32),
                                                    "grounding_task": self._grounding_task()}
+        paraphrase = {} if self.paraphrase is None else {"paraphrase": self.paraphrase.astype(np.int32)}
         np.savez(folder / "arrays.npz", state=self.state, action=self.action, episode=self.episode, task=self.task,
-                 subtask=subtask, **labels)
+                 subtask=subtask, **labels, **paraphrase)
         (folder / "meta.json").write_text(json.dumps(
             {"tasks": self.tasks, "modality": self.modality, "robot_type": self.robot_type,
              "image_size": int(self.images.shape[1]), **(extra or {})}, indent=1))
@@ -199,6 +207,13 @@ class DemoData:
             return np.zeros(len(self.task), dtype=bool)
         return self.grounding_task.astype(bool)
 
+    def _paraphrase(self, width: int) -> np.ndarray:
+        """(N, width) paraphrase indices, -1 padded."""
+        out = np.full((len(self.task), width), -1, dtype=np.int64)
+        if self.paraphrase is not None and self.paraphrase.size:
+            out[:, : self.paraphrase.shape[1]] = self.paraphrase
+        return out
+
     @classmethod
     def concat(cls, parts: list[DemoData]) -> DemoData:
         """One dataset from several caches of the same robot and layout (task strings and episodes renumbered)."""
@@ -209,10 +224,13 @@ class DemoData:
         tasks = sorted({t for p in parts for t in p.tasks})
         index = {t: i for i, t in enumerate(tasks)}
         remap, episodes, offset = [], [], 0
+        width = max((p.paraphrase.shape[1] for p in parts if p.paraphrase is not None), default=0)
         for part in parts:
             lookup = np.array([index[t] for t in part.tasks])
             sub = part.subtask if part.subtask is not None else np.full(len(part.task), -1)
-            remap.append((lookup[part.task], np.where(sub >= 0, lookup[np.maximum(sub, 0)], -1)))
+            para = part._paraphrase(width)
+            remap.append((lookup[part.task], np.where(sub >= 0, lookup[np.maximum(sub, 0)], -1),
+                          np.where(para >= 0, lookup[np.maximum(para, 0)], -1)))
             _, episode = np.unique(part.episode, return_inverse=True)
             episodes.append(episode + offset)
             offset += int(episode.max()) + 1 if len(episode) else 0
@@ -223,13 +241,14 @@ class DemoData:
             robot_type=first.robot_type, subtask=np.concatenate([r[1] for r in remap]),
             grounding=np.concatenate([p._grounding() for p in parts]),
             grounding_task=np.concatenate([p._grounding_task() for p in parts]),
+            paraphrase=np.concatenate([r[2] for r in remap]) if width else None,
         )
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], image_size: int, robot_type: str) -> DemoData:
         """In-memory episodes {images (T,H,W,3) uint8, state.<g> (T,d), action.<g> (T,d), task str,
         optional subtask: T per-frame subtask strings, optional grounding: (T, 6) labels with grounding_task:
-        bool}."""
+        bool, optional task_paraphrases: the task string in other words}."""
         def layout(prefix: str) -> dict:
             spec, start = {}, 0
             for g in GROUPS:
@@ -238,9 +257,17 @@ class DemoData:
                 start += dim
             return spec
 
-        tasks = sorted({e["task"] for e in episodes} | {t for e in episodes for t in e.get("subtask", [])})
-        subtask = np.concatenate([np.array([tasks.index(t) for t in e["subtask"]]) if "subtask" in e
+        tasks = sorted({e["task"] for e in episodes} | {t for e in episodes for t in e.get("subtask", [])}
+                       | {t for e in episodes for t in e.get("task_paraphrases", [])})
+        index = {t: i for i, t in enumerate(tasks)}
+        subtask = np.concatenate([np.array([index[t] for t in e["subtask"]]) if "subtask" in e
                                   else np.full(len(e["images"]), -1) for e in episodes])
+        width = max((len(e.get("task_paraphrases", [])) for e in episodes), default=0)
+        paraphrase = None
+        if width:
+            rows = [[index[t] for t in e.get("task_paraphrases", [])] for e in episodes]
+            paraphrase = np.concatenate([np.tile(np.array(r + [-1] * (width - len(r))), (len(e["images"]), 1))
+                                         for r, e in zip(rows, episodes, strict=True)])
         images = [((resize_images(e["images"], image_size) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
                   for e in episodes]
         return cls(
@@ -248,9 +275,9 @@ class DemoData:
             state=np.concatenate([np.concatenate([e[state_key(g)] for g in GROUPS], 1) for e in episodes]),
             action=np.concatenate([np.concatenate([e[action_key(g)] for g in GROUPS], 1) for e in episodes]),
             episode=np.concatenate([np.full(len(e["images"]), i) for i, e in enumerate(episodes)]),
-            task=np.concatenate([np.full(len(e["images"]), tasks.index(e["task"])) for e in episodes]),
+            task=np.concatenate([np.full(len(e["images"]), index[e["task"]]) for e in episodes]),
             tasks=tasks, modality={"state": layout("state"), "action": layout("action")}, robot_type=robot_type,
-            subtask=subtask, **_episode_grounding(episodes),
+            subtask=subtask, **_episode_grounding(episodes), paraphrase=paraphrase,
         )
 
     def groups(self, kind: str) -> dict[str, int]:
@@ -283,10 +310,12 @@ class BatchSampler:
     """Random frames -> model batches with 16-step action chunks (padded by repeating the last action)."""
 
     def __init__(self, data: DemoData, model: Gr00tModel, meta: EmbodimentMetadata, device: torch.device,
-                 shift_pixels: int, subtask_language_prob: float = 0.0, language_dropout: float = 0.0) -> None:
+                 shift_pixels: int, subtask_language_prob: float = 0.0, language_dropout: float = 0.0,
+                 paraphrase_prob: float = 0.0) -> None:
         self.data, self.device, self.shift = data, device, shift_pixels
         self.subtask_prob = subtask_language_prob
         self.language_dropout = language_dropout
+        self.paraphrase_prob = paraphrase_prob
         processor = Gr00tProcessor(model.config, {meta.tag: meta})
         horizon = model.config.action_head.action_horizon
         n = len(data.state)
@@ -317,6 +346,9 @@ class BatchSampler:
         self.task = torch.from_numpy(data.task).to(device)
         subtask = data.subtask if data.subtask is not None else np.full(len(data.task), -1)
         self.subtask = torch.from_numpy(subtask.astype(np.int64)).to(device)
+        paraphrase = data._paraphrase(max(1, 0 if data.paraphrase is None else data.paraphrase.shape[1]))
+        self.paraphrase = torch.from_numpy(paraphrase).to(device)
+        self.paraphrase_count = (self.paraphrase >= 0).sum(1)
         self.images = data.images.to(device)
         self.embodiment_id = meta.embodiment_id
 
@@ -342,6 +374,12 @@ class BatchSampler:
             pick = torch.rand(batch_size, generator=generator).to(self.device) < self.subtask_prob
             shows_subtask = pick & (subtask >= 0)
             task = torch.where(shows_subtask, subtask, task)
+        if self.paraphrase_prob > 0:  # the whole-task instruction in other words (same plan, same grounding)
+            count = self.paraphrase_count[idx]
+            pick = (torch.rand(batch_size, generator=generator).to(self.device) < self.paraphrase_prob) & (count > 0)
+            which = (torch.rand(batch_size, generator=generator).to(self.device) * count.clamp(min=1)).long()
+            alternative = self.paraphrase[idx].gather(1, which.clamp(max=self.paraphrase.shape[1] - 1)[:, None])[:, 0]
+            task = torch.where(pick & ~shows_subtask, alternative, task)
         shown = torch.ones(batch_size, dtype=torch.bool, device=self.device)
         if self.language_dropout > 0:  # classifier-free guidance needs the unconditional model too
             shown = torch.rand(batch_size, generator=generator).to(self.device) >= self.language_dropout
@@ -480,8 +518,10 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
         print(f"resumed from step {step}")
+    if not 0 <= cfg.paraphrase_prob <= 1:
+        raise ValueError(f"--paraphrase-prob must be in [0, 1], got {cfg.paraphrase_prob}.")
     sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob,
-                           cfg.language_dropout)
+                           cfg.language_dropout, cfg.paraphrase_prob)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     loss_csv = out / "loss.csv"
     new_file = not loss_csv.is_file() or step == 0
