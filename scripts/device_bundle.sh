@@ -19,7 +19,8 @@ for p in mujoco==3.12.0 mink==1.3.0 daqp qpsolvers gymnasium farama-notification
 done
 # mujoco: drop what headless rendering never loads (studio, viewer, headers: ~12 MB of the 20 MB wheel).
 wheel=$(ls .whl/mujoco-3.12.0-*.whl)
-if unzip -l "$wheel" | grep -q 'mujoco/experimental/'; then
+# (The listing is read whole first: grep -q would close the pipe early, and pipefail would read that as "absent".)
+if grep -q 'mujoco/experimental/' <<<"$(unzip -l "$wheel")"; then
   tmp=$(mktemp -d)
   (cd "$tmp" && unzip -q "$OLDPWD/$wheel" && rm -rf mujoco/experimental mujoco/_simulate*.so mujoco/include \
      mujoco/viewer.py && python3 - <<'PY'
