@@ -1,8 +1,8 @@
 #!/bin/bash
 # Usage: [DEMOS_FROM=dir] [WORKERS=12] [CYCLES=3] [BUDGET_MIN=12] [DEVICE=cuda] [DREAMS=120] [STEPS=2000]
-#        [TRAIN_S=90] [THREADS=4] [LR=1e-4] [BATCH=64] [EVAL=50] [WAKE=12] [WAKE_CONTROLLER=sage] [POLICY=assets/policies/gr00t_v7]
+#        [TRAIN_S=90] [THREADS=4] [LR=1e-4] [BATCH=64] [EVAL=50] [WAKE=12] [WAKE_CONTROLLER=sage] [POLICY=assets/policies/gr00t_v8]
 #        bash scripts/device_sleep_curve.sh OUTDIR [DEMOS]
-# "Improvement through sleep" on one GPU machine (16 cores, no network): a weak policy (gr00t_v7 has never seen
+# "Improvement through sleep" on one GPU machine (16 cores, no network): a weak policy (gr00t_v8 has never seen
 # push_block; the README's measured curve started from gr00t_v3) lives through wake episodes commanded through
 # SAGE, its successes and failures go to memory, it
 # sleeps (mimic dreams from 3 recorded demonstrations and, after the first cycle, its own stored successes ->
@@ -35,7 +35,7 @@ T0=$(date +%s)
 # episodes of <= 250 steps) + the starting policy's 50 episodes; --budget-minutes shortens each cycle's training to its
 # share of the time left, and starts no cycle that would
 # end past the budget (fine-tuning is shortened first).
-"$SAGE_SLEEP" --task push_block --policy "${POLICY:-assets/policies/gr00t_v7}" --datasets "$DEMOS" \
+"$SAGE_SLEEP" --task push_block --policy "${POLICY:-assets/policies/gr00t_v8}" --datasets "$DEMOS" \
   --memory "$WORK/memory.db" --cycles "${CYCLES:-3}" --wake-episodes "${WAKE:-12}" --wake-max-steps "${EVAL_STEPS:-250}" \
   --wake-controller "${WAKE_CONTROLLER:-sage}" --device "${DEVICE:-cuda}" --num-threads "${THREADS:-4}" \
   --workers "${WORKERS:-12}" --budget-minutes "${BUDGET_MIN:-12}" --progress "$OUT/times" \

@@ -124,7 +124,7 @@ def test_language_guidance_changes_the_chunk_only_when_asked():
     from sage_gr00t.policy.factory import PolicySpecError, make_policy
     from sage_gr00t.tasks import make_env
 
-    folder = "assets/policies/gr00t_v7"  # trained with language dropout
+    folder = "assets/policies/gr00t_v8"  # trained with language dropout
     env = make_env("pick_apple", image_height=128, image_width=128)
     try:
         obs, _ = env.reset(seed=0)

@@ -172,7 +172,7 @@ def test_isaaclab_refuses_per_episode_objects_and_builds_language_scenes() -> No
     assert cfg.variant == "language" and hasattr(cfg.scene, "orange")
 
 
-def test_shipped_v7_policy_loads_and_acts_on_every_task() -> None:
+def test_shipped_v8_policy_loads_and_acts_on_every_task() -> None:
     from sage_gr00t.paths import REPO_ROOT
     from sage_gr00t.policy.factory import make_policy
 
@@ -180,7 +180,7 @@ def test_shipped_v7_policy_loads_and_acts_on_every_task() -> None:
         env = _env(task, "train")
         try:
             obs, _ = env.reset(seed=1000)
-            policy = make_policy(str(REPO_ROOT / "assets" / "policies" / "gr00t_v7"), env, "cpu")
+            policy = make_policy(str(REPO_ROOT / "assets" / "policies" / "gr00t_v8"), env, "cpu")
             chunk = policy.get_action(obs)
             assert set(chunk) == set(env.action_space.spaces)
             for key, value in chunk.items():
