@@ -26,6 +26,7 @@ from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, Perceiv
 from sage_gr00t.act.plan_executor import PlanExecutor, PlanStep
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
 from sage_gr00t.learn.dreams import Dream, DreamGenerator
+from sage_gr00t.learn.planner_sleep import PlannerConsolidator, PlannerSleepConfig, met_commands
 from sage_gr00t.learn.sleep import SleepTrainer
 from sage_gr00t.learn.wake import WakeLearner
 from sage_gr00t.memory import (
@@ -95,6 +96,9 @@ class BridgeConfig:
     # those. None: never hold. Without trust (`use_trust=False`) nothing acts on trust: it never holds.
     camera_hold_below: float | None = 0.3
     camera_resume_above: float = 0.5
+    # Sleep also consolidates the commands successful episodes confirmed into the H-module (needs a store);
+    # None: the planner does not learn.
+    planner_sleep: PlannerSleepConfig | None = None
 
 
 class SAGEGr00TBridge:
@@ -120,6 +124,8 @@ class SAGEGr00TBridge:
         self.dreamer, self.sleep_trainer = dreamer, sleep_trainer
         self.wake = wake  # wake learning from successful subtasks (learn/wake.py); None: off
         self.dreams: deque[Dream] = deque(maxlen=16)  # the most recent dreams (the panel shows them)
+        self._planner_sleep: PlannerConsolidator | None = None  # built at the first sleep that needs it
+        self.sleep_cycles = 0
         self.policy = policy
         safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
         self.safety = SafetyFilter(env.embodiment, env.action_ranges(), safety_cfg)
@@ -151,6 +157,7 @@ class SAGEGr00TBridge:
     def _clear_plan(self) -> None:
         """Forget the plan: a fresh executor for the current `self.text` (set it before calling this)."""
         self.plan_result: PlanResult | None = None
+        self.planned_scene: Scene | None = None  # what the plan was made from (memory keeps it with the plan)
         self.plan_executor = PlanExecutor(self.lmodule, self.text, self.config.replan_on_failure)
         self.message = ""
         self._needs_plan = False
@@ -232,8 +239,9 @@ class SAGEGr00TBridge:
 
     def plan(self) -> PlanResult:
         """Plan the current command from the perceived scene (once per command, or on replan)."""
-        result = self.planner.plan(self.text, self.scene())
-        self.plan_result = result
+        scene = self.scene()
+        result = self.planner.plan(self.text, scene)
+        self.plan_result, self.planned_scene = result, scene
         self._needs_plan = False
         if result.ok:
             self.plan_executor.load(result.subtasks)  # a replan keeps what is already completed
@@ -339,13 +347,22 @@ class SAGEGr00TBridge:
             self.wake.observe(obs, command, subtask, outcome, self.trust.components, self.text)
         return exp
 
+    def planned_record(self) -> dict:
+        """{"planned": the command's plan as (skill, object, target) and the scene it was made from}, or {}
+        without a plan: what an episode's memory keeps so that a success can confirm the plan (planner sleep)."""
+        if self.plan_result is None or not self.plan_result.ok or self.planned_scene is None:
+            return {}
+        return {"planned": {"steps": [[t.skill, t.object_name, t.target_name] for t in self.plan_result.subtasks],
+                            "scene": self.planned_scene.to_dict()}}
+
     def end_episode(self, success: bool | None, meta: dict | None = None) -> None:
         """Persist the episode's experiences (when a store was given); wake learning's guard judges the outcome."""
         if self.wake is not None:
             self.wake.end_episode(success)
         if self.store is not None and self.episode_id is not None:
             self.store.end_episode(self.episode_id, success, n_steps=self.steps,
-                                   meta={"command": self.text, "message": self.message, **(meta or {})})
+                                   meta={"command": self.text, "message": self.message, **self.planned_record(),
+                                         **(meta or {})})
             self.episode_id = None
 
     def sleep_cycle(self, force: bool = False) -> dict | None:
@@ -372,6 +389,12 @@ class SAGEGr00TBridge:
             summary["dreams"] = [{"seed": d.seed, "subtasks": d.subtasks, "steps": d.steps} for d in dreams]
             if self.sleep_trainer is not None:
                 summary["training"] = self.sleep_trainer.consolidate(dreams)
+        if self.config.planner_sleep is not None and self.store is not None:
+            if self._planner_sleep is None:
+                self._planner_sleep = PlannerConsolidator(self.planner, self.config.planner_sleep)
+            self.sleep_cycles += 1
+            summary["planner"] = self._planner_sleep.consolidate(
+                met_commands(self.store, self.config.planner_sleep.max_met), cycle=self.sleep_cycles)
         summary["consolidated"] = self.buffer.mark_consolidated()
         self.metabolic.step(MetabolicInputs(consolidation_done=True, unconsolidated=0))
         return summary

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sage_gr00t.act.chunking import MODES, ChunkExecutorConfig
 from sage_gr00t.act.lmodule import LModuleConfig
 from sage_gr00t.bridge import BridgeConfig, SAGEGr00TBridge
+from sage_gr00t.learn.planner_sleep import PlannerSleepConfig
 from sage_gr00t.learn.wake import WakeLearner, WakeLearningConfig
 from sage_gr00t.memory import ExperienceStore, MetabolicController
 from sage_gr00t.memory.metabolic import MetabolicConfig
@@ -68,6 +69,9 @@ class SessionConfig:
     # Wake learning (controller sage, a learned policy): small trust-gated updates from successful subtasks while
     # running, reverted when recent success drops (learn/wake.py). Off by default; `--wake.enabled` turns it on.
     wake: WakeLearningConfig = field(default_factory=WakeLearningConfig)
+    # Sleep also teaches the H-module the commands successful episodes confirmed (learn/planner_sleep.py); the
+    # kept weights stay in this session unless `planner_sleep.out` names a checkpoint folder to rewrite.
+    planner_sleep: PlannerSleepConfig | None = None
     # Plain policy: wrap it in a SimToRealAdapter calibrated on this session's env (act/sim_to_real.py: colour
     # calibration, latency compensation, action smoothing, slow start)
     adapter: bool = False
@@ -102,7 +106,8 @@ class SessionConfig:
 
     def bridge_config(self) -> BridgeConfig:
         return BridgeConfig(lmodule=LModuleConfig(language_mode=self.language_mode, chunking=self.chunking),
-                            use_trust=self.use_trust, camera_every=self.camera_every)
+                            use_trust=self.use_trust, camera_every=self.camera_every,
+                            planner_sleep=self.planner_sleep)
 
 
 @dataclass

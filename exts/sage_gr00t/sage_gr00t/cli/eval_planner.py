@@ -46,10 +46,9 @@ class PlannerEvalConfig:
 
 def matches(ex: Example, res: PlanResult) -> bool:
     """Exact match: same refusal reason, or the same (skill, object, target) sequence."""
-    if ex.refusal != "ok":
-        return res.refusal == ex.refusal
-    got = [(s.skill, s.object_name, s.target_name) for s in res.subtasks]
-    return res.ok and got == list(ex.steps)
+    from sage_gr00t.plan.planner import plan_matches
+
+    return plan_matches(ex.refusal, ex.steps, res)
 
 
 def evaluate(planner: HModulePlanner, n: int, seed: int = 1234) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from sage_gr00t.cli._parsing import check, parse
 from sage_gr00t.learn.mimic import MimicConfig
+from sage_gr00t.learn.planner_sleep import PlannerSleepConfig
 from sage_gr00t.learn.sleep import CONTROLLERS, SleepCycleConfig
 
 PROG = "sage-sleep"
@@ -51,6 +52,10 @@ class SleepCommandConfig:
     store_sources: int = 10  # newest successful stored episodes also used as dream sources
     wake_controller: str = "sage"  # sage: commanded through the SAGE bridge; policy: the bare policy
     planner: str = "assets/planner"  # SAGE's H-module (--wake-controller sage)
+    # Each cycle also teaches the H-module the commands the store's successful episodes confirmed (needs
+    # --memory); kept weights go to <sleep.out>/planner, which later wake episodes plan with.
+    learn_planner: bool = False
+    planner_sleep: PlannerSleepConfig = field(default_factory=PlannerSleepConfig)  # the planner's consolidation
     command: str | None = None  # SAGE's command while awake (None: the task's example command)
     device: str = "cpu"  # fine-tuning device (cuda: the GPU); episodes in workers always run on the CPU
     num_threads: int | None = None  # torch CPU threads of this process (None: torch's default)
@@ -74,6 +79,7 @@ class SleepCommandConfig:
               f"--wake-controller must be one of {CONTROLLERS}, got {self.wake_controller!r}.")
         check(self.workers >= 1, f"--workers must be >= 1, got {self.workers}.")
         check(self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be > 0.")
+        check(not self.learn_planner or self.memory is not None, "--learn-planner needs --memory (a store).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     # The demonstrations' frames re-rendered from their seeds and actions: no LeRobot needed to read them.
     replay = replayed_episodes(demos, cfg.task, cfg.sleep.eval_image_size)
     note(f"start: {len(demos)} demonstrations, {cfg.workers} workers, training on {cfg.device}")
+    planner_sleep = None
+    if cfg.learn_planner:
+        from sage_gr00t.learn.planner_sleep import PlannerConsolidator
+        from sage_gr00t.plan.planner import HModulePlanner
+
+        planner_out = str(Path(cfg.sleep.out) / "planner")
+        planner_sleep = PlannerConsolidator(HModulePlanner.load(resolve_path(cfg.planner)),
+                                            replace(cfg.planner_sleep, out=planner_out))
     runner = SleepCycleRunner(policy, None, cfg.sleep, store=store, replay=replay, plan=plan,
-                              on_phase=lambda phase: note(phase))
+                              on_phase=lambda phase: note(phase), planner=planner_sleep)
     wake_spec = EpisodeSpec(cfg.task, mimic.embodiment, mimic.variant, cfg.sleep.eval_image_size, cfg.wake_max_steps,
                             controller=cfg.wake_controller, planner=cfg.planner, command=cfg.command)
     wake_seed = cfg.wake_seed_start
@@ -152,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "own_sources": len(own)})
                 finally:
                     generator.close()
+                if (report.get("planner") or {}).get("decision") == "kept":  # wake plans with what sleep taught
+                    wake_spec = replace(wake_spec, planner=report["planner"]["checkpoint"])
                 last_cycle_s = time.monotonic() - started
                 other_s = last_cycle_s - float(report.get("train_seconds") or 0.0)
                 before = (report.get("before") or {}).get("success_rate")
@@ -164,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                     "cycle": report["cycle"], "decision": report["decision"], "wake_successes": sum(wake_ok),
                     "wake_episodes": len(wake_ok), "sources": len(sources), "own_sources": len(own),
                     "dreams": report.get("dreams"), "before": before, "after": after,
-                    "steps": report.get("steps"), "seconds": report["seconds"]}), flush=True)
+                    "steps": report.get("steps"), "seconds": report["seconds"],
+                    "planner": {k: v for k, v in (report.get("planner") or {}).items() if k != "new_commands"}}),
+                    flush=True)
         note("live curve " + " ".join(f"{x}:{y:.2f}" for x, y in live_curve(runner.history)))
     finally:
         runner.close()

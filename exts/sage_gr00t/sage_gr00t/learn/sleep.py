@@ -381,7 +381,8 @@ class EpisodeWorker:
                                        finished=lambda: bridge.plan_result is not None and not bridge.active)
         bridge.end_episode(success)
         meta = {**_episode_meta(env, seed, poses), "command": command, "controller": "sage",
-                "plan": [s.language for s in bridge.completed + bridge.failed + bridge.pending]}
+                "plan": [s.language for s in bridge.completed + bridge.failed + bridge.pending],
+                **bridge.planned_record()}
         marks = _subtask_marks(languages)
         if marks:
             meta["subtasks"] = marks
@@ -555,8 +556,12 @@ class SleepCycleRunner:
     live objects."""
 
     def __init__(self, policy: Any, generator: Any, config: SleepCycleConfig | None = None, store: Any = None,
-                 replay: list[dict] | None = None, on_phase: Any = None, plan: Any = None) -> None:
+                 replay: list[dict] | None = None, on_phase: Any = None, plan: Any = None,
+                 planner: Any = None) -> None:
         self.policy, self.generator, self.store = policy, generator, store
+        # learn/planner_sleep.PlannerConsolidator: each cycle also teaches the H-module the commands the store's
+        # successful episodes confirmed (None: the planner does not learn)
+        self.planner = planner
         self.plan = plan  # parallel.FanOut, or None: everything in this process
         self.config = c = config or SleepCycleConfig()
         self.replay = list(replay or [])  # real episodes (demonstrations) replayed next to the dreams
@@ -789,6 +794,13 @@ class SleepCycleRunner:
         return self._finish(report, t0)
 
     def _finish(self, report: dict, t0: float) -> dict:
+        # The planner's turn comes whatever the policy's outcome (kept, rolled back or skipped).
+        if self.planner is not None and self.store is not None:
+            from sage_gr00t.learn.planner_sleep import met_commands
+
+            self._phase("planner")
+            report["planner"] = self.planner.consolidate(met_commands(self.store, self.planner.config.max_met),
+                                                         cycle=report["cycle"])
         report["seconds"] = round(time.perf_counter() - t0, 2)
         self.history.append(report)
         _atomic_json(self.out / f"cycle-{report['cycle']:03d}.json", report)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,13 @@ def _subtasks(steps: list[tuple[str, SceneObject, SceneObject]]) -> list[Subtask
     return out
 
 
+def plan_matches(refusal: str, steps: list[tuple[str, str, str]], result: PlanResult) -> bool:
+    """Exact match: the same refusal reason, or the same (skill, object, target) sequence."""
+    if refusal != "ok":
+        return result.refusal == refusal
+    return result.ok and [(s.skill, s.object_name, s.target_name) for s in result.subtasks] == list(steps)
+
+
 class HModulePlanner:
     def __init__(self, model: HModule, encoder: FrozenTextEncoder) -> None:
         self.model, self.encoder = model.eval(), encoder
@@ -78,11 +87,22 @@ class HModulePlanner:
 
     @staticmethod
     def save(model: HModule, path: str | Path, extra: dict | None = None) -> None:
-        """Only the trainable H-module is saved, in fp16; the frozen MiniLM ships with its own package."""
+        """Only the trainable H-module is saved, in fp16; the frozen MiniLM ships with its own package. Written
+        whole or not at all (a temporary folder renamed over `path`)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}, path / WEIGHTS_FILE)
-        (path / CONFIG_FILE).write_text(json.dumps({"model": model.cfg.to_dict(), **(extra or {})}, indent=2))
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps({"model": model.cfg.to_dict(), **(extra or {})}, indent=2))
+        if path.is_dir():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
 
     @torch.no_grad()
     def plan(self, command: str, scene: Scene) -> PlanResult:
@@ -103,6 +123,19 @@ class HModulePlanner:
         grounded = parse(command, scene)
         if grounded is not None:
             return self._from_parse(grounded, command, scene)
+        return self._learned(command, scene)
+
+    @torch.no_grad()
+    def learned_plan(self, command: str, scene: Scene) -> PlanResult:
+        """The learned H-module's answer alone, past the validity gate but without deterministic grounding: what
+        sleep consolidates (a phrasing grounding decided is taught to the model, which then also answers the
+        variants grounding cannot)."""
+        why = gate(command)
+        if why is not None or not scene.objects:
+            return PlanResult(refusal="garbage" if why is not None else "unknown_object", message=why or "")
+        return self._learned(command, scene)
+
+    def _learned(self, command: str, scene: Scene) -> PlanResult:
         b = build_batch(self.encoder, [command], [scene], max_steps=self.model.cfg.max_steps)
         outs = self.model(b.tok, b.tok_mask, b.obj, b.obj_mask, adaptive=True)
         out = outs[-1]

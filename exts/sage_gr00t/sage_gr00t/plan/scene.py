@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,6 +47,14 @@ class Scene:
 
     def names(self) -> list[str]:
         return [o.name for o in self.objects]
+
+    def to_dict(self) -> dict:
+        """JSON-ready (memory stores the scene a command was planned in)."""
+        return {"objects": [asdict(o) for o in self.objects]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scene:
+        return cls(tuple(SceneObject(**{**o, "position": tuple(o["position"])}) for o in data["objects"]))
 
     def get(self, name: str) -> SceneObject:
         for o in self.objects:
