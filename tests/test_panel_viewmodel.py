@@ -214,3 +214,32 @@ def test_sleep_now_dreams_and_consolidates(parts) -> None:
         assert vm.run(COMMAND)  # awake again
     finally:
         vm.close()
+
+
+def test_sleep_now_teaches_the_planner_a_command_that_just_succeeded(parts) -> None:
+    """"apple => plate": deterministic grounding plans it, the learned H-module alone does not; once an episode
+    under it succeeds, Sleep now teaches it to the learned module (the panel's planner, its own copy here)."""
+    from sage_gr00t.plan.planner import HModulePlanner, plan_matches
+    from sage_gr00t.plan.scene import Scene
+
+    env, policy, _ = parts
+    planner = HModulePlanner.load(PLANNER)
+    vm = PanelViewModel(PanelConfig(task="pick_apple", seed=1000, dream_episodes=0), env=env, policy=policy,
+                        planner=planner)
+    try:
+        scene = Scene.from_env(env)
+        assert not plan_matches("ok", [("pick_place", "apple", "plate")], planner.learned_plan("apple => plate", scene))
+        assert vm.run("apple => plate")
+        for _ in range(250):
+            vm.tick()
+            if vm.status not in ("planning", "running"):
+                break
+        assert vm.status == "succeeded", vm.message
+        assert vm.sleep_now()
+        vm.tick()
+        cycle = vm.state()["dreams"][0]
+        assert cycle["planner"]["new"] == 1 and cycle["planner"]["decision"] == "kept", cycle["planner"]
+        assert any("planner kept (1 new command)" in str(entry) for entry in vm.state()["log"])
+        assert plan_matches("ok", [("pick_place", "apple", "plate")], planner.learned_plan("apple => plate", scene))
+    finally:
+        vm.close()

@@ -26,7 +26,7 @@ from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, Perceiv
 from sage_gr00t.act.plan_executor import PlanExecutor, PlanStep
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
 from sage_gr00t.learn.dreams import Dream, DreamGenerator
-from sage_gr00t.learn.planner_sleep import PlannerConsolidator, PlannerSleepConfig, met_commands
+from sage_gr00t.learn.planner_sleep import MetCommand, PlannerConsolidator, PlannerSleepConfig, met_commands
 from sage_gr00t.learn.sleep import SleepTrainer
 from sage_gr00t.learn.wake import WakeLearner
 from sage_gr00t.memory import (
@@ -96,8 +96,8 @@ class BridgeConfig:
     # those. None: never hold. Without trust (`use_trust=False`) nothing acts on trust: it never holds.
     camera_hold_below: float | None = 0.3
     camera_resume_above: float = 0.5
-    # Sleep also consolidates the commands successful episodes confirmed into the H-module (needs a store);
-    # None: the planner does not learn.
+    # Sleep also consolidates the commands successful episodes confirmed into the H-module (those of this
+    # session, and the store's); None: the planner does not learn.
     planner_sleep: PlannerSleepConfig | None = None
 
 
@@ -125,6 +125,9 @@ class SAGEGr00TBridge:
         self.wake = wake  # wake learning from successful subtasks (learn/wake.py); None: off
         self.dreams: deque[Dream] = deque(maxlen=16)  # the most recent dreams (the panel shows them)
         self._planner_sleep: PlannerConsolidator | None = None  # built at the first sleep that needs it
+        # Commands successful episodes confirmed, kept here too (a session without a store still teaches its
+        # planner in sleep); the store holds them across sessions.
+        self.confirmed: deque[MetCommand] = deque(maxlen=200)
         self.sleep_cycles = 0
         self.policy = policy
         safety_cfg = self.config.safety or SafetyFilterConfig(table_height=float(env.table_height))
@@ -359,6 +362,10 @@ class SAGEGr00TBridge:
         """Persist the episode's experiences (when a store was given); wake learning's guard judges the outcome."""
         if self.wake is not None:
             self.wake.end_episode(success)
+        record = self.planned_record()
+        if success and record:
+            planned = record["planned"]
+            self.confirmed.append(MetCommand(self.text, self.planned_scene, tuple(map(tuple, planned["steps"]))))
         if self.store is not None and self.episode_id is not None:
             self.store.end_episode(self.episode_id, success, n_steps=self.steps,
                                    meta={"command": self.text, "message": self.message, **self.planned_record(),
@@ -389,12 +396,14 @@ class SAGEGr00TBridge:
             summary["dreams"] = [{"seed": d.seed, "subtasks": d.subtasks, "steps": d.steps} for d in dreams]
             if self.sleep_trainer is not None:
                 summary["training"] = self.sleep_trainer.consolidate(dreams)
-        if self.config.planner_sleep is not None and self.store is not None:
+        if self.config.planner_sleep is not None:
             if self._planner_sleep is None:
                 self._planner_sleep = PlannerConsolidator(self.planner, self.config.planner_sleep)
             self.sleep_cycles += 1
-            summary["planner"] = self._planner_sleep.consolidate(
-                met_commands(self.store, self.config.planner_sleep.max_met), cycle=self.sleep_cycles)
+            stored = met_commands(self.store, self.config.planner_sleep.max_met) if self.store is not None else []
+            met = list(dict.fromkeys([*reversed(self.confirmed), *stored]))  # newest first, each once
+            summary["planner"] = self._planner_sleep.consolidate(met[: self.config.planner_sleep.max_met],
+                                                                 cycle=self.sleep_cycles)
         summary["consolidated"] = self.buffer.mark_consolidated()
         self.metabolic.step(MetabolicInputs(consolidation_done=True, unconsolidated=0))
         return summary

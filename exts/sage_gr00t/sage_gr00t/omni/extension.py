@@ -74,7 +74,7 @@ def panel_config(values: dict[str, Any]) -> Any:
     from sage_gr00t.panel.config import PanelConfig
 
     fields = {"task": str, "policy": str, "planner": str, "seed": int, "embodiment": str, "device": str,
-              "speed_percent": float, "dream_episodes": int, "control_hz": float}
+              "speed_percent": float, "dream_episodes": int, "control_hz": float, "learn_planner": bool}
     return PanelConfig(**{k: cast(values[k]) for k, cast in fields.items() if k in values})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sage_gr00t.learn.planner_sleep import PlannerSleepConfig
 from sage_gr00t.memory.metabolic import MetabolicConfig
 from sage_gr00t.session import SessionConfig
 
@@ -32,6 +33,7 @@ class PanelConfig:
     dream_episodes: int = 1  # expert episodes dreamt per sleep cycle (0: replay only, no dreamer)
     dream_image_size: int = 128
     sleep_training_steps: int = 20  # consolidation updates per cycle for a learned policy (0: none)
+    learn_planner: bool = True  # sleep also teaches the planner the commands successful episodes confirmed
     thumbnail_size: int = 64
     front_view_every: int = 0  # render the front view every N ticks (0: never; the ego camera is always there)
     front_view_size: tuple[int, int] = (240, 320)  # (height, width)
@@ -53,4 +55,5 @@ class PanelConfig:
             policy=self.policy, device=self.device, controller="sage", planner=self.planner,
             language_mode=self.language_mode, dream_episodes=self.dream_episodes,
             dream_image_size=self.dream_image_size, thumbnail_size=self.thumbnail_size,
-            sleep_training_steps=self.sleep_training_steps, metabolic=self.metabolic)
+            sleep_training_steps=self.sleep_training_steps, metabolic=self.metabolic,
+            planner_sleep=PlannerSleepConfig() if self.learn_planner else None)

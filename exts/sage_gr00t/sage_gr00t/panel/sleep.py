@@ -48,6 +48,7 @@ class SleepCycle:
     seconds: float
     forced: bool = False
     wall_time: float = field(default_factory=time.time)
+    planner: dict = field(default_factory=dict)  # the planner's consolidation (learn/planner_sleep.py), if on
 
     @classmethod
     def from_summary(cls, id: int, tick: int, episode: int, summary: dict, thumbnails: list[bytes],
@@ -56,20 +57,25 @@ class SleepCycle:
         return cls(id, tick, episode, summary["replayed"], summary["mean_salience"], summary["successes"],
                    summary["failures"], dict(summary["by_subtask"]), summary["consolidated"],
                    list(summary.get("dreams", [])), dict(summary.get("training", {})), thumbnails, captions,
-                   seconds, forced)
+                   seconds, forced, planner=dict(summary.get("planner", {})))
 
     def summary(self) -> dict:
         return {"id": self.id, "tick": self.tick, "episode": self.episode, "replayed": self.replayed,
                 "mean_salience": round(self.mean_salience, 4), "successes": self.successes,
                 "failures": self.failures, "by_subtask": self.by_subtask, "consolidated": self.consolidated,
                 "dreams": self.dreams, "training": self.training, "thumbnails": len(self.thumbnails),
-                "captions": self.captions, "seconds": round(self.seconds, 2), "forced": self.forced}
+                "captions": self.captions, "seconds": round(self.seconds, 2), "forced": self.forced,
+                "planner": self.planner}
 
     def log_text(self) -> str:
         """The panel log's line for this cycle."""
         training = self.training
         learnt = (f"; policy loss {training['loss_before']:.3f} -> {training['loss_after']:.3f}"
                   if "loss_after" in training else "")
+        planner = self.planner
+        if planner.get("new"):
+            plural = "s" if planner["new"] != 1 else ""
+            learnt += f"; planner {planner['decision']} ({planner['new']} new command{plural})"
         return (f"sleep cycle {self.id} ({self.seconds:.1f} s): replayed {self.replayed} salient memories, "
                 f"dreamt {len(self.dreams)} episode{'s' if len(self.dreams) != 1 else ''}{learnt}")
 
