@@ -1,7 +1,8 @@
 """Planner updates in sleep: commands a successful SAGE episode confirmed, taught to the learned H-module.
 
 Real parts throughout: the shipped planner (MiniLM features), the MuJoCo task, the SAGE bridge with the scripted
-expert as its policy, the SQLite experience store, real optimizer steps.
+expert as its policy, the SQLite experience store, real optimizer steps. The panel's "Sleep now" path
+(`bridge.sleep_cycle`) is tested in tests/test_panel_viewmodel.py.
 """
 
 from __future__ import annotations
@@ -79,20 +80,3 @@ def test_a_cycle_that_loses_held_out_phrasings_is_rolled_back_bit_for_bit(scenes
     assert report["decision"] == "rolled_back", report
     assert report["after"]["guard"] < report["before"]["guard"] or report["after"]["new"] == 0
     assert all(torch.equal(before[k], v) for k, v in planner.model.state_dict().items())
-
-
-def test_sleep_now_teaches_the_sessions_planner_the_command_it_just_met(scenes: dict, tmp_path) -> None:
-    """The panel's and the Kit extension's path: `bridge.sleep_cycle(force=True)` on a session whose config turns
-    planner sleep on."""
-    session = build_session(SessionConfig(task="pick_apple", controller="sage", policy="expert",
-                                          memory_path=str(tmp_path / "memory.sqlite"),
-                                          planner_sleep=PlannerSleepConfig(steps=20, guard_examples=32)))
-    try:
-        assert run_bridge_episode(session.env, session.bridge, 1001, "apple => plate").success
-        summary = session.bridge.sleep_cycle(force=True)
-        assert summary is not None and summary["planner"]["met"] == 1, summary
-        assert summary["planner"]["decision"] == "kept", summary["planner"]
-        assert plan_matches("ok", [("pick_place", "apple", "plate")],
-                            session.planner.learned_plan("apple => plate", scenes["pick_apple"]))
-    finally:
-        session.close()
