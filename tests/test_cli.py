@@ -69,6 +69,8 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
     (["--task", "pick_apple", "--ray", "127.0.0.1:1"], "no Ray cluster reachable at 127.0.0.1:1"),
     (["--task", "pick_apple", "--ray", "no-port-here"], "expected 'auto', HOST:PORT"),
     (["--task", "pick_apple", "--ray", "auto", "--episodes", "1"], "--ray auto: no running Ray cluster found"),
+    (["--instruction", "shout"], "--instruction must be 'task', 'mismatched' or 'paraphrase'"),
+    (["--controller", "sage", "--instruction", "paraphrase"], "--instruction paraphrase is for the plain policy"),
 ])
 def test_sage_eval_bad_input_gets_a_clear_message(argv: list[str], message: str, capsys) -> None:
     """Exit status 2 and ONE line that names the problem (tyro's parse errors included), never a traceback."""
@@ -127,6 +129,8 @@ def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> Non
     ("collect", ["--task", "pick_apple", "--episodes", "-2", "--out", "/tmp/x"], "--episodes must be >= 1"),
     ("collect", ["--task", "pick_apple", "--episodes", "0", "--out", "/tmp/x"], "--episodes must be >= 1"),
     ("train", ["--datasets", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
+    ("train", ["--datasets", "x", "--paraphrase-prob", "1.5"], "--paraphrase-prob must be in [0, 1]"),
+    ("sleep", ["--datasets", "x", "--learn-planner"], "--learn-planner needs --memory"),
     ("train_planner", ["--steps", "0"], "--steps must be >= 1"),
     ("eval_planner", ["--n", "0"], "--n must be >= 1"),
     ("export_groot", ["--src", "a", "--dst", "b", "--crf", "99"], "--crf must be in 0..51"),
