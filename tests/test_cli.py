@@ -70,7 +70,8 @@ def test_sage_eval_drives_an_episode_against_sage_serve(served_policy, tmp_path)
     (["--task", "pick_apple", "--ray", "no-port-here"], "expected 'auto', HOST:PORT"),
     (["--task", "pick_apple", "--ray", "auto", "--episodes", "1"], "--ray auto: no running Ray cluster found"),
     (["--instruction", "shout"], "--instruction must be 'task', 'mismatched' or 'paraphrase'"),
-    (["--controller", "sage", "--instruction", "paraphrase"], "--instruction paraphrase is for the plain policy"),
+    (["--controller", "sage", "--instruction", "paraphrase", "--command", "put the apple on the plate"],
+     "drop --command"),
 ])
 def test_sage_eval_bad_input_gets_a_clear_message(argv: list[str], message: str, capsys) -> None:
     """Exit status 2 and ONE line that names the problem (tyro's parse errors included), never a traceback."""
@@ -150,3 +151,22 @@ def test_every_command_family_refuses_bad_values_in_a_clear_message(module: str,
     err = capsys.readouterr().err
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and ": error: " in err and message in err, err
+
+
+def test_held_out_words_reach_the_policy_and_sage(tmp_path) -> None:
+    """--instruction paraphrase: each episode's own goal in the planner's held-out templates, as the plain
+    policy's instruction and as SAGE's command (the expert executes, so success says the words were understood)."""
+    from sage_gr00t.tasks import get_task
+
+    for controller in ("policy", "sage"):
+        out = tmp_path / controller
+        assert sage_eval.main(["--policy", "expert", "--controller", controller, "--task", "sort_blocks",
+                               "--instruction", "paraphrase", "--episodes", "2", "--out", str(out)]) == 0
+        records = json.loads((out / "results.json").read_text())
+        records = records if isinstance(records, list) else records["episodes"]
+        assert len(records) == 2
+        declared = get_task("sort_blocks")("train").instructions()  # the phrasings training saw
+        for record in records:
+            assert record["instruction"] not in declared, record["instruction"]
+            if controller == "sage":
+                assert record["success"], record

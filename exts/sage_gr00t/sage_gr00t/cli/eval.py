@@ -117,7 +117,8 @@ class EvalConfig(SessionConfig):
     instruction: str = "task"
     """task: each episode's own instruction; mismatched: the instruction another episode drew (the control run of
     the language-following scenes: a policy that listens then fails where the words name another object);
-    paraphrase: the episode's own goal in held-out words (templates no training used)."""
+    paraphrase: the episode's own goal in held-out words (templates no training used; under --controller sage they
+    are SAGE's command)."""
     workers: int = 1
     """Worker processes (one torch thread each); 1 runs in this process. With --ray: actors (1: one per CPU)."""
     ray: str | None = None
@@ -152,8 +153,9 @@ class EvalConfig(SessionConfig):
             raise ValueError(f"--stop must be 'success' or 'controller', got {self.stop!r}.")
         if self.instruction not in ("task", "mismatched", "paraphrase"):
             raise ValueError(f"--instruction must be 'task', 'mismatched' or 'paraphrase', got {self.instruction!r}.")
-        if self.instruction == "paraphrase" and self.controller == "sage":
-            raise ValueError("--instruction paraphrase is for the plain policy controller (SAGE takes --command).")
+        if self.instruction == "paraphrase" and self.controller == "sage" and self.command is not None:
+            raise ValueError("--instruction paraphrase gives SAGE each episode's own command in held-out words; "
+                             "drop --command.")
         if self.instruction == "mismatched" and (self.controller == "sage" or self.episodes < 2):
             raise ValueError("--instruction mismatched needs the plain policy controller and --episodes >= 2.")
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -316,7 +318,8 @@ class EpisodeRunner:
         env, bridge, cfg = session.env, session.bridge, self.cfg
         hook = video.grab if video is not None else None
         if bridge is not None:
-            result = run_bridge_episode(env, bridge, cell.seed, self.command(env), on_frame=hook,
+            command = heldout_paraphrase(env, cell.seed) if cfg.instruction == "paraphrase" else self.command(env)
+            result = run_bridge_episode(env, bridge, cell.seed, command, on_frame=hook,
                                         stop_on_success=cfg.stop == "success")
         else:
             borrowed = (borrowed_instruction(env, cfg.seeds(), cell.seed) if cfg.instruction == "mismatched" else
