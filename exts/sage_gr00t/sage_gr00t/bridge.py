@@ -26,7 +26,7 @@ from sage_gr00t.act.lmodule import DONE, FAILED, LModule, LModuleConfig, Perceiv
 from sage_gr00t.act.plan_executor import PlanExecutor, PlanStep
 from sage_gr00t.act.safety import SafeCommand, SafetyFilter, SafetyFilterConfig
 from sage_gr00t.learn.dreams import Dream, DreamGenerator
-from sage_gr00t.learn.planner_sleep import MetCommand, PlannerConsolidator, PlannerSleepConfig, met_commands
+from sage_gr00t.learn.planner_sleep import MetCommand, PlannerConsolidator, PlannerSleepConfig, distinct, met_commands
 from sage_gr00t.learn.sleep import SleepTrainer
 from sage_gr00t.learn.wake import WakeLearner
 from sage_gr00t.memory import (
@@ -350,26 +350,30 @@ class SAGEGr00TBridge:
             self.wake.observe(obs, command, subtask, outcome, self.trust.components, self.text)
         return exp
 
-    def planned_record(self) -> dict:
-        """{"planned": the command's plan as (skill, object, target) and the scene it was made from}, or {}
-        without a plan: what an episode's memory keeps so that a success can confirm the plan (planner sleep)."""
+    def planned_command(self) -> MetCommand | None:
+        """The command with its plan as (skill, object, target) and the scene it was made from (None without a
+        plan): what a successful episode confirms (planner sleep)."""
         if self.plan_result is None or not self.plan_result.ok or self.planned_scene is None:
-            return {}
-        return {"planned": {"steps": [[t.skill, t.object_name, t.target_name] for t in self.plan_result.subtasks],
-                            "scene": self.planned_scene.to_dict()}}
+            return None
+        return MetCommand(self.text, self.planned_scene,
+                          tuple((t.skill, t.object_name, t.target_name) for t in self.plan_result.subtasks))
+
+    def planned_record(self) -> dict:
+        """{"planned": `planned_command()`'s plan and scene} for an episode's memory, or {} without a plan."""
+        planned = self.planned_command()
+        return {"planned": planned.record()} if planned is not None else {}
 
     def end_episode(self, success: bool | None, meta: dict | None = None) -> None:
         """Persist the episode's experiences (when a store was given); wake learning's guard judges the outcome."""
         if self.wake is not None:
             self.wake.end_episode(success)
-        record = self.planned_record()
-        if success and record:
-            planned = record["planned"]
-            self.confirmed.append(MetCommand(self.text, self.planned_scene, tuple(map(tuple, planned["steps"]))))
+        planned = self.planned_command()
+        if success and planned is not None:
+            self.confirmed.append(planned)
         if self.store is not None and self.episode_id is not None:
+            record = {"planned": planned.record()} if planned is not None else {}
             self.store.end_episode(self.episode_id, success, n_steps=self.steps,
-                                   meta={"command": self.text, "message": self.message, **self.planned_record(),
-                                         **(meta or {})})
+                                   meta={"command": self.text, "message": self.message, **record, **(meta or {})})
             self.episode_id = None
 
     def sleep_cycle(self, force: bool = False) -> dict | None:
@@ -400,10 +404,10 @@ class SAGEGr00TBridge:
             if self._planner_sleep is None:
                 self._planner_sleep = PlannerConsolidator(self.planner, self.config.planner_sleep)
             self.sleep_cycles += 1
-            stored = met_commands(self.store, self.config.planner_sleep.max_met) if self.store is not None else []
-            met = list(dict.fromkeys([*reversed(self.confirmed), *stored]))  # newest first, each once
-            summary["planner"] = self._planner_sleep.consolidate(met[: self.config.planner_sleep.max_met],
-                                                                 cycle=self.sleep_cycles)
+            limit = self.config.planner_sleep.max_met
+            stored = met_commands(self.store, limit) if self.store is not None else []
+            summary["planner"] = self._planner_sleep.consolidate(  # this session's newest first, then the store's
+                distinct([*reversed(self.confirmed), *stored], limit), cycle=self.sleep_cycles)
         summary["consolidated"] = self.buffer.mark_consolidated()
         self.metabolic.step(MetabolicInputs(consolidation_done=True, unconsolidated=0))
         return summary

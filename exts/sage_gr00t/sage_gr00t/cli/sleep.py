@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         planner_sleep = PlannerConsolidator(HModulePlanner.load(resolve_path(cfg.planner)),
                                             replace(cfg.planner_sleep, out=planner_out))
     runner = SleepCycleRunner(policy, None, cfg.sleep, store=store, replay=replay, plan=plan,
-                              on_phase=lambda phase: note(phase), planner=planner_sleep)
+                              on_phase=lambda phase: note(phase), planner_sleep=planner_sleep)
     wake_spec = EpisodeSpec(cfg.task, mimic.embodiment, mimic.variant, cfg.sleep.eval_image_size, cfg.wake_max_steps,
                             controller=cfg.wake_controller, planner=cfg.planner, command=cfg.command)
     wake_seed = cfg.wake_seed_start

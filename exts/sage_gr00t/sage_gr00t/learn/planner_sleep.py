@@ -7,13 +7,14 @@ ones the learned H-module alone does not already answer (`HModulePlanner.learned
 decided them, or they came out of the learned path by luck of a replan) are new phrasings. The consolidator
 fine-tunes a copy of the H-module on them mixed with the command generator's training split (so that nothing
 learned before is forgotten), then checks the copy on a fixed guard set drawn from the held-out phrasing split
-(plans and refusals) and on the new commands: the live H-module takes the new weights only if neither got worse,
-and the checkpoint is rewritten whole (`HModulePlanner.save`).
+(plans and refusals) and on the new commands: the live H-module takes the new weights only if the guard is not
+worse and the new commands improved, and the checkpoint is rewritten whole (`HModulePlanner.save`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,26 +55,40 @@ class MetCommand:
     def example(self) -> Example:
         return Example(self.command, self.scene, "ok", list(self.steps), kind="met")
 
+    def record(self) -> dict:
+        """JSON-ready plan and scene (an episode's memory keeps it under "planned", beside its "command")."""
+        return {"steps": [list(s) for s in self.steps], "scene": self.scene.to_dict()}
 
-def met_commands(store: Any, limit: int = 200) -> list[MetCommand]:
-    """Distinct (command, scene objects, plan) of the store's successful episodes that recorded a plan, newest
-    first."""
+    @classmethod
+    def from_record(cls, command: str, record: dict) -> MetCommand:
+        return cls(command, Scene.from_dict(record["scene"]),
+                   tuple((str(a), str(b), str(c)) for a, b, c in record["steps"]))
+
+
+def distinct(met: Iterable[MetCommand], limit: int) -> list[MetCommand]:
+    """The first of each (command, scene objects, plan), in the given order, at most `limit`: the same command in
+    another layout of the same scene teaches nothing new."""
     out: dict[tuple, MetCommand] = {}
-    for episode in reversed(store.episodes(success=True)):
-        meta = episode.meta
-        planned = meta.get("planned")
-        if not isinstance(meta.get("command"), str) or not isinstance(planned, dict):
-            continue
-        try:
-            met = MetCommand(meta["command"], Scene.from_dict(planned["scene"]),
-                             tuple((str(a), str(b), str(c)) for a, b, c in planned["steps"]))
-        except (KeyError, TypeError, ValueError):
-            continue  # a record of another version: skipped, never fatal to sleep
-        key = (met.command, tuple(o.name for o in met.scene.objects), met.steps)
-        out.setdefault(key, met)
+    for m in met:
+        out.setdefault((m.command, tuple(m.scene.names()), m.steps), m)
         if len(out) >= limit:
             break
     return list(out.values())
+
+
+def met_commands(store: Any, limit: int = 200) -> list[MetCommand]:
+    """Distinct confirmed commands of the store's successful episodes that recorded a plan, newest first."""
+
+    def recorded() -> Iterable[MetCommand]:
+        for episode in reversed(store.episodes(success=True)):
+            command, planned = episode.meta.get("command"), episode.meta.get("planned")
+            if isinstance(command, str) and isinstance(planned, dict):
+                try:
+                    yield MetCommand.from_record(command, planned)
+                except (KeyError, TypeError, ValueError):
+                    continue  # a record of another version: skipped, never fatal to sleep
+
+    return distinct(recorded(), limit)
 
 
 class PlannerConsolidator:

@@ -557,11 +557,11 @@ class SleepCycleRunner:
 
     def __init__(self, policy: Any, generator: Any, config: SleepCycleConfig | None = None, store: Any = None,
                  replay: list[dict] | None = None, on_phase: Any = None, plan: Any = None,
-                 planner: Any = None) -> None:
+                 planner_sleep: Any = None) -> None:
         self.policy, self.generator, self.store = policy, generator, store
         # learn/planner_sleep.PlannerConsolidator: each cycle also teaches the H-module the commands the store's
         # successful episodes confirmed (None: the planner does not learn)
-        self.planner = planner
+        self.planner_sleep = planner_sleep
         self.plan = plan  # parallel.FanOut, or None: everything in this process
         self.config = c = config or SleepCycleConfig()
         self.replay = list(replay or [])  # real episodes (demonstrations) replayed next to the dreams
@@ -795,12 +795,12 @@ class SleepCycleRunner:
 
     def _finish(self, report: dict, t0: float) -> dict:
         # The planner's turn comes whatever the policy's outcome (kept, rolled back or skipped).
-        if self.planner is not None and self.store is not None:
+        if self.planner_sleep is not None and self.store is not None:
             from sage_gr00t.learn.planner_sleep import met_commands
 
             self._phase("planner")
-            report["planner"] = self.planner.consolidate(met_commands(self.store, self.planner.config.max_met),
-                                                         cycle=report["cycle"])
+            report["planner"] = self.planner_sleep.consolidate(
+                met_commands(self.store, self.planner_sleep.config.max_met), cycle=report["cycle"])
         report["seconds"] = round(time.perf_counter() - t0, 2)
         self.history.append(report)
         _atomic_json(self.out / f"cycle-{report['cycle']:03d}.json", report)

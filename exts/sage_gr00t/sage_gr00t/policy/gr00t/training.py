@@ -346,8 +346,8 @@ class BatchSampler:
         self.task = torch.from_numpy(data.task).to(device)
         subtask = data.subtask if data.subtask is not None else np.full(len(data.task), -1)
         self.subtask = torch.from_numpy(subtask.astype(np.int64)).to(device)
-        paraphrase = data._paraphrase(max(1, 0 if data.paraphrase is None else data.paraphrase.shape[1]))
-        self.paraphrase = torch.from_numpy(paraphrase).to(device)
+        width = data.paraphrase.shape[1] if data.paraphrase is not None else 0
+        self.paraphrase = torch.from_numpy(data._paraphrase(max(1, width))).to(device)  # (N, >= 1), -1: none
         self.paraphrase_count = (self.paraphrase >= 0).sum(1)
         self.images = data.images.to(device)
         self.embodiment_id = meta.embodiment_id
@@ -486,6 +486,8 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError(f"--amp {cfg.amp!r}: use 'none' or 'bf16'.")
     if cfg.grounding_weight < 0 or not 0 <= cfg.language_dropout < 1:
         raise ValueError("--grounding-weight must be >= 0 and --language-dropout in [0, 1).")
+    if not 0 <= cfg.paraphrase_prob <= 1:
+        raise ValueError(f"--paraphrase-prob must be in [0, 1], got {cfg.paraphrase_prob}.")
     grounder = None
     if cfg.grounding_weight > 0:
         if data.grounding is None or not np.isfinite(data.grounding).any():
@@ -518,8 +520,6 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
         print(f"resumed from step {step}")
-    if not 0 <= cfg.paraphrase_prob <= 1:
-        raise ValueError(f"--paraphrase-prob must be in [0, 1], got {cfg.paraphrase_prob}.")
     sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob,
                            cfg.language_dropout, cfg.paraphrase_prob)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
