@@ -1,7 +1,10 @@
 #!/bin/bash
 # Usage: [INIT=assets/policies/gr00t_v8] [RECIPE=config/policy_v6.yaml] [TRAIN_MIN=8.5] [COLLECT_MIN=5] [EP=50]
-#        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [PARAPHRASE=0] [SLEEP_CURVE=1] [EVAL=1] DEMOS_FROM=dir \
+#        [WORKERS=16] [GROUNDING=0.1] [BATCH=256] [PARAPHRASE=0] [SLEEP_CURVE=1] [EVAL=1] [TRAIN_EXTRA=flags] \
+#        DEMOS_FROM=dir \
 #        bash scripts/device_pipeline_v6.sh <workdir>
+# Policy v9: INIT=assets/policies/gr00t_v8 RECIPE=config/policy_v9.yaml PARAPHRASE=0.5 GROUNDING=0.2
+# TRAIN_EXTRA=--grounding-whole-task SLEEP_CURVE=0 BATCH=512 TRAIN_MIN=9.5 COLLECT_MIN=5.
 # Policy v8: INIT=assets/policies/gr00t_v7 RECIPE=config/policy_v8.yaml PARAPHRASE=0.5 SLEEP_CURVE=0 BATCH=512
 # TRAIN_MIN=9.5 COLLECT_MIN=4.5 (adds rows: held-out phrasings, `strong` randomization).
 # Policy v7: INIT=assets/policies/gr00t_v6 RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512
@@ -50,7 +53,7 @@ fi
 OMP_NUM_THREADS=4 sage-train --shards $W/shards --preset compact_v3 --out $W/policy --steps 0 --max-minutes $TMIN \
   --batch-size ${BATCH:-256} --lr 3e-4 --warmup-steps 300 --subtask-language-prob 0.5 --final-dtype float16 \
   --grounding-weight ${GROUNDING:-0.1} --language-dropout 0.1 --paraphrase-prob ${PARAPHRASE:-0} \
-  --checkpoint-every 4000 --log-every 100 \
+  --checkpoint-every 4000 --log-every 100 ${TRAIN_EXTRA:-} \
   --init-from ${INIT:-assets/policies/gr00t_v8} > $W/train.log 2>&1 && echo "ok train" || { stage failed-train; exit 1; }
 
 run() { # name, args...

@@ -74,6 +74,14 @@ def test_sampler_grades_only_text_that_names_the_label(labelled_shards):
     assert 0 < int(no_text.sum()) < 256
     assert not batch["grounding_valid"][no_text].any()  # nothing is named without words
     assert batch["grounding_valid"][~no_text].all()  # subtask words name both things everywhere
+    whole = BatchSampler(data, model, data.metadata(), torch.device("cpu"), shift_pixels=0,
+                         subtask_language_prob=0.0, grounding_whole_task=True)
+    batch = whole(256, torch.Generator().manual_seed(0))
+    # Graded on "sort the blocks" frames too, wherever the demonstrator had a current subtask (a finite label).
+    plain_rows = batch["input_ids"][:, 1:6].eq(torch.tensor(list(b"sort "))).all(1)
+    assert plain_rows.any()
+    assert torch.equal(batch["grounding_valid"], torch.isfinite(batch["grounding"]))
+    assert batch["grounding_valid"][plain_rows].any()
 
 
 def test_grounding_loss_ignores_invalid_entries():

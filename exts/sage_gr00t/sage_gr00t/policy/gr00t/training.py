@@ -75,6 +75,11 @@ class TrainConfig:
     # words, same plan: plan/commands.py's training templates, stored by the collector), so that the policy acts
     # on what the words mean, not on the six phrasings a task declares.
     paraphrase_prob: float = 0.0
+    # Grade the grounding loss on whole-task frames of multi-goal episodes too ("sort the blocks"): the label is
+    # the demonstrator's current subtask, which the scene decides (the plan's order is fixed and done steps are in
+    # view), so the tokens must find the block in hand and the bin of its colour from the image alone. Why: v8,
+    # graded on subtask text only, puts sorted blocks in the other colour's bin under the plain instruction.
+    grounding_whole_task: bool = False
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -311,8 +316,9 @@ class BatchSampler:
 
     def __init__(self, data: DemoData, model: Gr00tModel, meta: EmbodimentMetadata, device: torch.device,
                  shift_pixels: int, subtask_language_prob: float = 0.0, language_dropout: float = 0.0,
-                 paraphrase_prob: float = 0.0) -> None:
+                 paraphrase_prob: float = 0.0, grounding_whole_task: bool = False) -> None:
         self.data, self.device, self.shift = data, device, shift_pixels
+        self.grounding_whole_task = grounding_whole_task
         self.subtask_prob = subtask_language_prob
         self.language_dropout = language_dropout
         self.paraphrase_prob = paraphrase_prob
@@ -386,8 +392,8 @@ class BatchSampler:
             task = torch.where(shown, task, torch.full_like(task, self.no_text))
         labels = self.grounding[idx]
         # A label is graded only where the text shown names it: the subtask's words always do, the whole-task
-        # instruction only in one-goal episodes.
-        named = shown & (shows_subtask | self.grounding_task[idx])
+        # instruction in one-goal episodes (and in all, with `grounding_whole_task`: the scene decides the pair).
+        named = shown & (shows_subtask | self.grounding_task[idx] | self.grounding_whole_task)
         return {
             "grounding": labels,
             "grounding_valid": torch.isfinite(labels) & named[:, None],
@@ -521,7 +527,7 @@ def train(cfg: TrainConfig) -> Path:
         step = state["step"]
         print(f"resumed from step {step}")
     sampler = BatchSampler(data, model, meta, device, cfg.shift_pixels, cfg.subtask_language_prob,
-                           cfg.language_dropout, cfg.paraphrase_prob)
+                           cfg.language_dropout, cfg.paraphrase_prob, cfg.grounding_whole_task)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     loss_csv = out / "loss.csv"
     new_file = not loss_csv.is_file() or step == 0
