@@ -202,3 +202,35 @@ def test_a_crash_shows_its_own_error_not_renderer_teardown_noise() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "RuntimeError: the real error" in proc.stderr
     assert "EGLError" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_expert_plan_order_follows_the_words_else_the_task_or_a_coin() -> None:
+    """"instruction" orders the subtasks as the words do, else as the task does (never at random);
+    "shuffled" draws an order per seed where the words set none."""
+    from sage_gr00t.experts.scripted import ExpertConfig, ScriptedExpert
+
+    env = make_env("sort_blocks", image_height=32, image_width=32)
+    try:
+        env.reset(seed=0)
+        task_order = [s.object_name for s in env.expert_plan()]
+
+        def first_blocks(order: str, instruction: str) -> set[str]:
+            env.instruction = instruction
+            expert = ScriptedExpert(env, ExpertConfig(plan_order=order))
+            firsts = set()
+            for seed in range(8):
+                expert.reset(seed)
+                assert sorted(s.object_name for s in expert.plan) == sorted(task_order)
+                firsts.add(expert.plan[0].object_name)
+            return firsts
+
+        generic = "sort the blocks into the bins of the same colour"
+        assert first_blocks("instruction", generic) == {task_order[0]}
+        assert first_blocks("shuffled", generic) == set(task_order)  # a coin flip over 8 seeds
+        blue_first = "put the blue block in the blue bin and the red block in the red bin"
+        assert first_blocks("instruction", blue_first) == {"blue_block"}
+        assert first_blocks("shuffled", blue_first) == {"blue_block"}
+        with pytest.raises(ValueError, match="plan_order must be one of"):
+            ExpertConfig(plan_order="random")
+    finally:
+        env.close()

@@ -29,6 +29,9 @@ class Segment:
     hand_closed: bool
 
 
+PLAN_ORDERS = ("task", "shuffled", "instruction")
+
+
 @dataclass(frozen=True)
 class ExpertConfig:
     speed: float = 0.45  # m/s of end-effector travel in free space
@@ -39,12 +42,14 @@ class ExpertConfig:
     push_overshoot: float = 0.0  # m the hand goes past the point where the object's centre is on target
     # "task": the task's own subtask order. "shuffled": follow the order the instruction names the
     # objects in, else a seeded random order -- so a policy trained on per-subtask language sees
-    # every subtask from every starting scene, whatever order a planner later asks for.
+    # every subtask from every starting scene, whatever order a planner later asks for. "instruction": the
+    # instruction's order, else the task's -- so that what comes next is always decided by the words and the
+    # scene; under "shuffled" a policy shown "sort the blocks" sees a coin flip for the first block.
     plan_order: str = "task"
 
     def __post_init__(self) -> None:
-        if self.plan_order not in ("task", "shuffled"):
-            raise ValueError(f"plan_order must be 'task' or 'shuffled', got {self.plan_order!r}.")
+        if self.plan_order not in PLAN_ORDERS:
+            raise ValueError(f"plan_order must be one of {PLAN_ORDERS}, got {self.plan_order!r}.")
 
 
 def _smoothstep(s: float) -> float:
@@ -100,6 +105,8 @@ class ScriptedExpert:
         mentions = [text.find(" " + s.object_name.split("_")[0] + " ") for s in plan]
         if all(m >= 0 for m in mentions) and len(set(mentions)) == len(mentions):
             return [s for _, s in sorted(zip(mentions, plan, strict=True), key=lambda x: x[0])]
+        if self.config.plan_order == "instruction":
+            return plan
         rng = np.random.default_rng(seed)
         return [plan[i] for i in rng.permutation(len(plan))]
 

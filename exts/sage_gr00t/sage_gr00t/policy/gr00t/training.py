@@ -76,9 +76,9 @@ class TrainConfig:
     # on what the words mean, not on the six phrasings a task declares.
     paraphrase_prob: float = 0.0
     # Grade the grounding loss on whole-task frames of multi-goal episodes too ("sort the blocks"): the label is
-    # the demonstrator's current subtask, which the scene decides (the plan's order is fixed and done steps are in
-    # view), so the tokens must find the block in hand and the bin of its colour from the image alone. Why: v8,
-    # graded on subtask text only, puts sorted blocks in the other colour's bin under the plain instruction.
+    # the demonstrator's current subtask, so the tokens must find the next block and the bin of its colour from
+    # the image. Only meaningful where the words and the scene decide that subtask: an expert collected with
+    # plan_order "instruction" (the shards' "shuffled" flips a coin for the first block; v9 measured no gain).
     grounding_whole_task: bool = False
 
 
