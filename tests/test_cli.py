@@ -131,6 +131,7 @@ def test_an_interrupted_evaluation_keeps_every_finished_episode(tmp_path) -> Non
     ("collect", ["--task", "pick_apple", "--episodes", "0", "--out", "/tmp/x"], "--episodes must be >= 1"),
     ("train", ["--datasets", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
     ("train", ["--datasets", "x", "--paraphrase-prob", "1.5"], "--paraphrase-prob must be in [0, 1]"),
+    ("train", ["--datasets", "x", "--grounding-head-warmup", "-1"], "--grounding-head-warmup must be >= 0"),
     ("sleep", ["--datasets", "x", "--learn-planner"], "--learn-planner needs --memory"),
     ("train_planner", ["--steps", "0"], "--steps must be >= 1"),
     ("eval_planner", ["--n", "0"], "--n must be >= 1"),

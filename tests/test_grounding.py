@@ -13,7 +13,7 @@ from sage_gr00t.data.shards import MixEntry, MixRecipe, collect_job
 from sage_gr00t.policy.gr00t.config import compact_config
 from sage_gr00t.policy.gr00t.grounding import GroundingHead, grounding_loss
 from sage_gr00t.policy.gr00t.model import Gr00tModel
-from sage_gr00t.policy.gr00t.training import BatchSampler, DemoData, TrainConfig, train
+from sage_gr00t.policy.gr00t.training import BatchSampler, DemoData, TrainConfig, losses_with_grounding, train
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,29 @@ def test_training_with_grounding_lowers_its_loss(labelled_shards, tmp_path):
     with safe_open(str(final / "model.safetensors"), "pt") as f:
         names = list(f.keys())
     assert names and not any("ground" in k for k in names)
+
+
+def test_head_warmup_keeps_the_grounding_gradient_out_of_the_backbone(labelled_shards):
+    _, (language, plain) = labelled_shards
+    data = DemoData.concat([DemoData.load(language), DemoData.load(plain)])
+    model = Gr00tModel(compact_config())
+    head = GroundingHead(model.backbone.output_dim)
+    sampler = BatchSampler(data, model, data.metadata(), torch.device("cpu"), shift_pixels=0,
+                           subtask_language_prob=1.0)
+    batch = sampler(8, torch.Generator().manual_seed(0))
+
+    def grads(head_only: bool) -> tuple[float, float]:
+        model.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
+        _, aux = losses_with_grounding(model, head, batch, head_only)
+        aux.backward()  # the grounding loss alone
+        backbone = sum(float(p.grad.abs().sum()) for p in model.backbone.parameters() if p.grad is not None)
+        return backbone, sum(float(p.grad.abs().sum()) for p in head.parameters())
+
+    backbone, probe = grads(head_only=True)
+    assert backbone == 0.0 and probe > 0.0
+    backbone, probe = grads(head_only=False)
+    assert backbone > 0.0 and probe > 0.0
 
 
 def test_grounding_without_labels_is_refused(labelled_shards, tmp_path):

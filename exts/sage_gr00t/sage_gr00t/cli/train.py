@@ -55,6 +55,8 @@ class TrainPolicyConfig(TrainConfig):
         check(0 <= self.subtask_language_prob <= 1,
               f"--subtask-language-prob must be in [0, 1], got {self.subtask_language_prob}.")
         check(0 <= self.paraphrase_prob <= 1, f"--paraphrase-prob must be in [0, 1], got {self.paraphrase_prob}.")
+        check(self.grounding_head_warmup >= 0,
+              f"--grounding-head-warmup must be >= 0, got {self.grounding_head_warmup}.")
         check(self.num_threads is None or self.num_threads >= 1, f"--num-threads must be >= 1, got {self.num_threads}.")
         check(self.max_minutes is None or self.max_minutes > 0, f"--max-minutes must be > 0, got {self.max_minutes}.")
         check(self.amp in ("none", "bf16"), f"--amp must be 'none' or 'bf16', got {self.amp!r}.")

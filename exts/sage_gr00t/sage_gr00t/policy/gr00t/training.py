@@ -80,6 +80,10 @@ class TrainConfig:
     # the image. Only meaningful where the words and the scene decide that subtask: an expert collected with
     # plan_order "instruction" (the shards' "shuffled" flips a coin for the first block; v9 measured no gain).
     grounding_whole_task: bool = False
+    # For this many first steps the grounding loss trains its head only (the VL features detached): a head that
+    # starts at random (it is not saved in checkpoints) sends random gradients into a trained backbone, the
+    # probe-then-fine-tune recipe (LP-FT, Kumar et al. 2022). 0: the backbone takes them from step 0.
+    grounding_head_warmup: int = 0
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -408,6 +412,17 @@ class BatchSampler:
 
 
 # ---------------------------------------------------------------------------------------- loop
+def losses_with_grounding(model: Gr00tModel, grounder: GroundingHead, batch: dict[str, torch.Tensor],
+                          head_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flow-matching loss, grounding loss) of one batch; `head_only`: the grounding loss reaches its head, not
+    the backbone (TrainConfig.grounding_head_warmup)."""
+    features, mask = model.encode(batch)
+    action = model.action_loss(features, mask, batch)
+    probed = features.detach() if head_only else features
+    aux = grounding_loss(grounder(probed, mask).float(), batch["grounding"], batch["grounding_valid"])
+    return action, aux
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -490,6 +505,8 @@ def train(cfg: TrainConfig) -> Path:
     ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(cfg.ema_decay))
     if cfg.amp not in ("none", "bf16"):
         raise ValueError(f"--amp {cfg.amp!r}: use 'none' or 'bf16'.")
+    if cfg.grounding_head_warmup < 0:
+        raise ValueError(f"--grounding-head-warmup must be >= 0, got {cfg.grounding_head_warmup}.")
     if cfg.grounding_weight < 0 or not 0 <= cfg.language_dropout < 1:
         raise ValueError("--grounding-weight must be >= 0 and --language-dropout in [0, 1).")
     if not 0 <= cfg.paraphrase_prob <= 1:
@@ -566,12 +583,9 @@ def train(cfg: TrainConfig) -> Path:
                 if grounder is None:
                     loss = model(batch)
                 else:
-                    features, mask = model.encode(batch)
-                    loss = model.action_loss(features, mask, batch)
-                    aux = grounding_loss(grounder(features, mask).float(), batch["grounding"],
-                                         batch["grounding_valid"])
+                    action, aux = losses_with_grounding(model, grounder, batch, step < cfg.grounding_head_warmup)
                     running_aux.append(aux.detach())
-                    loss = loss + cfg.grounding_weight * aux
+                    loss = action + cfg.grounding_weight * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, 1.0)
