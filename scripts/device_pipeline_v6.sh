@@ -4,7 +4,7 @@
 #        DEMOS_FROM=dir \
 #        bash scripts/device_pipeline_v6.sh <workdir>
 # Policy v9: INIT=assets/policies/gr00t_v8 RECIPE=config/policy_v9.yaml PARAPHRASE=0.5 GROUNDING=0.2
-# TRAIN_EXTRA=--grounding-whole-task SLEEP_CURVE=0 BATCH=512 TRAIN_MIN=9.5 COLLECT_MIN=5.
+# TRAIN_EXTRA=--grounding-whole-task SLEEP_CURVE=0 BATCH=512 TRAIN_MIN=9 COLLECT_MIN=5.5 (docs/policy_v9_run.txt).
 # Policy v8: INIT=assets/policies/gr00t_v7 RECIPE=config/policy_v8.yaml PARAPHRASE=0.5 SLEEP_CURVE=0 BATCH=512
 # TRAIN_MIN=9.5 COLLECT_MIN=4.5 (adds rows: held-out phrasings, `strong` randomization).
 # Policy v7: INIT=assets/policies/gr00t_v6 RECIPE=config/policy_v7.yaml SLEEP_CURVE=0 BATCH=512

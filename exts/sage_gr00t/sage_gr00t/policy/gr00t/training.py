@@ -396,7 +396,7 @@ class BatchSampler:
             task = torch.where(shown, task, torch.full_like(task, self.no_text))
         labels = self.grounding[idx]
         # A label is graded only where the text shown names it: the subtask's words always do, the whole-task
-        # instruction in one-goal episodes (and in all, with `grounding_whole_task`: the scene decides the pair).
+        # instruction in one-goal episodes (and in all with `grounding_whole_task`; see TrainConfig for when).
         named = shown & (shows_subtask | self.grounding_task[idx] | self.grounding_whole_task)
         return {
             "grounding": labels,
